@@ -1,0 +1,67 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Both create .venv when missing, install the locked packages, install native BLAS
+# (when root), warm the Delta jar cache, then do their job. The second time each
+# step is a stamp check and costs nothing.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MARQUEE := $(VENV)/bin/marquee
+STATE := .marquee
+INSTALL_STAMP := $(VENV)/.installed
+BLAS_STAMP := $(STATE)/.blas-checked
+JARS_STAMP := $(STATE)/.delta-jars-warm
+
+.PHONY: setup run test bench lint format clean
+
+setup: $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
+
+$(INSTALL_STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Marquee needs Python 3.11" >&2; exit 1; }
+	@command -v java >/dev/null || { echo "error: java not found; Marquee needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+# MLlib loads BLAS through netlib's JNI shim, which looks for libblas.so.3.
+# OpenBLAS provides it; without it MLlib prints `netlib-blas: JNI_OnLoad ... failed`
+# and falls back to slower Java code.
+$(BLAS_STAMP):
+	@mkdir -p $(STATE)
+	@if ldconfig -p 2>/dev/null | grep -q 'libblas.so.3 '; then \
+		echo "native BLAS: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "native BLAS: installing libopenblas0-pthread"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas0-pthread) >/dev/null \
+			|| echo "native BLAS: install failed; MLlib will use its slower Java BLAS"; \
+	else \
+		echo "native BLAS: skipped (not root or no apt-get); install libopenblas0-pthread for faster MLlib"; \
+	fi
+	@touch $@
+
+$(JARS_STAMP): $(INSTALL_STAMP)
+	@mkdir -p $(STATE)
+	$(MARQUEE) doctor --warm
+	@touch $@
+
+run: setup
+	$(MARQUEE) demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/run_bench.py
+
+lint: $(INSTALL_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(INSTALL_STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf $(STATE) spark-warehouse metastore_db derby.log

@@ -1,0 +1,158 @@
+"""Synthetic streaming-service data from a hidden ground truth.
+
+`generate` draws the world (effects and catalogue), the members and their
+activity, saves the truth under `<lake>/ground_truth/`, and writes daily landing
+files for every source. The result depends only on the seed and the sizes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feature_store import lake as lk
+from feature_store.generator import activity, members, records
+from feature_store.generator.landing import write_landing
+from feature_store.generator.world import WorldParams, draw_catalogue
+from feature_store.sources import SOURCES
+
+log = logging.getLogger(__name__)
+
+_SESSION_COLUMNS = (
+    "profile_idx", "k", "account_idx", "account_id", "profile_id", "session_id", "day",
+    "region", "region_idx", "device_idx", "local_hour", "hour_group", "start_seconds",
+    "segment", "top_genres", "chosen",
+)  # fmt: skip
+_CANDIDATE_COLUMNS = ("valid", "title_id", "name", "artwork_id", "artwork_style", "release_day",
+                      "utility", "quality", "duration_minutes")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationSpec:
+    seed: int
+    accounts: int
+    titles: int
+    days: int
+    start_date: dt.date
+    dirty_share: float
+    late_share: float
+    sessions_per_day: float
+
+    @property
+    def end_date(self) -> dt.date:
+        return self.start_date + dt.timedelta(days=self.days - 1)
+
+    @property
+    def dates(self) -> list[dt.date]:
+        return [self.start_date + dt.timedelta(days=d) for d in range(self.days)]
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationResult:
+    spec: GenerationSpec
+    landing_counts: dict[str, dict[str, int]]  # source -> {lines, late, <dirty kind>: n}
+    seconds_by_stage: dict[str, float]
+
+    @property
+    def lines(self) -> int:
+        return sum(c["lines"] for c in self.landing_counts.values())
+
+
+def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> GenerationResult:
+    lake = lk.Lake(lake_root)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def stage(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 2)
+        clock = now
+        log.info("generate: %s done in %.1fs", name, timings[name])
+
+    world = WorldParams.draw(spec.seed)
+    catalogue = draw_catalogue(spec.seed, spec.titles, spec.start_date, spec.days)
+    truth = lake.ground_truth
+    titles = spark.createDataFrame(_arrays_to_lists(catalogue.titles)).withColumn(
+        "artwork_styles", F.col("artwork_styles").cast("array<int>")
+    )
+    tables = {
+        "titles": titles,
+        "popularity_slots": spark.createDataFrame(catalogue.popularity_slots),
+        "genre_slots": spark.createDataFrame(catalogue.genre_slots),
+    }
+    lk.overwrite(titles, f"{truth}/titles")
+    lk.overwrite(spark.createDataFrame(catalogue.title_regions), f"{truth}/title_regions")
+    stage("catalogue")
+
+    accounts = members.accounts(spark, seed=spec.seed, n_accounts=spec.accounts, days=spec.days, world=world)
+    lk.overwrite(accounts, f"{truth}/accounts")
+    accounts = lk.read_table(spark, f"{truth}/accounts")
+    stage("accounts")
+    profiles = members.profiles(accounts, seed=spec.seed)
+    lk.overwrite(profiles, f"{truth}/profiles")
+    profiles = lk.read_table(spark, f"{truth}/profiles")
+    stage("profiles")
+
+    sessions = activity.sessions(
+        profiles, seed=spec.seed, start=spec.start_date, days=spec.days,
+        sessions_per_day=spec.sessions_per_day, world=world,
+    )  # fmt: skip
+    chosen = activity.choices(
+        sessions, tables, seed=spec.seed, genre_counts=catalogue.genre_counts, world=world
+    )
+    keep = list(_SESSION_COLUMNS) + [f"{c}_{i}" for i in range(activity.CANDIDATES) for c in _CANDIDATE_COLUMNS]
+    lk.overwrite(chosen.select(*keep), f"{truth}/sessions", partition_by=["day"])
+    sessions = lk.read_table(spark, f"{truth}/sessions")
+    stage("sessions")
+
+    views = activity.views(sessions, seed=spec.seed, world=world)
+    changes = records.plan_changes(accounts, seed=spec.seed, days=spec.days)
+    landing_records: dict[str, DataFrame] = {
+        "titles": records.title_records(titles, seed=spec.seed, start=spec.start_date),
+        "accounts": records.account_records(accounts, changes, seed=spec.seed, start=spec.start_date),
+        "profiles": records.profile_records(profiles, seed=spec.seed, start=spec.start_date),
+        "subscriptions": records.subscription_records(
+            accounts, changes, seed=spec.seed, start=spec.start_date, days=spec.days
+        ),
+        "viewing": activity.viewing_events(views, seed=spec.seed),
+        "impressions": activity.impressions(sessions, seed=spec.seed),
+        "ratings": activity.ratings(views, seed=spec.seed),
+        "searches": activity.searches(views, seed=spec.seed),
+    }
+    counts = {}
+    for name, frame in landing_records.items():
+        counts[name] = write_landing(
+            frame.select(*[f.name for f in SOURCES[name].fields]),
+            source=SOURCES[name], root=lake.root, seed=spec.seed, start=spec.start_date,
+            days=spec.days, dirty_share=spec.dirty_share, late_share=spec.late_share,
+        )  # fmt: skip
+        stage(f"landing {name}")
+
+    manifest = {
+        "spec": {**dataclasses.asdict(spec), "start_date": spec.start_date.isoformat()},
+        "world": dataclasses.asdict(world),
+        "landing_counts": counts,
+    }
+    lk.write_text(spark, f"{truth}/manifest.json", json.dumps(manifest, indent=2, sort_keys=True))
+    return GenerationResult(spec, counts, timings)
+
+
+def load_manifest(spark: SparkSession, lake_root: str) -> dict:
+    return json.loads(lk.read_text(spark, f"{lk.Lake(lake_root).ground_truth}/manifest.json"))
+
+
+def _arrays_to_lists(frame):
+    out = frame.copy()
+    for column in ("genre_vec", "factors"):
+        out[column] = out[column].map(lambda a: [float(x) for x in a])
+    return out
+
+
+__all__ = ["GenerationResult", "GenerationSpec", "generate", "load_manifest"]

@@ -1,0 +1,299 @@
+"""Member activity from the hidden truth, all in Spark with no shuffle.
+
+A profile's sessions come from a thinned Poisson process: a rate from its
+activity, scaled by its account's engagement on the day and a weekend boost, cut
+off by signup and cancellation. Each session shows three titles (two drawn by
+regional popularity of the day, one from one of the profile's favourite genres),
+each with one of its artwork variants. The profile picks by utility plus Gumbel
+noise against an outside option (watch nothing): taste, latent factors, context
+(device x kind, local hour x genre) and artwork appeal (segment x style) all
+shift the choice. A watched title is finished with a probability rising with its
+utility.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from feature_store.generator import rand as R
+from feature_store.generator.world import POPULARITY_SLOTS, WorldParams
+from feature_store.sources import DEVICES, GENRES, REGIONS
+
+CANDIDATES = 3
+_PAGE_ROWS = ("trending", "top_picks", "because_you_watched")
+_TITLE_COLUMNS = ("title_id", "name", "kind_idx", "genre_vec", "primary_genre_idx", "factors",
+                  "base_log_pop", "quality", "release_day", "region_mask", "artwork_ids",
+                  "artwork_styles", "duration_minutes")  # fmt: skip
+
+
+def _literal_array(values) -> Column:
+    return F.array(*[F.lit(float(v)) for v in values])
+
+
+def _literal_matrix(rows) -> Column:
+    return F.array(*[_literal_array(row) for row in rows])
+
+
+def sessions(profiles: DataFrame, *, seed: int, start: dt.date, days: int,
+             sessions_per_day: float, world: WorldParams) -> DataFrame:  # fmt: skip
+    """One row per session: profile, day, device, local hour, start time (UTC)."""
+    p = F.col("profile_idx")
+    max_factor = F.exp(F.greatest(F.col("engagement_drift") * (days - 1), F.lit(0.0))) * world.weekend_boost
+    mean = F.col("activity") * sessions_per_day * days * max_factor
+    slots = (F.ceil(mean * 1.5) + 2).cast("int")
+    df = profiles.withColumn("_mean", mean).withColumn("_max_factor", max_factor)
+    df = df.withColumn("k", F.explode(F.sequence(F.lit(0), slots - 1)))
+    df = df.filter(R.uniform(seed, "keep", p, "k") < F.col("_mean") / slots)
+    day = R.below(days, seed, "day", p, "k")
+    df = df.withColumn("day", day)
+    weekday = F.dayofweek(F.date_add(F.lit(start), F.col("day")))  # 1 = Sunday
+    weekend = F.when(weekday.isin(1, 6, 7), world.weekend_boost).otherwise(1.0)
+    accept = F.exp(F.col("engagement_drift") * F.col("day")) * weekend / F.col("_max_factor")
+    df = df.filter(
+        (R.uniform(seed, "thin", p, "k") < accept)
+        & (F.col("day") >= F.col("signup_day"))
+        & (F.col("cancel_day").isNull() | (F.col("day") < F.col("cancel_day")))
+    )
+
+    lunch = ~F.col("is_kids") & (R.uniform(seed, "lunch", p, "k") < 0.15)
+    hour = F.when(lunch, 12.5 + 0.6 * R.normal(seed, "lunch_hour", p, "k")).otherwise(
+        F.col("peak_hour") + 2.0 * R.normal(seed, "hour", p, "k")
+    )
+    device = F.when(lunch & (R.uniform(seed, "lunch_device", p, "k") < 0.7), F.lit(1)).otherwise(
+        F.when(R.uniform(seed, "habit", p, "k") < 0.7, F.col("preferred_device_idx")).otherwise(
+            R.below(len(DEVICES), seed, "any_device", p, "k")
+        )
+    )
+    local_hour = F.pmod(F.floor(hour), F.lit(24)).cast("int")
+    offsets = F.array(*[F.lit(offset) for _, offset in REGIONS.values()])
+    epoch0 = int(dt.datetime.combine(start, dt.time(), dt.UTC).timestamp())
+    start_seconds = (
+        F.lit(epoch0)
+        + F.col("day") * 86400
+        + (local_hour - F.element_at(offsets, F.col("region_idx") + 1)) * 3600
+        + R.below(3600, seed, "second", p, "k")
+    )
+    return df.select(
+        "*",
+        F.lpad(F.lower(F.hex(F.xxhash64(F.lit(seed), F.lit("session"), p, "k"))), 16, "0").alias("session_id"),
+        device.alias("device_idx"),
+        local_hour.alias("local_hour"),
+        F.when(local_hour < 6, 0).when(local_hour < 11, 1).when(local_hour < 17, 2).otherwise(3).alias(
+            "hour_group"
+        ),
+        start_seconds.alias("start_seconds"),
+    ).drop("_mean", "_max_factor")
+
+
+def choices(sessions_df: DataFrame, catalogue_tables: dict[str, DataFrame], *, seed: int,
+            genre_counts: list[int], world: WorldParams) -> DataFrame:  # fmt: skip
+    """Attach three candidate titles per session, their utilities and the choice.
+
+    Candidates are joined from broadcast tables one at a time (columns suffixed
+    _0, _1, _2) so that a session never leaves its partition.
+    """
+    p, k = F.col("profile_idx"), F.col("k")
+    df = sessions_df
+    slots = F.broadcast(catalogue_tables["popularity_slots"])
+    genre_slots = F.broadcast(catalogue_tables["genre_slots"])
+    titles = F.broadcast(catalogue_tables["titles"].select("title_idx", *_TITLE_COLUMNS))
+
+    for i in (0, 1):
+        df = df.withColumn(f"_slot{i}", R.below(POPULARITY_SLOTS, seed, f"slot{i}", p, k))
+        df = df.join(
+            slots.select(
+                F.col("region_idx").alias(f"_r{i}"), F.col("day").alias(f"_d{i}"),
+                F.col("slot").alias(f"_s{i}"), F.col("title_idx").alias(f"title_idx_{i}"),
+            ),  # fmt: skip
+            (F.col("region_idx") == F.col(f"_r{i}")) & (F.col("day") == F.col(f"_d{i}"))
+            & (F.col(f"_slot{i}") == F.col(f"_s{i}")),
+            "left",
+        ).drop(f"_r{i}", f"_d{i}", f"_s{i}", f"_slot{i}")  # fmt: skip
+    genre = F.element_at(F.col("top_genres"), R.below(3, seed, "genre_pick", p, k) + 1)
+    counts = F.array(*[F.lit(c) for c in genre_counts])
+    df = df.withColumn("_g", genre).withColumn(
+        "_pos", R.below(F.element_at(counts, F.col("_g") + 1), seed, "genre_pos", p, k)
+    )
+    df = df.join(
+        genre_slots.select(F.col("genre_idx").alias("_gg"), F.col("pos").alias("_gp"),
+                           F.col("title_idx").alias("title_idx_2")),
+        (F.col("_g") == F.col("_gg")) & (F.col("_pos") == F.col("_gp")),
+        "left",
+    ).drop("_g", "_pos", "_gg", "_gp")  # fmt: skip
+
+    for i in range(CANDIDATES):
+        df = df.join(
+            titles.select([F.col(c).alias(f"{c}_{i}") for c in ("title_idx", *_TITLE_COLUMNS)]),
+            f"title_idx_{i}",
+            "left",
+        )
+
+    device_kind = _literal_matrix(world.device_kind)
+    hour_genre = _literal_matrix(world.hour_genre)
+    appeal = _literal_matrix(world.artwork_appeal)
+    scores = []
+    for i in range(CANDIDATES):
+        released = F.col(f"release_day_{i}") <= F.col("day")
+        bit = F.floor(F.col(f"region_mask_{i}") / F.pow(F.lit(2.0), F.col("region_idx")))
+        available = F.pmod(bit, F.lit(2)) == 1
+        distinct = F.lit(True)
+        for j in range(i):
+            distinct = distinct & (F.col(f"title_idx_{i}") != F.coalesce(F.col(f"title_idx_{j}"), F.lit(-1)))
+        valid = F.col(f"title_idx_{i}").isNotNull() & released & available & distinct
+        art = R.below(F.size(F.col(f"artwork_ids_{i}")), seed, f"art{i}", p, k)
+        style = F.element_at(F.col(f"artwork_styles_{i}"), art + 1)
+        utility = (
+            world.taste_weight * R.dot(F.col("taste"), F.col(f"genre_vec_{i}"))
+            + world.factor_weight * R.dot(F.col("factors"), F.col(f"factors_{i}"))
+            + world.popularity_weight * F.col(f"base_log_pop_{i}")
+            + device_kind[F.col("device_idx")][F.col(f"kind_idx_{i}")]
+            + R.dot(hour_genre[F.col("hour_group")], F.col(f"genre_vec_{i}"))
+        )
+        df = df.select(
+            "*",
+            valid.alias(f"valid_{i}"),
+            F.element_at(F.col(f"artwork_ids_{i}"), art + 1).alias(f"artwork_id_{i}"),
+            style.alias(f"artwork_style_{i}"),
+            utility.alias(f"utility_{i}"),
+        )
+        score = F.when(
+            F.col(f"valid_{i}"),
+            F.col(f"utility_{i}") + appeal[F.col("segment")][F.col(f"artwork_style_{i}")]
+            + R.gumbel(seed, f"gumbel{i}", p, k),
+        ).otherwise(F.lit(-math.inf))  # fmt: skip
+        scores.append(score)
+    outside = F.lit(world.outside_utility) + R.gumbel(seed, "gumbel_outside", p, k)
+    df = df.select("*", *[s.alias(f"_score{i}") for i, s in enumerate(scores)], outside.alias("_outside"))
+    best = F.greatest(*[F.col(f"_score{i}") for i in range(CANDIDATES)], F.col("_outside"))
+    chosen = F.lit(-1)
+    for i in reversed(range(CANDIDATES)):
+        chosen = F.when(F.col(f"_score{i}") == best, F.lit(i)).otherwise(chosen)
+    df = df.withColumn("chosen", F.when(F.col("_outside") == best, F.lit(-1)).otherwise(chosen))
+    return df.drop(*[f"_score{i}" for i in range(CANDIDATES)], "_outside")
+
+
+def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
+    shown = F.array(
+        *[
+            F.struct(
+                F.lit(i).alias("i"), F.col(f"valid_{i}").alias("valid"),
+                F.col(f"title_id_{i}").alias("title_id"), F.col(f"artwork_id_{i}").alias("artwork_id"),
+                F.col(f"release_day_{i}").alias("release_day"),
+            )  # fmt: skip
+            for i in range(CANDIDATES)
+        ]
+    )
+    df = choices_df.select(
+        "*", F.explode(F.filter(shown, lambda s: s["valid"])).alias("imp")
+    )
+    i = F.col("imp.i")
+    new_release = F.col("day") - F.col("imp.release_day") < 14
+    page_row = F.when(new_release, F.lit("new_releases")).otherwise(
+        F.element_at(F.array(*map(F.lit, _PAGE_ROWS)), i + 1)
+    )
+    return df.select(
+        R.hex_id(seed, "impression", "profile_idx", "k", i).alias("event_id"),
+        F.timestamp_seconds(F.col("start_seconds") + i).alias("event_ts"),
+        "account_id", "profile_id", "session_id",
+        F.col("imp.title_id").alias("title_id"),
+        F.col("imp.artwork_id").alias("artwork_id"),
+        page_row.alias("page_row"),
+        R.below(10, seed, "row_position", "profile_idx", "k", i).alias("row_position"),
+        (F.col("chosen") == i).alias("clicked"),
+        _device(), "region",
+    )  # fmt: skip
+
+
+def _device() -> Column:
+    return F.element_at(F.array(*map(F.lit, DEVICES)), F.col("device_idx") + 1).alias("device")
+
+
+def views(choices_df: DataFrame, *, seed: int, world: WorldParams) -> DataFrame:
+    """Sessions where a title was chosen, with what was watched of it."""
+    df = choices_df.filter(F.col("chosen") >= 0)
+
+    def chosen(name: str) -> Column:
+        column = F.col(f"{name}_2")
+        for i in reversed(range(CANDIDATES - 1)):
+            column = F.when(F.col("chosen") == i, F.col(f"{name}_{i}")).otherwise(column)
+        return column
+
+    p, k = F.col("profile_idx"), F.col("k")
+    utility = chosen("utility")
+    finish = R.sigmoid(
+        world.completion_intercept + world.completion_slope * utility + chosen("quality")
+    )
+    completed = R.uniform(seed, "complete", p, k) < finish
+    duration = chosen("duration_minutes") * 60
+    fraction = F.when(completed, 1.0).otherwise(0.05 + 0.85 * R.uniform(seed, "fraction", p, k))
+    pauses = sum((R.uniform(seed, f"pause{j}", p, k) < 0.35).cast("int") for j in range(4))
+    return df.select(
+        "*",
+        chosen("title_id").alias("title_id"),
+        chosen("name").alias("title_name"),
+        utility.alias("utility"),
+        completed.alias("completed"),
+        F.floor(duration * fraction).cast("int").alias("watched_seconds"),
+        pauses.alias("pauses"),
+    )
+
+
+def viewing_events(views_df: DataFrame, *, seed: int) -> DataFrame:
+    """play, then pause/play pairs, then stop or complete; watch_seconds sum to the view."""
+    n = F.col("pauses")
+    df = views_df.withColumn("e", F.explode(F.sequence(F.lit(0), 2 * n + 1)))
+    e = F.col("e")
+    segment = F.floor(F.col("watched_seconds") / (n + 1)).cast("int")
+    pauses_before = F.floor(e / 2).cast("int")
+    last = e == 2 * n + 1
+    position = F.when(last, F.col("watched_seconds")).otherwise(pauses_before * segment + F.when(e % 2 == 1, segment).otherwise(0))
+    event_type = (
+        F.when(e == 0, F.lit("play"))
+        .when(last & F.col("completed"), F.lit("complete"))
+        .when(last, F.lit("stop"))
+        .when(e % 2 == 1, F.lit("pause"))
+        .otherwise(F.lit("play"))
+    )
+    watch = F.when(e == 0, 0).when(e % 2 == 1, segment).when(last, F.col("watched_seconds") - n * segment).otherwise(0)
+    ts = F.col("start_seconds") + 20 + position + pauses_before * 180
+    return df.select(
+        R.hex_id(seed, "view_event", "profile_idx", "k", e).alias("event_id"),
+        F.timestamp_seconds(ts).alias("event_ts"),
+        "account_id", "profile_id", "session_id", "title_id",
+        event_type.alias("event_type"),
+        watch.cast("int").alias("watch_seconds"),
+        position.cast("int").alias("position_seconds"),
+        _device(), "region", "local_hour",
+    )  # fmt: skip
+
+
+def ratings(views_df: DataFrame, *, seed: int) -> DataFrame:
+    p, k = F.col("profile_idx"), F.col("k")
+    rates = F.when(F.col("completed"), 0.15).otherwise(0.04)
+    liked = F.col("utility") + 0.5 * R.normal(seed, "thumbs_noise", p, k) > 1.0
+    return views_df.filter(R.uniform(seed, "rates", p, k) < rates).select(
+        R.hex_id(seed, "rating", p, k).alias("event_id"),
+        F.timestamp_seconds(F.col("start_seconds") + F.col("watched_seconds") + 60).alias("event_ts"),
+        "account_id", "profile_id", "title_id",
+        F.when(liked, F.lit("up")).otherwise(F.lit("down")).alias("thumbs"),
+    )  # fmt: skip
+
+
+def searches(views_df: DataFrame, *, seed: int) -> DataFrame:
+    """Some views start with a search: for a word of the title's name, or its genre."""
+    p, k = F.col("profile_idx"), F.col("k")
+    by_name = R.uniform(seed, "query_kind", p, k) < 0.7
+    genre = F.element_at(F.array(*map(F.lit, GENRES)), F.col("top_genres")[0] + 1)
+    query = F.when(by_name, F.lower(F.split(F.col("title_name"), " ")[1])).otherwise(genre)
+    return views_df.filter(R.uniform(seed, "searches", p, k) < 0.12).select(
+        R.hex_id(seed, "search", p, k).alias("event_id"),
+        F.timestamp_seconds(F.col("start_seconds") - 30).alias("event_ts"),
+        "account_id", "profile_id",
+        query.alias("query"),
+        (1 + R.below(40, seed, "results", p, k)).alias("results_count"),
+        _device(),
+    )  # fmt: skip

@@ -1,0 +1,146 @@
+"""The lake: where tables live and how they are read and written.
+
+All Delta I/O goes through here so that writes are idempotent in one way only:
+`replaceWhere` on the slice being produced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Lake:
+    root: str
+
+    def landing(self, source: str, date: dt.date | None = None) -> str:
+        base = f"{self.root}/landing/{source}"
+        return base if date is None else f"{base}/date={date.isoformat()}"
+
+    def bronze(self, source: str) -> str:
+        return f"{self.root}/bronze/{source}"
+
+    @property
+    def quarantine(self) -> str:
+        # Holds raw rejected lines, PII included: access-restricted, kept for replay.
+        return f"{self.root}/quarantine/landing_rejects"
+
+    @property
+    def ingest_runs(self) -> str:
+        return f"{self.root}/ops/ingest_runs"
+
+    @property
+    def ground_truth(self) -> str:
+        return f"{self.root}/ground_truth"
+
+
+def table_exists(spark: SparkSession, path: str) -> bool:
+    return DeltaTable.isDeltaTable(spark, path)
+
+
+def read_table(spark: SparkSession, path: str) -> DataFrame:
+    return spark.read.format("delta").load(path)
+
+
+def replace_slice(
+    df: DataFrame,
+    path: str,
+    *,
+    slice_values: dict[str, dt.date | str],
+    partition_by: list[str] | None = None,
+) -> None:
+    """Overwrite exactly the rows whose columns equal `slice_values` with `df`.
+
+    This is how every writer stays idempotent: re-running a date replaces that
+    date's slice and nothing else. Delta checks that every written row lies in the
+    slice, so a bug cannot spill rows into another one.
+    """
+    spark = df.sparkSession
+    writer = df.write.format("delta").option("mergeSchema", "false")
+    if not table_exists(spark, path):
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.mode("overwrite").save(path)
+        return
+    writer.mode("overwrite").option("replaceWhere", slice_predicate(slice_values)).save(path)
+
+
+def append(df: DataFrame, path: str, *, partition_by: list[str] | None = None) -> None:
+    writer = df.write.format("delta").mode("append")
+    if partition_by and not table_exists(df.sparkSession, path):
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)
+
+
+_SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def slice_predicate(values: dict[str, dt.date | str]) -> str:
+    """`col = literal AND ...` for replaceWhere, which only takes SQL text.
+
+    Values must be dates or plain identifiers (source and table names); anything
+    else is refused rather than quoted, so no free text ever reaches SQL.
+    """
+    terms = []
+    for column, value in values.items():
+        if not _SAFE_TEXT.match(column):
+            raise ValueError(f"unsafe column name {column!r}")
+        if isinstance(value, dt.date):
+            terms.append(f"{column} = DATE'{value.isoformat()}'")
+        elif isinstance(value, str) and _SAFE_TEXT.match(value):
+            terms.append(f"{column} = '{value}'")
+        else:
+            raise ValueError(f"slice value for {column} must be a date or identifier, got {value!r}")
+    return " AND ".join(terms)
+
+
+def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
+    """(path, size in bytes) of every data file below `path`, through Hadoop's
+    FileSystem so that local folders and object stores behave the same."""
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hpath.getFileSystem(conf)
+    if not fs.exists(hpath):
+        return []
+    files = []
+    iterator = fs.listFiles(hpath, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        name = status.getPath().getName()
+        if name.startswith((".", "_")):  # _SUCCESS, .crc
+            continue
+        files.append((status.getPath().toString(), status.getLen()))
+    return sorted(files)
+
+
+def write_text(spark: SparkSession, path: str, text: str) -> None:
+    """Write a small text file (JSON manifests) through Hadoop's FileSystem."""
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(conf).create(hpath, True)
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
+
+
+def read_text(spark: SparkSession, path: str) -> str:
+    return "\n".join(row.value for row in spark.read.text(path, wholetext=True).collect())
+
+
+def overwrite(df: DataFrame, path: str, *, partition_by: list[str] | None = None) -> None:
+    """Replace a whole table (ground truth and other outputs rebuilt in full)."""
+    writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    if partition_by:
+        writer = writer.partitionBy(*partition_by)
+    writer.save(path)

@@ -1,0 +1,151 @@
+"""The one Spark session factory, for jobs, the CLI and the tests.
+
+Delta's jars are not in the delta-spark wheel. Spark resolves them from Maven
+Central through its own package resolution (`spark.jars.packages`) on first use and
+caches them in the Ivy cache; `marquee doctor --warm` does that once at set-up.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from feature_store.config import Config
+
+log = logging.getLogger(__name__)
+
+SCALA_VERSION = "2.13"
+
+# delta-spark's POM drags in older copies of libraries Spark already ships (Hadoop
+# client, Parquet, Jackson, log4j...). Two versions of one class on the classpath is
+# a bug waiting to happen, so resolve Delta's own jars only.
+_PROVIDED_BY_SPARK = (
+    "com.fasterxml.jackson.core:jackson-annotations",
+    "com.fasterxml.jackson.core:jackson-core",
+    "com.fasterxml.jackson.core:jackson-databind",
+    "com.github.luben:zstd-jni",
+    "com.google.code.findbugs:jsr305",
+    "commons-pool:commons-pool",
+    "io.airlift:aircompressor",
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    "org.apache.logging.log4j:log4j-api",
+    "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl",
+    "org.apache.parquet:parquet-column",
+    "org.apache.parquet:parquet-common",
+    "org.apache.parquet:parquet-encoding",
+    "org.apache.parquet:parquet-format-structures",
+    "org.apache.parquet:parquet-hadoop",
+    "org.apache.parquet:parquet-jackson",
+    "org.locationtech.jts:jts-core",
+    "org.roaringbitmap:RoaringBitmap",
+    "org.roaringbitmap:shims",
+    "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java",
+)
+
+
+class SparkSetupError(RuntimeError):
+    """Spark cannot start: Java or Delta's jars are missing. The message says how to fix it."""
+
+
+def delta_maven_coordinates() -> list[str]:
+    """Maven coordinates of the Delta jars matching the installed pyspark and delta-spark."""
+    import pyspark
+
+    delta_version = importlib.metadata.version("delta-spark")
+    spark_minor = ".".join(pyspark.__version__.split(".")[:2])
+    return [
+        f"io.delta:delta-spark_{spark_minor}_{SCALA_VERSION}:{delta_version}",
+        f"io.delta:delta-storage:{delta_version}",
+    ]
+
+
+def check_java() -> str:
+    """Return the Java version string, or raise a clear error when Java is missing or too old."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java or not Path(java).exists():
+        raise SparkSetupError(
+            "Java not found: Spark needs Java 17. Install it (Debian: apt-get install "
+            "openjdk-17-jre-headless) or set JAVA_HOME."
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False).stderr
+    match = re.search(r'version "(\d+)', out)
+    if not match or int(match.group(1)) < 17:
+        raise SparkSetupError(f"Spark 4 needs Java 17 or newer; {java} reports: {out.strip()}")
+    return out.splitlines()[0] if out else "unknown"
+
+
+def build_session(config: Config, *, master: str | None = None) -> SparkSession:
+    """Create (or return the running) Spark session configured for Delta and this machine."""
+    check_java()
+    sc = config.spark
+    builder = (
+        SparkSession.builder.master(master or sc.master)
+        .appName(sc.app_name)
+        .config("spark.driver.memory", sc.driver_memory)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config(
+            "spark.driver.extraJavaOptions",
+            f"-Duser.timezone=UTC -Dderby.system.home={config.paths.state_dir}",
+        )
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.sql.adaptive.enabled", "true")
+        .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
+        .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.databricks.delta.snapshotPartitions", str(sc.delta_snapshot_partitions))
+        # Idempotent partition rewrites rely on replaceWhere over data columns.
+        .config("spark.databricks.delta.replaceWhere.dataColumns.enabled", "true")
+        .config("spark.ui.enabled", str(sc.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", str(sc.show_progress).lower())
+        .config("spark.sql.warehouse.dir", str(Path(config.paths.state_dir) / "warehouse"))
+    )
+    if sc.jars_dir:
+        jars = sorted(str(p) for p in Path(sc.jars_dir).glob("*.jar"))
+        if not jars:
+            raise SparkSetupError(f"spark.jars_dir {sc.jars_dir} holds no jars: run marquee doctor --maven")
+        builder = builder.config("spark.jars", ",".join(jars))
+    else:
+        builder = builder.config("spark.jars.packages", ",".join(delta_maven_coordinates()))
+        builder = builder.config("spark.jars.excludes", ",".join(_PROVIDED_BY_SPARK))
+    for key, value in sc.extra_conf.items():
+        builder = builder.config(key, value)
+
+    try:
+        spark = builder.getOrCreate()
+    except Exception as exc:  # py4j/gateway errors carry Ivy's resolution report on stderr
+        raise SparkSetupError(
+            "Spark could not start with Delta Lake. If the log above shows 'unresolved "
+            f"dependency', the Delta jars {delta_maven_coordinates()} could not be fetched: "
+            "check access to Maven Central, or fetch them with `marquee doctor --maven` "
+            f"and set spark.jars_dir. Cause: {exc}"
+        ) from exc
+    spark.sparkContext.setLogLevel(sc.log_level)
+    _check_delta_loaded(spark)
+    return spark
+
+
+def _check_delta_loaded(spark: SparkSession) -> None:
+    jvm = spark.sparkContext._jvm  # noqa: SLF001 - the only way to ask the JVM for a class
+    try:
+        jvm.java.lang.Class.forName(
+            "io.delta.sql.DeltaSparkSessionExtension",
+            True,
+            jvm.Thread.currentThread().getContextClassLoader(),
+        )
+    except Exception as exc:
+        raise SparkSetupError(
+            "Delta Lake's jars are not on Spark's classpath (io.delta.sql.DeltaSparkSessionExtension "
+            "not found); run `marquee doctor --warm`."
+        ) from exc
