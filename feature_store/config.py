@@ -84,7 +84,9 @@ class GeneratorConfig:
     # Share of events that arrive in a later day's file (1-3 days late).
     late_share: float = 0.02
     # Mean number of sessions per active profile per day.
-    sessions_per_day: float = 1.2
+    sessions_per_day: float = 0.5
+    # none, or gzip: landing zones often hold compressed JSON lines (about 8x smaller).
+    landing_compression: str = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +251,8 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
     for key in ("dirty_share", "late_share"):
         if not 0.0 <= getattr(gen, key) <= 0.5:
             fail(f"generator.{key}", "must be between 0 and 0.5")
+    if gen.landing_compression not in ("none", "gzip"):
+        fail("generator.landing_compression", "must be none or gzip")
     if gen.sessions_per_day <= 0:
         fail("generator.sessions_per_day", "must be positive")
 

@@ -29,6 +29,7 @@ from feature_store.sources import SOURCES, Source
 
 log = logging.getLogger(__name__)
 
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".deflate", ".lz4", ".snappy", ".zst")
 BRONZE = "bronze"
 QUARANTINE = "quarantine"
 DUPLICATE = "duplicate"
@@ -311,11 +312,21 @@ def _stage(spark: SparkSession, config: Config, lake: lk.Lake, source: Source,
            date: dt.date) -> _Staged:  # fmt: skip
     folder = lake.landing(source.name, date)
     max_bytes = config.ingest.max_line_bytes
-    lines = (
-        spark.read.option("mapreduce.input.linerecordreader.line.maxlength", max_bytes)
-        .text(folder)
-        .select("value", F.col("_metadata.file_path").alias("source_file"))
-    )
+    files = lk.list_files(spark, folder)
+    plain = [path for path, _ in files if not path.endswith(COMPRESSED_SUFFIXES)]
+    compressed = [path for path, _ in files if path.endswith(COMPRESSED_SUFFIXES)]
+    # Plain files: the reader skips lines over max_line_bytes instead of loading them,
+    # and _oversized_lines reports the bytes skipped. Compressed files cannot be
+    # checked by size, so their lines are read whole rather than dropped unseen.
+    parts = []
+    if plain:
+        parts.append(
+            spark.read.option("mapreduce.input.linerecordreader.line.maxlength", max_bytes).text(plain)
+        )
+    if compressed:
+        parts.append(spark.read.text(compressed))
+    lines = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    lines = lines.select("value", F.col("_metadata.file_path").alias("source_file"))
     classified = classify_lines(
         lines,
         source=source,
@@ -333,7 +344,7 @@ def _stage(spark: SparkSession, config: Config, lake: lk.Lake, source: Source,
         .agg(F.count(F.lit(1)).alias("n"), F.sum(F.octet_length("raw") + 1).alias("bytes"))
         .collect()
     )
-    oversized = _oversized_lines(lk.list_files(spark, folder), counts, max_bytes)
+    oversized = _oversized_lines([(p, n) for p, n in files if p in plain], counts, max_bytes)
     by_status = {BRONZE: 0, QUARANTINE: 0, DUPLICATE: 0}
     reasons: dict[str, int] = {}
     for row in counts:

@@ -144,3 +144,8 @@ def overwrite(df: DataFrame, path: str, *, partition_by: list[str] | None = None
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
+
+
+def table_version(spark: SparkSession, path: str) -> int:
+    """The current Delta version of a table (for lineage and reports)."""
+    return DeltaTable.forPath(spark, path).history(1).select("version").first()["version"]

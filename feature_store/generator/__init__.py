@@ -43,6 +43,7 @@ class GenerationSpec:
     dirty_share: float
     late_share: float
     sessions_per_day: float
+    landing_compression: str = "none"
 
     @property
     def end_date(self) -> dt.date:
@@ -132,6 +133,7 @@ def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> Gener
             frame.select(*[f.name for f in SOURCES[name].fields]),
             source=SOURCES[name], root=lake.root, seed=spec.seed, start=spec.start_date,
             days=spec.days, dirty_share=spec.dirty_share, late_share=spec.late_share,
+            compression=spec.landing_compression,
         )  # fmt: skip
         stage(f"landing {name}")
 

@@ -39,7 +39,8 @@ _JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss'Z'", "ignoreNullField
 
 
 def write_landing(records: DataFrame, *, source: Source, root: str, seed: int, start: dt.date,
-                  days: int, dirty_share: float, late_share: float) -> dict[str, int]:  # fmt: skip
+                  days: int, dirty_share: float, late_share: float,
+                  compression: str = "none") -> dict[str, int]:  # fmt: skip
     """Write one source's landing files for the whole window; return counts per kind."""
     end = start + dt.timedelta(days=days - 1)
     event_id = F.col(source.id_field)
@@ -110,6 +111,7 @@ def write_landing(records: DataFrame, *, source: Source, root: str, seed: int, s
     (
         out.write.mode("overwrite")
         .option("partitionOverwriteMode", "dynamic")
+        .option("compression", compression)
         .partitionBy("date")
         .text(f"{root}/landing/{source.name}")
     )

@@ -1,0 +1,54 @@
+"""What every entry point shares: common flags, logging, config and session set-up."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from pyspark.sql import SparkSession
+
+from feature_store.config import Config, ConfigError, load_config
+from feature_store.spark import SparkSetupError, build_session
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML configuration (default: conf/local.yaml)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one configuration key, e.g. --set spark.driver_memory=12g",
+    )  # fmt: skip
+    parser.add_argument("--master", help="Spark master URL (default: spark.master from config)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def configure_logging(quiet: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def load(args: argparse.Namespace) -> Config:
+    configure_logging(getattr(args, "quiet", False))
+    return load_config(args.config, args.overrides)
+
+
+def session(config: Config, args: argparse.Namespace) -> SparkSession:
+    return build_session(config, master=args.master)
+
+
+def run(main_body, args: argparse.Namespace) -> int:
+    """Run a job body, turning set-up errors into clear messages and exit codes."""
+    try:
+        return main_body(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SparkSetupError as exc:
+        print(f"spark set-up error: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,56 @@
+"""The platform's main job on embedded defaults: generate demo data for a few days,
+ingest each day into bronze, and print a summary. This is what `make run` runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from feature_store import reports, runtime
+from feature_store.generator import generate
+from feature_store.ingest import IngestError, ingest_date
+from jobs.generate_data import spec_from
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="marquee demo", description=__doc__.splitlines()[0])
+    runtime.add_common_args(parser)
+    for flag in ("--accounts", "--titles", "--days", "--seed"):
+        parser.add_argument(flag, type=int)
+    return parser.parse_args(argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    config = runtime.load(args)
+    spec = spec_from(
+        argparse.Namespace(**{**vars(args), "start_date": None, "dirty_share": None,
+                              "late_share": None, "sessions_per_day": None,
+                              "landing_compression": None}),
+        config.generator,
+    )  # fmt: skip
+    spark = runtime.session(config, args)
+    started = time.perf_counter()
+    result = generate(spark, config.lake, spec)
+    print(f"generated {result.lines:,} landing lines for {spec.accounts:,} accounts, "
+          f"{spec.days} days, in {time.perf_counter() - started:.0f}s")  # fmt: skip
+    failed = []
+    for date in spec.dates:
+        try:
+            report = ingest_date(spark, config, date)
+        except IngestError as exc:
+            failed.append(date)
+            print(f"error: {exc}", file=sys.stderr)
+            continue
+        print(report.format_table(), end="\n\n")
+    print(reports.bronze_summary(spark, config.lake))
+    print(f"\nlake: {config.lake}   total time {time.perf_counter() - started:.0f}s")
+    return runtime.EXIT_FAILED if failed else runtime.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runtime.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+import os
+import stat
+
+import pytest
+
+from feature_store.config import DEFAULT_CONFIG, ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "conf.yaml"
+    path.write_text(text)
+    return path
+
+
+ENV = {"MARQUEE_PSEUDONYMIZATION_KEY": "k" * 32}
+
+
+def test_defaults_load_and_resolve_state_under_repository_root():
+    config = load_config(DEFAULT_CONFIG, environ=ENV)
+    repo = DEFAULT_CONFIG.parent.parent
+    assert config.paths.lake == str(repo / ".marquee" / "lake")
+    assert config.spark.master == "local[2]"
+    assert config.generator.accounts == 5000
+
+
+def test_unknown_section_names_file_and_key(tmp_path):
+    path = write(tmp_path, "spork:\n  master: local\n")
+    with pytest.raises(ConfigError, match=rf"{path}: unknown key 'spork'"):
+        load_config(path, environ=ENV)
+
+
+def test_unknown_key_names_file_and_dotted_key(tmp_path):
+    path = write(tmp_path, "spark:\n  shuffle_partitons: 4\n")
+    with pytest.raises(ConfigError, match=r"conf.yaml: unknown key 'spark.shuffle_partitons'"):
+        load_config(path, environ=ENV)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("spark:\n  shuffle_partitions: many\n", "key 'spark.shuffle_partitions' must be int"),
+        ("spark:\n  shuffle_partitions: 0\n", "key 'spark.shuffle_partitions' must be at least 1"),
+        ("ingest:\n  max_quarantine_share: 1.5\n", "key 'ingest.max_quarantine_share' must be between"),
+        ("generator:\n  start_date: someday\n", "key 'generator.start_date' must be date"),
+        ("spark:\n  driver_memory: lots\n", "key 'spark.driver_memory' must look like"),
+        ("spark:\n  ui_enabled: 1\n", "key 'spark.ui_enabled' must be bool"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text), environ=ENV)
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    path = write(tmp_path, "spark:\n  shuffle_partitions: 4\n")
+    config = load_config(path, ["spark.shuffle_partitions=12", "generator.seed=3"], environ=ENV)
+    assert (config.spark.shuffle_partitions, config.generator.seed) == (12, 3)
+    with pytest.raises(ConfigError, match="unknown key 'generator.sed'"):
+        load_config(path, ["generator.sed=3"], environ=ENV)
+    with pytest.raises(ConfigError, match="must look like section.key=value"):
+        load_config(path, ["seed=3"], environ=ENV)
+
+
+def test_key_in_file_is_refused(tmp_path):
+    path = write(tmp_path, "privacy:\n  pseudonymization_key: abc\n")
+    with pytest.raises(ConfigError, match="comes from the environment"):
+        load_config(path, environ=ENV)
+
+
+def test_key_comes_from_environment_and_never_shows_in_repr(tmp_path):
+    path = write(tmp_path, f"paths:\n  state_dir: {tmp_path}/state\n")
+    config = load_config(path, environ={"MARQUEE_PSEUDONYMIZATION_KEY": "s3cret-key-from-env-0001"})
+    assert config.privacy.pseudonymization_key == "s3cret-key-from-env-0001"
+    assert "s3cret" not in repr(config)
+    assert not (tmp_path / "state" / "secrets").exists()
+
+
+def test_short_key_is_refused(tmp_path):
+    path = write(tmp_path, "spark: {}\n")
+    with pytest.raises(ConfigError, match="shorter than 16"):
+        load_config(path, environ={"MARQUEE_PSEUDONYMIZATION_KEY": "short"})
+
+
+def test_local_default_key_is_generated_once_and_private(tmp_path):
+    path = write(tmp_path, f"paths:\n  state_dir: {tmp_path}/state\n")
+    first = load_config(path, environ={}).privacy.pseudonymization_key
+    second = load_config(path, environ={}).privacy.pseudonymization_key
+    key_file = tmp_path / "state" / "secrets" / "pseudonymization.key"
+    assert first == second and len(first) == 64
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
