@@ -1,0 +1,160 @@
+"""The synthetic data set: deterministic, consistent with its hidden truth, and
+reconciled line for line by ingestion."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY, make_config
+from pyspark.sql import functions as F
+
+from feature_store import lake as lk
+from feature_store.generator import GenerationSpec, generate, load_manifest
+from feature_store.generator.world import ARTWORK_STYLES, WorldParams
+from feature_store.ingest import ingest_date
+from feature_store.privacy import pseudonymize
+from feature_store.sources import GENRES, SOURCES
+
+SPEC = GenerationSpec(seed=11, accounts=600, titles=150, days=4, start_date=dt.date(2026, 3, 2),
+                      dirty_share=0.04, late_share=0.05, sessions_per_day=1.5)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    """One generated and fully ingested lake shared by this module's tests."""
+    state = tmp_path_factory.mktemp("generated")
+    config = make_config(state, "ingest.max_quarantine_share=0.2")
+    result = generate(spark, config.lake, SPEC)
+    reports = [ingest_date(spark, config, date) for date in SPEC.dates]
+    return config, result, reports
+
+
+def landing_lines(spark, lake_root: str) -> dict[str, list[str]]:
+    return {
+        source: sorted(r.value for r in spark.read.text(f"{lake_root}/landing/{source}").collect())
+        for source in SOURCES
+    }
+
+
+def test_same_seed_gives_identical_files_and_another_seed_does_not(spark, tmp_path):
+    small = GenerationSpec(seed=5, accounts=120, titles=40, days=2, start_date=dt.date(2026, 3, 2),
+                           dirty_share=0.05, late_share=0.05, sessions_per_day=1.0)  # fmt: skip
+    # Different partitioning must not change the data: draws are hashes of keys.
+    spark.conf.set("spark.sql.shuffle.partitions", "3")
+    generate(spark, str(tmp_path / "a"), small)
+    spark.conf.set("spark.sql.shuffle.partitions", "2")
+    generate(spark, str(tmp_path / "b"), small)
+    generate(spark, str(tmp_path / "c"), GenerationSpec(**{**small.__dict__, "seed": 6}))
+    a, b, c = (landing_lines(spark, str(tmp_path / x)) for x in "abc")
+    assert sum(len(v) for v in a.values()) > 500
+    assert a == b
+    assert a["viewing"] != c["viewing"] and a["accounts"] != c["accounts"]
+
+
+def test_ingestion_reconciles_with_the_dirt_the_generator_injected(spark, world):
+    config, result, reports = world
+    manifest = load_manifest(spark, config.lake)["landing_counts"]
+    assert manifest == result.landing_counts
+    for source in SOURCES:
+        injected = manifest[source]
+        seen = [s for report in reports for s in report.sources if s.source == source]
+        assert sum(s.lines for s in seen) == injected["lines"], source
+        assert all(s.balanced for s in seen)
+        reasons: dict[str, int] = {}
+        for s in seen:
+            for reason, n in s.reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+        expected = {k: v for k, v in injected.items() if k not in ("lines", "late") and v}
+        assert reasons == expected, source
+    assert manifest["viewing"]["late"] > 0 and manifest["viewing"]["duplicate_of_earlier_day"] > 0
+
+
+def test_late_events_are_in_bronze_under_their_event_date(spark, world):
+    config, result, _ = world
+    viewing = lk.read_table(spark, lk.Lake(config.lake).bronze("viewing"))
+    late = viewing.filter(F.col("event_date") < F.col("ingest_date")).count()
+    # Late arrivals, plus events near midnight UTC that the service delivered in the next file.
+    assert late >= result.landing_counts["viewing"]["late"]
+
+
+def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, world):
+    config, _, _ = world
+    lake = lk.Lake(config.lake)
+    truth_accounts = lk.read_table(spark, f"{lake.ground_truth}/accounts")
+    raw = truth_accounts.select(F.col("account_id").alias("v")).unionByName(
+        lk.read_table(spark, f"{lake.ground_truth}/profiles").select(F.col("profile_id").alias("v"))
+    ).unionByName(truth_accounts.select(F.col("email").alias("v"))).unionByName(
+        truth_accounts.select(F.col("full_name").alias("v"))
+    )
+    for source in SOURCES:
+        table = lk.read_table(spark, lake.bronze(source))
+        strings = [f.name for f in table.schema.fields if f.dataType.simpleString() == "string"]
+        values = table.select(F.explode(F.array(*[F.col(c) for c in strings])).alias("v"))
+        assert values.join(raw, "v").count() == 0, source
+        assert values.filter(F.col("v").rlike(r"acc\d{9}|@example\.com")).count() == 0, source
+    # ... and the pseudonyms are the keyed hashes of the raw ids (so joins still work).
+    expected = truth_accounts.select(pseudonymize(F.col("account_id"), TEST_KEY).alias("account_id"))
+    bronze_accounts = lk.read_table(spark, lake.bronze("accounts")).select("account_id").distinct()
+    assert bronze_accounts.join(expected, "account_id").count() == bronze_accounts.count() > 500
+
+
+def test_profiles_watch_their_favourite_genres(spark, world):
+    config, _, _ = world
+    truth = lk.Lake(config.lake).ground_truth
+    sessions = lk.read_table(spark, f"{truth}/sessions").filter(F.col("chosen") >= 0)
+    chosen_title = F.element_at(F.array("title_id_0", "title_id_1", "title_id_2"), F.col("chosen") + 1)
+    titles = lk.read_table(spark, f"{truth}/titles").select("title_id", "genres")
+    views = sessions.select(F.col("top_genres")[0].alias("g"), chosen_title.alias("title_id")).join(titles, "title_id")
+    favourite = F.array_contains(F.col("genres"), F.element_at(F.array(*map(F.lit, GENRES)), F.col("g") + 1))
+    share = views.agg(F.avg(favourite.cast("double"))).first()[0]
+    # Base rate: how often a random catalogue title has a given genre.
+    base = titles.select(F.explode("genres")).count() / titles.count() / len(GENRES)
+    assert share > 3 * base, (share, base)
+
+
+def test_cancelled_accounts_stop_watching_and_cancel_on_their_day(spark, world):
+    config, _, _ = world
+    lake = lk.Lake(config.lake)
+    accounts = lk.read_table(spark, f"{lake.ground_truth}/accounts")
+    sessions = lk.read_table(spark, f"{lake.ground_truth}/sessions")
+    after = sessions.join(accounts.select("account_idx", "cancel_day"), "account_idx").filter(
+        F.col("day") >= F.col("cancel_day")
+    )
+    assert after.count() == 0
+    cancels = spark.read.text(f"{config.lake}/landing/subscriptions").filter(
+        F.col("value").contains('"event_type":"cancel"')
+    )
+    truth_cancels = accounts.filter(F.col("cancel_day").isNotNull()).count()
+    assert truth_cancels > 0
+    assert abs(cancels.count() - truth_cancels) <= 0.1 * truth_cancels + 3  # dirt changes a few
+
+
+def test_artwork_click_through_follows_segment_appeal(spark, world):
+    config, _, _ = world
+    sessions = lk.read_table(spark, f"{lk.Lake(config.lake).ground_truth}/sessions")
+    shown = sessions.select(
+        "segment", "chosen",
+        F.explode(F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"valid_{i}").alias("valid"),
+                                     F.col(f"artwork_style_{i}").alias("style")) for i in range(3)])).alias("c"),
+    ).filter("c.valid")  # fmt: skip
+    ctr = shown.groupBy("segment", F.col("c.style").alias("style")).agg(
+        F.avg((F.col("chosen") == F.col("c.i")).cast("double")).alias("ctr"), F.count(F.lit(1)).alias("n")
+    ).filter(F.col("n") >= 30).collect()
+    appeal = WorldParams.draw(SPEC.seed).artwork_appeal
+    pairs = [(appeal[r["segment"]][r["style"]], r["ctr"]) for r in ctr]
+    assert len(pairs) >= 10 and len(ARTWORK_STYLES) == 6
+    import numpy as np
+
+    correlation = np.corrcoef(np.array(pairs).T)[0, 1]
+    assert correlation > 0.3, correlation
+
+
+def test_ground_truth_is_saved_beside_the_data(spark, world):
+    config, _, _ = world
+    truth = Path(config.lake) / "ground_truth"
+    assert {"accounts", "profiles", "titles", "title_regions", "sessions", "manifest.json"} <= {
+        p.name for p in truth.iterdir()
+    }
+    manifest = load_manifest(spark, config.lake)
+    assert manifest["spec"]["seed"] == SPEC.seed
+    assert manifest["world"] == WorldParams.draw(SPEC.seed).__dict__
