@@ -61,15 +61,24 @@ def main(argv: list[str] | None = None) -> int:
     spark = runtime.session(config, args)
 
     spec = GenerationSpec(
-        seed=config.generator.seed, accounts=args.accounts, titles=args.titles, days=args.days,
-        start_date=config.generator.start_date, dirty_share=config.generator.dirty_share,
-        late_share=config.generator.late_share, sessions_per_day=args.sessions_per_day,
+        seed=config.generator.seed,
+        accounts=args.accounts,
+        titles=args.titles,
+        days=args.days,
+        start_date=config.generator.start_date,
+        dirty_share=config.generator.dirty_share,
+        late_share=config.generator.late_share,
+        sessions_per_day=args.sessions_per_day,
         landing_compression=args.landing_compression,
-    )  # fmt: skip
-    result: dict = {"benchmark": "foundation", "machine": machine(), "spark": spark.version,
-                    "spark_master": spark.sparkContext.master,
-                    "driver_memory": config.spark.driver_memory,
-                    "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)}}  # fmt: skip
+    )
+    result: dict = {
+        "benchmark": "foundation",
+        "machine": machine(),
+        "spark": spark.version,
+        "spark_master": spark.sparkContext.master,
+        "driver_memory": config.spark.driver_memory,
+        "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
+    }
     started = time.perf_counter()
     generated = generate(spark, lake_root, spec)
     gen_seconds = time.perf_counter() - started
@@ -94,14 +103,22 @@ def main(argv: list[str] | None = None) -> int:
         report = ingest_date(spark, config, date)
         lines = sum(s.lines for s in report.sources)
         seconds = time.perf_counter() - day_started
-        per_day.append({"date": str(date), "seconds": round(seconds, 1), "lines": lines,
-                        "lines_per_second": round(lines / seconds),
-                        "balanced": all(s.balanced for s in report.sources)})  # fmt: skip
+        per_day.append(
+            {
+                "date": str(date),
+                "seconds": round(seconds, 1),
+                "lines": lines,
+                "lines_per_second": round(lines / seconds),
+                "balanced": all(s.balanced for s in report.sources),
+            }
+        )
         print(json.dumps(per_day[-1]), flush=True)
         result["ingest"] = {"days": per_day}
         _save(result, spec)
     ingest_seconds = time.perf_counter() - ingest_started
-    bronze_viewing = lk.read_table(spark, lk.Lake(lake_root).bronze("viewing")).agg(F.count(F.lit(1))).first()[0]
+    bronze_viewing = (
+        lk.read_table(spark, lk.Lake(lake_root).bronze("viewing")).agg(F.count(F.lit(1))).first()[0]
+    )
     total_lines = sum(d["lines"] for d in per_day)
     result["ingest"] = {
         "seconds": round(ingest_seconds, 1),

@@ -14,9 +14,14 @@ def _doctor(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="marquee doctor", description="check and warm the set-up")
     runtime.add_common_args(parser)
-    parser.add_argument("--warm", action="store_true", help="start Spark with Delta once (caches the jars)")
-    parser.add_argument("--maven", action="store_true",
-                        help="fetch Delta's jars with Maven into <state>/jars (fallback)")  # fmt: skip
+    parser.add_argument(
+        "--warm", action="store_true", help="start Spark with Delta once (caches the jars)"
+    )
+    parser.add_argument(
+        "--maven",
+        action="store_true",
+        help="fetch Delta's jars with Maven into <state>/jars (fallback)",
+    )
     args = parser.parse_args(argv)
 
     def body(args: argparse.Namespace) -> int:

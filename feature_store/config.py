@@ -188,9 +188,7 @@ def _build(cls: type, values: dict[str, Any], file: Path, section: str) -> Any:
                 "environment variable named by privacy.key_env"
             )
         if key not in fields:
-            raise ConfigError(
-                f"{file}: unknown key '{section}.{key}' (known: {', '.join(fields)})"
-            )
+            raise ConfigError(f"{file}: unknown key '{section}.{key}' (known: {', '.join(fields)})")
         kwargs[key] = _coerce(value, hints[key], file, f"{section}.{key}")
     return cls(**kwargs)
 
@@ -217,9 +215,8 @@ def _coerce(value: Any, hint: Any, file: Path, key: str) -> Any:
                 return dt.date.fromisoformat(value)
             except ValueError:
                 pass
-    elif origin is dict:
-        if isinstance(value, dict):
-            return {str(k): str(v) for k, v in value.items()}
+    elif origin is dict and isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
     name = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{file}: key '{key}' must be {name}, got {value!r}")
 
@@ -264,7 +261,9 @@ def _resolve(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def _pseudonymization_key(privacy: PrivacyConfig, state_dir: Path, environ: Mapping[str, str]) -> str:
+def _pseudonymization_key(
+    privacy: PrivacyConfig, state_dir: Path, environ: Mapping[str, str]
+) -> str:
     key = environ.get(privacy.key_env, "")
     if key:
         if len(key) < 16:

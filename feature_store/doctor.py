@@ -35,7 +35,9 @@ def warm(config: Config) -> list[str]:
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     blas = jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName()
     native = blas == "JNIBLAS"
-    lines.append(f"MLlib BLAS: {blas}" + ("" if native else " (Java fallback: install libopenblas0-pthread)"))
+    lines.append(
+        f"MLlib BLAS: {blas}" + ("" if native else " (Java fallback: install libopenblas0-pthread)")
+    )
     return lines
 
 
@@ -48,7 +50,13 @@ def fetch_jars_with_maven(target: Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     for coordinate in delta_maven_coordinates():
         subprocess.run(
-            [mvn, "-q", "dependency:copy", f"-Dartifact={coordinate}", f"-DoutputDirectory={target}"],
+            [
+                mvn,
+                "-q",
+                "dependency:copy",
+                f"-Dartifact={coordinate}",
+                f"-DoutputDirectory={target}",
+            ],
             check=True,
         )
     return sorted(target.glob("*.jar"))

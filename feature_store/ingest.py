@@ -83,19 +83,27 @@ class IngestReport:
             "date": self.date.isoformat(),
             "committed": self.committed,
             "sources": [
-                {**dataclasses.asdict(s), "balanced": s.balanced,
-                 "quarantine_share": round(s.quarantine_share, 6)}
+                {
+                    **dataclasses.asdict(s),
+                    "balanced": s.balanced,
+                    "quarantine_share": round(s.quarantine_share, 6),
+                }
                 for s in self.sources
             ],
-        }  # fmt: skip
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def format_table(self) -> str:
-        header = f"{'source':<14}{'lines':>12}{'bronze':>12}{'quarantined':>13}{'duplicates':>12}  ok"
-        rows = [f"ingest {self.date.isoformat()}" + ("" if self.committed else "  (NOT COMMITTED)"),
-                header, "-" * len(header)]  # fmt: skip
+        header = (
+            f"{'source':<14}{'lines':>12}{'bronze':>12}{'quarantined':>13}{'duplicates':>12}  ok"
+        )
+        rows = [
+            f"ingest {self.date.isoformat()}" + ("" if self.committed else "  (NOT COMMITTED)"),
+            header,
+            "-" * len(header),
+        ]
         for s in self.sources:
             rows.append(
                 f"{s.source:<14}{s.lines:>12,}{s.bronze:>12,}{s.quarantined:>13,}"
@@ -145,8 +153,11 @@ def classify_lines(
         (F.trim("value") == "", "empty_line", None),
         (~F.col("_is_object"), "malformed_json", None),
     ]
-    checks += [(F.col(f"_raw.{f.name}").isNull(), "missing_field", f.name)
-               for f in source.fields if f.required]  # fmt: skip
+    checks += [
+        (F.col(f"_raw.{f.name}").isNull(), "missing_field", f.name)
+        for f in source.fields
+        if f.required
+    ]
     checks += [
         (F.col(f"_raw.{f.name}").isNotNull() & typed[f.name].isNull(), "wrong_type", f.name)
         for f in source.fields
@@ -263,8 +274,9 @@ class _Staged:
     reconciliation: SourceReconciliation
 
 
-def ingest_date(spark: SparkSession, config: Config, date: dt.date,
-                sources: Iterable[str] | None = None) -> IngestReport:  # fmt: skip
+def ingest_date(
+    spark: SparkSession, config: Config, date: dt.date, sources: Iterable[str] | None = None
+) -> IngestReport:
     """Ingest every source's landing files for one file date.
 
     Raises IngestError (and writes no bronze data) when a source's quarantine share
@@ -293,11 +305,15 @@ def ingest_date(spark: SparkSession, config: Config, date: dt.date,
         if over:
             raise IngestError(
                 f"ingest {date.isoformat()} refused: quarantine share above "
-                f"{limit:.1%} for " + ", ".join(f"{r.source} ({r.quarantine_share:.1%}: "
-                f"{r.quarantined:,} of {r.lines:,} lines)" for r in over)
-                + f". No bronze data was written for this date; rejected lines are in {lake.quarantine}.",
+                f"{limit:.1%} for "
+                + ", ".join(
+                    f"{r.source} ({r.quarantine_share:.1%}: {r.quarantined:,} of {r.lines:,} lines)"
+                    for r in over
+                )
+                + ". No bronze data was written for this date; rejected lines are in "
+                + f"{lake.quarantine}.",
                 report,
-            )  # fmt: skip
+            )
         for stage in staged:
             _write_bronze(lake, stage, date)
         report = dataclasses.replace(report, committed=True)
@@ -308,8 +324,9 @@ def ingest_date(spark: SparkSession, config: Config, date: dt.date,
     return report
 
 
-def _stage(spark: SparkSession, config: Config, lake: lk.Lake, source: Source,
-           date: dt.date) -> _Staged:  # fmt: skip
+def _stage(
+    spark: SparkSession, config: Config, lake: lk.Lake, source: Source, date: dt.date
+) -> _Staged:
     folder = lake.landing(source.name, date)
     max_bytes = config.ingest.max_line_bytes
     files = lk.list_files(spark, folder)
@@ -321,7 +338,9 @@ def _stage(spark: SparkSession, config: Config, lake: lk.Lake, source: Source,
     parts = []
     if plain:
         parts.append(
-            spark.read.option("mapreduce.input.linerecordreader.line.maxlength", max_bytes).text(plain)
+            spark.read.option("mapreduce.input.linerecordreader.line.maxlength", max_bytes).text(
+                plain
+            )
         )
     if compressed:
         parts.append(spark.read.text(compressed))
@@ -365,7 +384,9 @@ def _stage(spark: SparkSession, config: Config, lake: lk.Lake, source: Source,
     return _Staged(source, rows, oversized, reconciliation)
 
 
-def _oversized_lines(files: list[tuple[str, int]], counts: list, max_bytes: int) -> list[tuple[str, int]]:
+def _oversized_lines(
+    files: list[tuple[str, int]], counts: list, max_bytes: int
+) -> list[tuple[str, int]]:
     """Files where the reader skipped lines longer than `max_bytes`.
 
     The reader drops such lines instead of loading them; they show up as bytes of
@@ -383,12 +404,15 @@ def _oversized_lines(files: list[tuple[str, int]], counts: list, max_bytes: int)
     return skipped
 
 
-def _earlier_ids(spark: SparkSession, lake: lk.Lake, source: Source, date: dt.date,
-                 config: Config) -> DataFrame:  # fmt: skip
+def _earlier_ids(
+    spark: SparkSession, lake: lk.Lake, source: Source, date: dt.date, config: Config
+) -> DataFrame:
     """Event ids already in bronze from other landing dates, within the watermark."""
     path = lake.bronze(source.name)
     if not lk.table_exists(spark, path):
-        return spark.createDataFrame([], T.StructType([T.StructField(source.id_field, T.StringType())]))
+        return spark.createDataFrame(
+            [], T.StructType([T.StructField(source.id_field, T.StringType())])
+        )
     oldest = date - dt.timedelta(days=config.ingest.watermark_days + 1)
     return (
         lk.read_table(spark, path)
@@ -405,19 +429,31 @@ def _write_bronze(lake: lk.Lake, stage: _Staged, date: dt.date) -> None:
         slice_values={"ingest_date": date},
         partition_by=["event_date"],
     )
-    log.info("bronze %s: %s rows for ingest date %s", stage.source.name,
-             f"{stage.reconciliation.bronze:,}", date)  # fmt: skip
+    log.info(
+        "bronze %s: %s rows for ingest date %s",
+        stage.source.name,
+        f"{stage.reconciliation.bronze:,}",
+        date,
+    )
 
 
 def _write_quarantine(spark: SparkSession, lake: lk.Lake, stage: _Staged, date: dt.date) -> None:
     rows = quarantine_rows(stage.rows, source=stage.source)
     if stage.oversized:
         skipped = spark.createDataFrame(
-            [(stage.source.name, date, path, None, "oversized_line",
-              f"{n} bytes of lines longer than the reader limit were skipped")
-             for path, n in stage.oversized],
+            [
+                (
+                    stage.source.name,
+                    date,
+                    path,
+                    None,
+                    "oversized_line",
+                    f"{n} bytes of lines longer than the reader limit were skipped",
+                )
+                for path, n in stage.oversized
+            ],
             QUARANTINE_SCHEMA,
-        )  # fmt: skip
+        )
         rows = rows.unionByName(skipped)
     lk.replace_slice(
         rows,
@@ -431,10 +467,19 @@ def _record_run(spark: SparkSession, lake: lk.Lake, report: IngestReport) -> Non
     """Append the reconciliation to the ops log (a history of every run, kept for audit)."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rows = [
-        (report.date, now, report.committed, s.source, s.lines, s.bronze, s.quarantined,
-         s.duplicates, json.dumps(s.reasons, sort_keys=True))
+        (
+            report.date,
+            now,
+            report.committed,
+            s.source,
+            s.lines,
+            s.bronze,
+            s.quarantined,
+            s.duplicates,
+            json.dumps(s.reasons, sort_keys=True),
+        )
         for s in report.sources
-    ]  # fmt: skip
+    ]
     schema = (
         "ingest_date date, run_at timestamp, committed boolean, source string, lines long, "
         "bronze long, quarantined long, duplicates long, reasons string"

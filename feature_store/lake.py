@@ -98,7 +98,9 @@ def slice_predicate(values: dict[str, dt.date | str]) -> str:
         elif isinstance(value, str) and _SAFE_TEXT.match(value):
             terms.append(f"{column} = '{value}'")
         else:
-            raise ValueError(f"slice value for {column} must be a date or identifier, got {value!r}")
+            raise ValueError(
+                f"slice value for {column} must be a date or identifier, got {value!r}"
+            )
     return " AND ".join(terms)
 
 

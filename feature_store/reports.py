@@ -17,16 +17,21 @@ def bronze_summary(spark: SparkSession, lake_root: str) -> str:
         if not lk.table_exists(spark, path):
             lines.append(f"{name:<16}{'-':>14}")
             continue
-        stats = lk.read_table(spark, path).agg(
-            F.count(F.lit(1)).alias("rows"), F.countDistinct("event_date").alias("dates")
-        ).first()
+        stats = (
+            lk.read_table(spark, path)
+            .agg(F.count(F.lit(1)).alias("rows"), F.countDistinct("event_date").alias("dates"))
+            .first()
+        )
         version = lk.table_version(spark, path)
         lines.append(f"{name:<16}{stats['rows']:>14,}{stats['dates']:>14}{version:>15}")
     if lk.table_exists(spark, lake.quarantine):
         reasons = (
             lk.read_table(spark, lake.quarantine)
-            .groupBy("source", "reason").count().orderBy("source", F.desc("count")).collect()
-        )  # fmt: skip
+            .groupBy("source", "reason")
+            .count()
+            .orderBy("source", F.desc("count"))
+            .collect()
+        )
         lines.append("")
         lines.append(f"{'quarantine':<16}{'reason':<28}{'rows':>10}")
         lines.extend(f"{r['source']:<16}{r['reason']:<28}{r['count']:>10,}" for r in reasons)

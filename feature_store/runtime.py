@@ -17,9 +17,13 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="YAML configuration (default: conf/local.yaml)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one configuration key, e.g. --set spark.driver_memory=12g",
-    )  # fmt: skip
+    )
     parser.add_argument("--master", help="Spark master URL (default: spark.master from config)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 

@@ -16,18 +16,41 @@ DEVICES = ("tv", "mobile", "tablet", "web")
 PLANS = ("basic", "standard", "premium")
 KINDS = ("movie", "series")
 GENRES = (
-    "action", "adventure", "animation", "comedy", "crime", "documentary", "drama",
-    "family", "fantasy", "horror", "kids", "mystery", "reality", "romance", "scifi",
+    "action",
+    "adventure",
+    "animation",
+    "comedy",
+    "crime",
+    "documentary",
+    "drama",
+    "family",
+    "fantasy",
+    "horror",
+    "kids",
+    "mystery",
+    "reality",
+    "romance",
+    "scifi",
     "thriller",
-)  # fmt: skip
+)
 ARTWORK_STYLES = ("close_up", "ensemble", "action_shot", "minimal", "dark", "bright")
 PAGE_ROWS = ("top_picks", "trending", "continue_watching", "because_you_watched", "new_releases")
 # region code -> (country, UTC offset in hours used for local time)
 REGIONS = {
-    "us-east": ("US", -5), "us-west": ("US", -8), "ca": ("CA", -5), "mx": ("MX", -6),
-    "br": ("BR", -3), "gb": ("GB", 0), "de": ("DE", 1), "fr": ("FR", 1), "es": ("ES", 1),
-    "in": ("IN", 5), "jp": ("JP", 9), "kr": ("KR", 9), "au": ("AU", 10),
-}  # fmt: skip
+    "us-east": ("US", -5),
+    "us-west": ("US", -8),
+    "ca": ("CA", -5),
+    "mx": ("MX", -6),
+    "br": ("BR", -3),
+    "gb": ("GB", 0),
+    "de": ("DE", 1),
+    "fr": ("FR", 1),
+    "es": ("ES", 1),
+    "in": ("IN", 5),
+    "jp": ("JP", 9),
+    "kr": ("KR", 9),
+    "au": ("AU", 10),
+}
 VIEW_EVENT_TYPES = ("play", "pause", "stop", "complete")
 SUBSCRIPTION_EVENT_TYPES = ("signup", "plan_change", "payment_failure", "cancel")
 THUMBS = ("up", "down")
@@ -148,7 +171,7 @@ SOURCES: dict[str, Source] = {
         ),
         Source(
             "impressions",
-            "Titles shown on a page row, with the artwork variant shown and whether it was clicked.",
+            "Titles shown on a page row, the artwork variant shown, and whether it was clicked.",
             _member(
                 Field("session_id", _STR),
                 Field("title_id", _STR),

@@ -103,7 +103,9 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
         .config("spark.databricks.delta.snapshotPartitions", str(sc.delta_snapshot_partitions))
         # Idempotent partition rewrites rely on replaceWhere over data columns.
         .config("spark.databricks.delta.replaceWhere.dataColumns.enabled", "true")
@@ -114,7 +116,9 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
     if sc.jars_dir:
         jars = sorted(str(p) for p in Path(sc.jars_dir).glob("*.jar"))
         if not jars:
-            raise SparkSetupError(f"spark.jars_dir {sc.jars_dir} holds no jars: run marquee doctor --maven")
+            raise SparkSetupError(
+                f"spark.jars_dir {sc.jars_dir} holds no jars: run marquee doctor --maven"
+            )
         builder = builder.config("spark.jars", ",".join(jars))
     else:
         builder = builder.config("spark.jars.packages", ",".join(delta_maven_coordinates()))
@@ -146,6 +150,6 @@ def _check_delta_loaded(spark: SparkSession) -> None:
         )
     except Exception as exc:
         raise SparkSetupError(
-            "Delta Lake's jars are not on Spark's classpath (io.delta.sql.DeltaSparkSessionExtension "
-            "not found); run `marquee doctor --warm`."
+            "Delta Lake's jars are not on Spark's classpath "
+            "(io.delta.sql.DeltaSparkSessionExtension not found); run `marquee doctor --warm`."
         ) from exc

@@ -37,11 +37,16 @@ def spec_from(args: argparse.Namespace, defaults) -> GenerationSpec:
         return getattr(defaults, name) if value is None else value
 
     return GenerationSpec(
-        seed=pick("seed"), accounts=pick("accounts"), titles=pick("titles"), days=pick("days"),
-        start_date=pick("start_date"), dirty_share=pick("dirty_share"),
-        late_share=pick("late_share"), sessions_per_day=pick("sessions_per_day"),
+        seed=pick("seed"),
+        accounts=pick("accounts"),
+        titles=pick("titles"),
+        days=pick("days"),
+        start_date=pick("start_date"),
+        dirty_share=pick("dirty_share"),
+        late_share=pick("late_share"),
+        sessions_per_day=pick("sessions_per_day"),
         landing_compression=pick("landing_compression"),
-    )  # fmt: skip
+    )
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -50,14 +55,24 @@ def _main(args: argparse.Namespace) -> int:
     spark = runtime.session(config, args)
     result = generate(spark, config.lake, spec)
     if args.json:
-        print(json.dumps({"spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
-                          "landing_counts": result.landing_counts,
-                          "seconds_by_stage": result.seconds_by_stage}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
+                    "landing_counts": result.landing_counts,
+                    "seconds_by_stage": result.seconds_by_stage,
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"generated {spec.accounts:,} accounts x {spec.days} days into {config.lake}/landing")
         for source, counts in result.landing_counts.items():
             dirty = sum(v for k, v in counts.items() if k not in ("lines", "late"))
-            print(f"  {source:<14}{counts['lines']:>14,} lines  {dirty:>9,} dirty  {counts['late']:>9,} late")
+            print(
+                f"  {source:<14}{counts['lines']:>14,} lines  {dirty:>9,} dirty"
+                f"  {counts['late']:>9,} late"
+            )
     return runtime.EXIT_OK
 
 

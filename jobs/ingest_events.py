@@ -17,7 +17,9 @@ from feature_store.ingest import IngestError, ingest_date
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="marquee ingest", description=__doc__.splitlines()[0])
     runtime.add_common_args(parser)
-    parser.add_argument("--date", type=dt.date.fromisoformat, required=True, help="file date, YYYY-MM-DD")
+    parser.add_argument(
+        "--date", type=dt.date.fromisoformat, required=True, help="file date, YYYY-MM-DD"
+    )
     parser.add_argument("--source", action="append", help="only this source (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the reconciliation as JSON")
     return parser.parse_args(argv)

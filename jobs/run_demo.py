@@ -24,16 +24,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _main(args: argparse.Namespace) -> int:
     config = runtime.load(args)
     spec = spec_from(
-        argparse.Namespace(**{**vars(args), "start_date": None, "dirty_share": None,
-                              "late_share": None, "sessions_per_day": None,
-                              "landing_compression": None}),
+        argparse.Namespace(
+            **{
+                **vars(args),
+                "start_date": None,
+                "dirty_share": None,
+                "late_share": None,
+                "sessions_per_day": None,
+                "landing_compression": None,
+            }
+        ),
         config.generator,
-    )  # fmt: skip
+    )
     spark = runtime.session(config, args)
     started = time.perf_counter()
     result = generate(spark, config.lake, spec)
-    print(f"generated {result.lines:,} landing lines for {spec.accounts:,} accounts, "
-          f"{spec.days} days, in {time.perf_counter() - started:.0f}s")  # fmt: skip
+    print(
+        f"generated {result.lines:,} landing lines for {spec.accounts:,} accounts, "
+        f"{spec.days} days, in {time.perf_counter() - started:.0f}s"
+    )
     failed = []
     for date in spec.dates:
         try:

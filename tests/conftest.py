@@ -52,7 +52,9 @@ def spark(config: Config):
     session.stop()
 
 
-def write_landing(lake_root: str | Path, source: str, date: dt.date, lines: list, name="part-0.txt") -> Path:
+def write_landing(
+    lake_root: str | Path, source: str, date: dt.date, lines: list, name="part-0.txt"
+) -> Path:
     """Write landing lines (dicts become JSON, str and bytes are written as they are)."""
     folder = Path(lake_root) / "landing" / source / f"date={date.isoformat()}"
     folder.mkdir(parents=True, exist_ok=True)

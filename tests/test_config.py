@@ -40,7 +40,10 @@ def test_unknown_key_names_file_and_dotted_key(tmp_path):
     [
         ("spark:\n  shuffle_partitions: many\n", "key 'spark.shuffle_partitions' must be int"),
         ("spark:\n  shuffle_partitions: 0\n", "key 'spark.shuffle_partitions' must be at least 1"),
-        ("ingest:\n  max_quarantine_share: 1.5\n", "key 'ingest.max_quarantine_share' must be between"),
+        (
+            "ingest:\n  max_quarantine_share: 1.5\n",
+            "key 'ingest.max_quarantine_share' must be between",
+        ),
         ("generator:\n  start_date: someday\n", "key 'generator.start_date' must be date"),
         ("spark:\n  driver_memory: lots\n", "key 'spark.driver_memory' must look like"),
         ("spark:\n  ui_enabled: 1\n", "key 'spark.ui_enabled' must be bool"),

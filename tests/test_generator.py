@@ -15,8 +15,16 @@ from feature_store.ingest import ingest_date
 from feature_store.privacy import pseudonymize
 from feature_store.sources import GENRES, SOURCES
 
-SPEC = GenerationSpec(seed=11, accounts=600, titles=150, days=4, start_date=dt.date(2026, 3, 2),
-                      dirty_share=0.04, late_share=0.05, sessions_per_day=1.5)  # fmt: skip
+SPEC = GenerationSpec(
+    seed=11,
+    accounts=600,
+    titles=150,
+    days=4,
+    start_date=dt.date(2026, 3, 2),
+    dirty_share=0.04,
+    late_share=0.05,
+    sessions_per_day=1.5,
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +45,16 @@ def landing_lines(spark, lake_root: str) -> dict[str, list[str]]:
 
 
 def test_same_seed_gives_identical_files_and_another_seed_does_not(spark, tmp_path):
-    small = GenerationSpec(seed=5, accounts=120, titles=40, days=2, start_date=dt.date(2026, 3, 2),
-                           dirty_share=0.05, late_share=0.05, sessions_per_day=1.0)  # fmt: skip
+    small = GenerationSpec(
+        seed=5,
+        accounts=120,
+        titles=40,
+        days=2,
+        start_date=dt.date(2026, 3, 2),
+        dirty_share=0.05,
+        late_share=0.05,
+        sessions_per_day=1.0,
+    )
     # Different partitioning must not change the data: draws are hashes of keys.
     spark.conf.set("spark.sql.shuffle.partitions", "3")
     generate(spark, str(tmp_path / "a"), small)
@@ -81,10 +97,15 @@ def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, world):
     config, _, _ = world
     lake = lk.Lake(config.lake)
     truth_accounts = lk.read_table(spark, f"{lake.ground_truth}/accounts")
-    raw = truth_accounts.select(F.col("account_id").alias("v")).unionByName(
-        lk.read_table(spark, f"{lake.ground_truth}/profiles").select(F.col("profile_id").alias("v"))
-    ).unionByName(truth_accounts.select(F.col("email").alias("v"))).unionByName(
-        truth_accounts.select(F.col("full_name").alias("v"))
+    raw = (
+        truth_accounts.select(F.col("account_id").alias("v"))
+        .unionByName(
+            lk.read_table(spark, f"{lake.ground_truth}/profiles").select(
+                F.col("profile_id").alias("v")
+            )
+        )
+        .unionByName(truth_accounts.select(F.col("email").alias("v")))
+        .unionByName(truth_accounts.select(F.col("full_name").alias("v")))
     )
     for source in SOURCES:
         table = lk.read_table(spark, lake.bronze(source))
@@ -93,7 +114,9 @@ def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, world):
         assert values.join(raw, "v").count() == 0, source
         assert values.filter(F.col("v").rlike(r"acc\d{9}|@example\.com")).count() == 0, source
     # ... and the pseudonyms are the keyed hashes of the raw ids (so joins still work).
-    expected = truth_accounts.select(pseudonymize(F.col("account_id"), TEST_KEY).alias("account_id"))
+    expected = truth_accounts.select(
+        pseudonymize(F.col("account_id"), TEST_KEY).alias("account_id")
+    )
     bronze_accounts = lk.read_table(spark, lake.bronze("accounts")).select("account_id").distinct()
     assert bronze_accounts.join(expected, "account_id").count() == bronze_accounts.count() > 500
 
@@ -102,10 +125,16 @@ def test_profiles_watch_their_favourite_genres(spark, world):
     config, _, _ = world
     truth = lk.Lake(config.lake).ground_truth
     sessions = lk.read_table(spark, f"{truth}/sessions").filter(F.col("chosen") >= 0)
-    chosen_title = F.element_at(F.array("title_id_0", "title_id_1", "title_id_2"), F.col("chosen") + 1)
+    chosen_title = F.element_at(
+        F.array("title_id_0", "title_id_1", "title_id_2"), F.col("chosen") + 1
+    )
     titles = lk.read_table(spark, f"{truth}/titles").select("title_id", "genres")
-    views = sessions.select(F.col("top_genres")[0].alias("g"), chosen_title.alias("title_id")).join(titles, "title_id")
-    favourite = F.array_contains(F.col("genres"), F.element_at(F.array(*map(F.lit, GENRES)), F.col("g") + 1))
+    views = sessions.select(F.col("top_genres")[0].alias("g"), chosen_title.alias("title_id")).join(
+        titles, "title_id"
+    )
+    favourite = F.array_contains(
+        F.col("genres"), F.element_at(F.array(*map(F.lit, GENRES)), F.col("g") + 1)
+    )
     share = views.agg(F.avg(favourite.cast("double"))).first()[0]
     # Base rate: how often a random catalogue title has a given genre.
     base = titles.select(F.explode("genres")).count() / titles.count() / len(GENRES)
@@ -133,13 +162,30 @@ def test_artwork_click_through_follows_segment_appeal(spark, world):
     config, _, _ = world
     sessions = lk.read_table(spark, f"{lk.Lake(config.lake).ground_truth}/sessions")
     shown = sessions.select(
-        "segment", "chosen",
-        F.explode(F.array(*[F.struct(F.lit(i).alias("i"), F.col(f"valid_{i}").alias("valid"),
-                                     F.col(f"artwork_style_{i}").alias("style")) for i in range(3)])).alias("c"),
-    ).filter("c.valid")  # fmt: skip
-    ctr = shown.groupBy("segment", F.col("c.style").alias("style")).agg(
-        F.avg((F.col("chosen") == F.col("c.i")).cast("double")).alias("ctr"), F.count(F.lit(1)).alias("n")
-    ).filter(F.col("n") >= 30).collect()
+        "segment",
+        "chosen",
+        F.explode(
+            F.array(
+                *[
+                    F.struct(
+                        F.lit(i).alias("i"),
+                        F.col(f"valid_{i}").alias("valid"),
+                        F.col(f"artwork_style_{i}").alias("style"),
+                    )
+                    for i in range(3)
+                ]
+            )
+        ).alias("c"),
+    ).filter("c.valid")
+    ctr = (
+        shown.groupBy("segment", F.col("c.style").alias("style"))
+        .agg(
+            F.avg((F.col("chosen") == F.col("c.i")).cast("double")).alias("ctr"),
+            F.count(F.lit(1)).alias("n"),
+        )
+        .filter(F.col("n") >= 30)
+        .collect()
+    )
     appeal = WorldParams.draw(SPEC.seed).artwork_appeal
     pairs = [(appeal[r["segment"]][r["style"]], r["ctr"]) for r in ctr]
     assert len(pairs) >= 10 and len(ARTWORK_STYLES) == 6

@@ -16,19 +16,33 @@ VIEWING = SOURCES["viewing"]
 
 def view(event_id="e1", **changes):
     record = {
-        "event_id": event_id, "event_ts": "2026-01-05T20:15:00Z", "account_id": "acc000000001",
-        "profile_id": "acc000000001-p0", "session_id": "s1", "title_id": "tt0000001",
-        "event_type": "play", "watch_seconds": 0, "position_seconds": 0, "device": "tv",
-        "region": "gb", "local_hour": 20,
-    }  # fmt: skip
+        "event_id": event_id,
+        "event_ts": "2026-01-05T20:15:00Z",
+        "account_id": "acc000000001",
+        "profile_id": "acc000000001-p0",
+        "session_id": "s1",
+        "title_id": "tt0000001",
+        "event_type": "play",
+        "watch_seconds": 0,
+        "position_seconds": 0,
+        "device": "tv",
+        "region": "gb",
+        "local_hour": 20,
+    }
     record.update(changes)
     return json.dumps({k: v for k, v in record.items() if v is not None})
 
 
 def classify(spark, lines, source=VIEWING):
     df = spark.createDataFrame([(line, "f1") for line in lines], "value string, source_file string")
-    return classify_lines(df, source=source, file_date=DAY, pseudonymization_key=KEY,
-                          watermark_days=7, future_tolerance_hours=24)  # fmt: skip
+    return classify_lines(
+        df,
+        source=source,
+        file_date=DAY,
+        pseudonymization_key=KEY,
+        watermark_days=7,
+        future_tolerance_hours=24,
+    )
 
 
 def test_each_dirty_kind_is_quarantined_with_its_reason(spark):
@@ -73,8 +87,15 @@ def test_each_dirty_kind_is_quarantined_with_its_reason(spark):
 
 def test_accepted_rows_are_typed_pseudonymized_and_dated(spark):
     result = classify(spark, [view("ok", watch_seconds=61, event_ts="2026-01-04T23:59:59Z")])
-    row = result.select("event_id", "event_ts", "account_id", "profile_id", "watch_seconds",
-                        "event_date", "ingest_date").first()  # fmt: skip
+    row = result.select(
+        "event_id",
+        "event_ts",
+        "account_id",
+        "profile_id",
+        "watch_seconds",
+        "event_date",
+        "ingest_date",
+    ).first()
     assert row["event_ts"] == dt.datetime(2026, 1, 4, 23, 59, 59)
     assert row["watch_seconds"] == 61
     assert row["account_id"] == pseudonymize_value("acc000000001", KEY)
@@ -83,11 +104,20 @@ def test_accepted_rows_are_typed_pseudonymized_and_dated(spark):
 
 
 def test_pii_fields_are_dropped_from_bronze_columns(spark):
-    account = json.dumps({
-        "event_id": "a1", "event_ts": "2026-01-05T01:00:00Z", "account_id": "acc000000009",
-        "country": "GB", "region": "gb", "plan": "basic", "signup_date": "2025-03-01",
-        "household_size": 2, "email": "someone@example.com", "full_name": "Some One",
-    })  # fmt: skip
+    account = json.dumps(
+        {
+            "event_id": "a1",
+            "event_ts": "2026-01-05T01:00:00Z",
+            "account_id": "acc000000009",
+            "country": "GB",
+            "region": "gb",
+            "plan": "basic",
+            "signup_date": "2025-03-01",
+            "household_size": 2,
+            "email": "someone@example.com",
+            "full_name": "Some One",
+        }
+    )
     result = classify(spark, [account], SOURCES["accounts"])
     assert {"email", "full_name", "phone"}.isdisjoint(result.columns)
     assert result.first()["status"] == "bronze"
@@ -95,15 +125,24 @@ def test_pii_fields_are_dropped_from_bronze_columns(spark):
 
 def test_array_fields_are_type_checked(spark):
     title = {
-        "event_id": "t1", "event_ts": "2026-01-05T01:00:00Z", "title_id": "tt1", "name": "N",
-        "kind": "movie", "genres": ["drama"], "cast": ["p1"], "release_date": "2020-01-01",
-        "duration_minutes": 90, "available_regions": ["gb"],
+        "event_id": "t1",
+        "event_ts": "2026-01-05T01:00:00Z",
+        "title_id": "tt1",
+        "name": "N",
+        "kind": "movie",
+        "genres": ["drama"],
+        "cast": ["p1"],
+        "release_date": "2020-01-01",
+        "duration_minutes": 90,
+        "available_regions": ["gb"],
         "artwork": [{"artwork_id": "tt1-a0", "style": "dark"}],
-    }  # fmt: skip
+    }
     bad = {**title, "event_id": "t2", "genres": "drama"}
     result = classify(spark, [json.dumps(title), json.dumps(bad)], SOURCES["titles"])
-    got = {r["event_id"] or "?": (r["status"], r["reason"], r["detail"], r["genres"])
-           for r in result.collect()}  # fmt: skip
+    got = {
+        r["event_id"] or "?": (r["status"], r["reason"], r["detail"], r["genres"])
+        for r in result.collect()
+    }
     assert got == {
         "t1": ("bronze", None, None, ["drama"]),
         # the typed value of a mistyped field is null; the raw line is kept in quarantine
@@ -128,5 +167,9 @@ def test_deduplicate_counts_copies_and_quarantines_conflicts(spark):
         ],
         "raw string, status string, reason string",
     )
-    assert_df_equality(result.select("raw", "status", "reason"), expected,
-                       ignore_row_order=True, ignore_nullable=True)  # fmt: skip
+    assert_df_equality(
+        result.select("raw", "status", "reason"),
+        expected,
+        ignore_row_order=True,
+        ignore_nullable=True,
+    )

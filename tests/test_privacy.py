@@ -13,10 +13,17 @@ def test_spark_pseudonym_is_hmac_sha256_of_the_id(spark):
     key = "a-key-longer-than-the-block-size-" * 3  # exercises the hashed-key branch
     result = df.select("id", pseudonymize(F.col("id"), key).alias("p"))
     expected = spark.createDataFrame(
-        [(i, None if i is None else hmac.new(key.encode(), i.encode(), hashlib.sha256).hexdigest()[:32])
-         for i in ids],
+        [
+            (
+                i,
+                None
+                if i is None
+                else hmac.new(key.encode(), i.encode(), hashlib.sha256).hexdigest()[:32],
+            )
+            for i in ids
+        ],
         "id string, p string",
-    )  # fmt: skip
+    )
     assert_df_equality(result, expected, ignore_row_order=True, ignore_nullable=True)
 
 

@@ -25,12 +25,34 @@ from feature_store.sources import SOURCES
 log = logging.getLogger(__name__)
 
 _SESSION_COLUMNS = (
-    "profile_idx", "k", "account_idx", "account_id", "profile_id", "session_id", "day",
-    "region", "region_idx", "device_idx", "local_hour", "hour_group", "start_seconds",
-    "segment", "top_genres", "chosen",
-)  # fmt: skip
-_CANDIDATE_COLUMNS = ("valid", "title_id", "name", "artwork_id", "artwork_style", "release_day",
-                      "utility", "quality", "duration_minutes")  # fmt: skip
+    "profile_idx",
+    "k",
+    "account_idx",
+    "account_id",
+    "profile_id",
+    "session_id",
+    "day",
+    "region",
+    "region_idx",
+    "device_idx",
+    "local_hour",
+    "hour_group",
+    "start_seconds",
+    "segment",
+    "top_genres",
+    "chosen",
+)
+_CANDIDATE_COLUMNS = (
+    "valid",
+    "title_id",
+    "name",
+    "artwork_id",
+    "artwork_style",
+    "release_day",
+    "utility",
+    "quality",
+    "duration_minutes",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +114,9 @@ def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> Gener
     lk.overwrite(spark.createDataFrame(catalogue.title_regions), f"{truth}/title_regions")
     stage("catalogue")
 
-    accounts = members.accounts(spark, seed=spec.seed, n_accounts=spec.accounts, days=spec.days, world=world)
+    accounts = members.accounts(
+        spark, seed=spec.seed, n_accounts=spec.accounts, days=spec.days, world=world
+    )
     lk.overwrite(accounts, f"{truth}/accounts")
     accounts = lk.read_table(spark, f"{truth}/accounts")
     stage("accounts")
@@ -102,13 +126,19 @@ def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> Gener
     stage("profiles")
 
     sessions = activity.sessions(
-        profiles, seed=spec.seed, start=spec.start_date, days=spec.days,
-        sessions_per_day=spec.sessions_per_day, world=world,
-    )  # fmt: skip
+        profiles,
+        seed=spec.seed,
+        start=spec.start_date,
+        days=spec.days,
+        sessions_per_day=spec.sessions_per_day,
+        world=world,
+    )
     chosen = activity.choices(
         sessions, tables, seed=spec.seed, genre_counts=catalogue.genre_counts, world=world
     )
-    keep = list(_SESSION_COLUMNS) + [f"{c}_{i}" for i in range(activity.CANDIDATES) for c in _CANDIDATE_COLUMNS]
+    keep = list(_SESSION_COLUMNS) + [
+        f"{c}_{i}" for i in range(activity.CANDIDATES) for c in _CANDIDATE_COLUMNS
+    ]
     lk.overwrite(chosen.select(*keep), f"{truth}/sessions", partition_by=["day"])
     sessions = lk.read_table(spark, f"{truth}/sessions")
     stage("sessions")
@@ -117,7 +147,9 @@ def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> Gener
     changes = records.plan_changes(accounts, seed=spec.seed, days=spec.days)
     landing_records: dict[str, DataFrame] = {
         "titles": records.title_records(titles, seed=spec.seed, start=spec.start_date),
-        "accounts": records.account_records(accounts, changes, seed=spec.seed, start=spec.start_date),
+        "accounts": records.account_records(
+            accounts, changes, seed=spec.seed, start=spec.start_date
+        ),
         "profiles": records.profile_records(profiles, seed=spec.seed, start=spec.start_date),
         "subscriptions": records.subscription_records(
             accounts, changes, seed=spec.seed, start=spec.start_date, days=spec.days
@@ -131,10 +163,15 @@ def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> Gener
     for name, frame in landing_records.items():
         counts[name] = write_landing(
             frame.select(*[f.name for f in SOURCES[name].fields]),
-            source=SOURCES[name], root=lake.root, seed=spec.seed, start=spec.start_date,
-            days=spec.days, dirty_share=spec.dirty_share, late_share=spec.late_share,
+            source=SOURCES[name],
+            root=lake.root,
+            seed=spec.seed,
+            start=spec.start_date,
+            days=spec.days,
+            dirty_share=spec.dirty_share,
+            late_share=spec.late_share,
             compression=spec.landing_compression,
-        )  # fmt: skip
+        )
         stage(f"landing {name}")
 
     manifest = {

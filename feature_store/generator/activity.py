@@ -20,14 +20,26 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_store.generator import rand as R
-from feature_store.generator.world import POPULARITY_SLOTS, WorldParams
+from feature_store.generator.world import LATENT_DIM, POPULARITY_SLOTS, WorldParams
 from feature_store.sources import DEVICES, GENRES, REGIONS
 
 CANDIDATES = 3
 _PAGE_ROWS = ("trending", "top_picks", "because_you_watched")
-_TITLE_COLUMNS = ("title_id", "name", "kind_idx", "genre_vec", "primary_genre_idx", "factors",
-                  "base_log_pop", "quality", "release_day", "region_mask", "artwork_ids",
-                  "artwork_styles", "duration_minutes")  # fmt: skip
+_TITLE_COLUMNS = (
+    "title_id",
+    "name",
+    "kind_idx",
+    "genre_vec",
+    "primary_genre_idx",
+    "factors",
+    "base_log_pop",
+    "quality",
+    "release_day",
+    "region_mask",
+    "artwork_ids",
+    "artwork_styles",
+    "duration_minutes",
+)
 
 
 def _literal_array(values) -> Column:
@@ -38,11 +50,20 @@ def _literal_matrix(rows) -> Column:
     return F.array(*[_literal_array(row) for row in rows])
 
 
-def sessions(profiles: DataFrame, *, seed: int, start: dt.date, days: int,
-             sessions_per_day: float, world: WorldParams) -> DataFrame:  # fmt: skip
+def sessions(
+    profiles: DataFrame,
+    *,
+    seed: int,
+    start: dt.date,
+    days: int,
+    sessions_per_day: float,
+    world: WorldParams,
+) -> DataFrame:
     """One row per session: profile, day, device, local hour, start time (UTC)."""
     p = F.col("profile_idx")
-    max_factor = F.exp(F.greatest(F.col("engagement_drift") * (days - 1), F.lit(0.0))) * world.weekend_boost
+    max_factor = (
+        F.exp(F.greatest(F.col("engagement_drift") * (days - 1), F.lit(0.0))) * world.weekend_boost
+    )
     mean = F.col("activity") * sessions_per_day * days * max_factor
     slots = (F.ceil(mean * 1.5) + 2).cast("int")
     df = profiles.withColumn("_mean", mean).withColumn("_max_factor", max_factor)
@@ -79,18 +100,28 @@ def sessions(profiles: DataFrame, *, seed: int, start: dt.date, days: int,
     )
     return df.select(
         "*",
-        F.lpad(F.lower(F.hex(F.xxhash64(F.lit(seed), F.lit("session"), p, "k"))), 16, "0").alias("session_id"),
+        F.lpad(F.lower(F.hex(F.xxhash64(F.lit(seed), F.lit("session"), p, "k"))), 16, "0").alias(
+            "session_id"
+        ),
         device.alias("device_idx"),
         local_hour.alias("local_hour"),
-        F.when(local_hour < 6, 0).when(local_hour < 11, 1).when(local_hour < 17, 2).otherwise(3).alias(
-            "hour_group"
-        ),
+        F.when(local_hour < 6, 0)
+        .when(local_hour < 11, 1)
+        .when(local_hour < 17, 2)
+        .otherwise(3)
+        .alias("hour_group"),
         start_seconds.alias("start_seconds"),
     ).drop("_mean", "_max_factor")
 
 
-def choices(sessions_df: DataFrame, catalogue_tables: dict[str, DataFrame], *, seed: int,
-            genre_counts: list[int], world: WorldParams) -> DataFrame:  # fmt: skip
+def choices(
+    sessions_df: DataFrame,
+    catalogue_tables: dict[str, DataFrame],
+    *,
+    seed: int,
+    genre_counts: list[int],
+    world: WorldParams,
+) -> DataFrame:
     """Attach three candidate titles per session, their utilities and the choice.
 
     Candidates are joined from broadcast tables one at a time (columns suffixed
@@ -106,24 +137,30 @@ def choices(sessions_df: DataFrame, catalogue_tables: dict[str, DataFrame], *, s
         df = df.withColumn(f"_slot{i}", R.below(POPULARITY_SLOTS, seed, f"slot{i}", p, k))
         df = df.join(
             slots.select(
-                F.col("region_idx").alias(f"_r{i}"), F.col("day").alias(f"_d{i}"),
-                F.col("slot").alias(f"_s{i}"), F.col("title_idx").alias(f"title_idx_{i}"),
-            ),  # fmt: skip
-            (F.col("region_idx") == F.col(f"_r{i}")) & (F.col("day") == F.col(f"_d{i}"))
+                F.col("region_idx").alias(f"_r{i}"),
+                F.col("day").alias(f"_d{i}"),
+                F.col("slot").alias(f"_s{i}"),
+                F.col("title_idx").alias(f"title_idx_{i}"),
+            ),
+            (F.col("region_idx") == F.col(f"_r{i}"))
+            & (F.col("day") == F.col(f"_d{i}"))
             & (F.col(f"_slot{i}") == F.col(f"_s{i}")),
             "left",
-        ).drop(f"_r{i}", f"_d{i}", f"_s{i}", f"_slot{i}")  # fmt: skip
+        ).drop(f"_r{i}", f"_d{i}", f"_s{i}", f"_slot{i}")
     genre = F.element_at(F.col("top_genres"), R.below(3, seed, "genre_pick", p, k) + 1)
     counts = F.array(*[F.lit(c) for c in genre_counts])
     df = df.withColumn("_g", genre).withColumn(
         "_pos", R.below(F.element_at(counts, F.col("_g") + 1), seed, "genre_pos", p, k)
     )
     df = df.join(
-        genre_slots.select(F.col("genre_idx").alias("_gg"), F.col("pos").alias("_gp"),
-                           F.col("title_idx").alias("title_idx_2")),
+        genre_slots.select(
+            F.col("genre_idx").alias("_gg"),
+            F.col("pos").alias("_gp"),
+            F.col("title_idx").alias("title_idx_2"),
+        ),
         (F.col("_g") == F.col("_gg")) & (F.col("_pos") == F.col("_gp")),
         "left",
-    ).drop("_g", "_pos", "_gg", "_gp")  # fmt: skip
+    ).drop("_g", "_pos", "_gg", "_gp")
 
     for i in range(CANDIDATES):
         df = df.join(
@@ -142,16 +179,18 @@ def choices(sessions_df: DataFrame, catalogue_tables: dict[str, DataFrame], *, s
         available = F.pmod(bit, F.lit(2)) == 1
         distinct = F.lit(True)
         for j in range(i):
-            distinct = distinct & (F.col(f"title_idx_{i}") != F.coalesce(F.col(f"title_idx_{j}"), F.lit(-1)))
+            distinct = distinct & (
+                F.col(f"title_idx_{i}") != F.coalesce(F.col(f"title_idx_{j}"), F.lit(-1))
+            )
         valid = F.col(f"title_idx_{i}").isNotNull() & released & available & distinct
         art = R.below(F.size(F.col(f"artwork_ids_{i}")), seed, f"art{i}", p, k)
         style = F.element_at(F.col(f"artwork_styles_{i}"), art + 1)
         utility = (
-            world.taste_weight * R.dot(F.col("taste"), F.col(f"genre_vec_{i}"))
-            + world.factor_weight * R.dot(F.col("factors"), F.col(f"factors_{i}"))
+            world.taste_weight * R.dot(F.col("taste"), F.col(f"genre_vec_{i}"), len(GENRES))
+            + world.factor_weight * R.dot(F.col("factors"), F.col(f"factors_{i}"), LATENT_DIM)
             + world.popularity_weight * F.col(f"base_log_pop_{i}")
             + device_kind[F.col("device_idx")][F.col(f"kind_idx_{i}")]
-            + R.dot(hour_genre[F.col("hour_group")], F.col(f"genre_vec_{i}"))
+            + R.dot(hour_genre[F.col("hour_group")], F.col(f"genre_vec_{i}"), len(GENRES))
         )
         df = df.select(
             "*",
@@ -162,12 +201,15 @@ def choices(sessions_df: DataFrame, catalogue_tables: dict[str, DataFrame], *, s
         )
         score = F.when(
             F.col(f"valid_{i}"),
-            F.col(f"utility_{i}") + appeal[F.col("segment")][F.col(f"artwork_style_{i}")]
+            F.col(f"utility_{i}")
+            + appeal[F.col("segment")][F.col(f"artwork_style_{i}")]
             + R.gumbel(seed, f"gumbel{i}", p, k),
-        ).otherwise(F.lit(-math.inf))  # fmt: skip
+        ).otherwise(F.lit(-math.inf))
         scores.append(score)
     outside = F.lit(world.outside_utility) + R.gumbel(seed, "gumbel_outside", p, k)
-    df = df.select("*", *[s.alias(f"_score{i}") for i, s in enumerate(scores)], outside.alias("_outside"))
+    df = df.select(
+        "*", *[s.alias(f"_score{i}") for i, s in enumerate(scores)], outside.alias("_outside")
+    )
     best = F.greatest(*[F.col(f"_score{i}") for i in range(CANDIDATES)], F.col("_outside"))
     chosen = F.lit(-1)
     for i in reversed(range(CANDIDATES)):
@@ -180,16 +222,16 @@ def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
     shown = F.array(
         *[
             F.struct(
-                F.lit(i).alias("i"), F.col(f"valid_{i}").alias("valid"),
-                F.col(f"title_id_{i}").alias("title_id"), F.col(f"artwork_id_{i}").alias("artwork_id"),
+                F.lit(i).alias("i"),
+                F.col(f"valid_{i}").alias("valid"),
+                F.col(f"title_id_{i}").alias("title_id"),
+                F.col(f"artwork_id_{i}").alias("artwork_id"),
                 F.col(f"release_day_{i}").alias("release_day"),
-            )  # fmt: skip
+            )
             for i in range(CANDIDATES)
         ]
     )
-    df = choices_df.select(
-        "*", F.explode(F.filter(shown, lambda s: s["valid"])).alias("imp")
-    )
+    df = choices_df.select("*", F.explode(shown).alias("imp")).filter(F.col("imp.valid"))
     i = F.col("imp.i")
     new_release = F.col("day") - F.col("imp.release_day") < 14
     page_row = F.when(new_release, F.lit("new_releases")).otherwise(
@@ -198,14 +240,17 @@ def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
     return df.select(
         R.hex_id(seed, "impression", "profile_idx", "k", i).alias("event_id"),
         F.timestamp_seconds(F.col("start_seconds") + i).alias("event_ts"),
-        "account_id", "profile_id", "session_id",
+        "account_id",
+        "profile_id",
+        "session_id",
         F.col("imp.title_id").alias("title_id"),
         F.col("imp.artwork_id").alias("artwork_id"),
         page_row.alias("page_row"),
         R.below(10, seed, "row_position", "profile_idx", "k", i).alias("row_position"),
         (F.col("chosen") == i).alias("clicked"),
-        _device(), "region",
-    )  # fmt: skip
+        _device(),
+        "region",
+    )
 
 
 def _device() -> Column:
@@ -250,7 +295,9 @@ def viewing_events(views_df: DataFrame, *, seed: int) -> DataFrame:
     segment = F.floor(F.col("watched_seconds") / (n + 1)).cast("int")
     pauses_before = F.floor(e / 2).cast("int")
     last = e == 2 * n + 1
-    position = F.when(last, F.col("watched_seconds")).otherwise(pauses_before * segment + F.when(e % 2 == 1, segment).otherwise(0))
+    position = F.when(last, F.col("watched_seconds")).otherwise(
+        pauses_before * segment + F.when(e % 2 == 1, segment).otherwise(0)
+    )
     event_type = (
         F.when(e == 0, F.lit("play"))
         .when(last & F.col("completed"), F.lit("complete"))
@@ -258,17 +305,27 @@ def viewing_events(views_df: DataFrame, *, seed: int) -> DataFrame:
         .when(e % 2 == 1, F.lit("pause"))
         .otherwise(F.lit("play"))
     )
-    watch = F.when(e == 0, 0).when(e % 2 == 1, segment).when(last, F.col("watched_seconds") - n * segment).otherwise(0)
+    watch = (
+        F.when(e == 0, 0)
+        .when(e % 2 == 1, segment)
+        .when(last, F.col("watched_seconds") - n * segment)
+        .otherwise(0)
+    )
     ts = F.col("start_seconds") + 20 + position + pauses_before * 180
     return df.select(
         R.hex_id(seed, "view_event", "profile_idx", "k", e).alias("event_id"),
         F.timestamp_seconds(ts).alias("event_ts"),
-        "account_id", "profile_id", "session_id", "title_id",
+        "account_id",
+        "profile_id",
+        "session_id",
+        "title_id",
         event_type.alias("event_type"),
         watch.cast("int").alias("watch_seconds"),
         position.cast("int").alias("position_seconds"),
-        _device(), "region", "local_hour",
-    )  # fmt: skip
+        _device(),
+        "region",
+        "local_hour",
+    )
 
 
 def ratings(views_df: DataFrame, *, seed: int) -> DataFrame:
@@ -277,10 +334,14 @@ def ratings(views_df: DataFrame, *, seed: int) -> DataFrame:
     liked = F.col("utility") + 0.5 * R.normal(seed, "thumbs_noise", p, k) > 1.0
     return views_df.filter(R.uniform(seed, "rates", p, k) < rates).select(
         R.hex_id(seed, "rating", p, k).alias("event_id"),
-        F.timestamp_seconds(F.col("start_seconds") + F.col("watched_seconds") + 60).alias("event_ts"),
-        "account_id", "profile_id", "title_id",
+        F.timestamp_seconds(F.col("start_seconds") + F.col("watched_seconds") + 60).alias(
+            "event_ts"
+        ),
+        "account_id",
+        "profile_id",
+        "title_id",
         F.when(liked, F.lit("up")).otherwise(F.lit("down")).alias("thumbs"),
-    )  # fmt: skip
+    )
 
 
 def searches(views_df: DataFrame, *, seed: int) -> DataFrame:
@@ -292,8 +353,9 @@ def searches(views_df: DataFrame, *, seed: int) -> DataFrame:
     return views_df.filter(R.uniform(seed, "searches", p, k) < 0.12).select(
         R.hex_id(seed, "search", p, k).alias("event_id"),
         F.timestamp_seconds(F.col("start_seconds") - 30).alias("event_ts"),
-        "account_id", "profile_id",
+        "account_id",
+        "profile_id",
         query.alias("query"),
         (1 + R.below(40, seed, "results", p, k)).alias("results_count"),
         _device(),
-    )  # fmt: skip
+    )

@@ -17,8 +17,14 @@ from feature_store.generator import rand as R
 from feature_store.sources import Source
 
 # Kinds that replace the record by a broken one.
-REPLACING_KINDS = ("malformed_json", "missing_field", "wrong_type", "unknown_value",
-                   "future_timestamp", "empty_line")  # fmt: skip
+REPLACING_KINDS = (
+    "malformed_json",
+    "missing_field",
+    "wrong_type",
+    "unknown_value",
+    "future_timestamp",
+    "empty_line",
+)
 # Kinds that keep the record and add a copy of it.
 COPY_KINDS = ("duplicate_in_file", "conflicting_duplicate", "duplicate_of_earlier_day")
 DIRTY_KINDS = REPLACING_KINDS + COPY_KINDS
@@ -38,9 +44,18 @@ _DIRTY_FIELDS = {
 _JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss'Z'", "ignoreNullFields": "true"}
 
 
-def write_landing(records: DataFrame, *, source: Source, root: str, seed: int, start: dt.date,
-                  days: int, dirty_share: float, late_share: float,
-                  compression: str = "none") -> dict[str, int]:  # fmt: skip
+def write_landing(
+    records: DataFrame,
+    *,
+    source: Source,
+    root: str,
+    seed: int,
+    start: dt.date,
+    days: int,
+    dirty_share: float,
+    late_share: float,
+    compression: str = "none",
+) -> dict[str, int]:
     """Write one source's landing files for the whole window; return counts per kind."""
     end = start + dt.timedelta(days=days - 1)
     event_id = F.col(source.id_field)
@@ -51,15 +66,26 @@ def write_landing(records: DataFrame, *, source: Source, root: str, seed: int, s
     kinds = DIRTY_KINDS if enum else tuple(k for k in DIRTY_KINDS if k != "unknown_value")
     dirty = R.uniform(seed, f"dirty:{source.name}", event_id) < dirty_share
     kind = F.when(
-        dirty, F.element_at(F.array(*map(F.lit, kinds)), R.below(len(kinds), seed, f"kind:{source.name}", event_id) + 1)
-    )  # fmt: skip
-    lag = 1 + R.below(3, seed, f"lag:{source.name}", event_id)
-    late = ~dirty & (R.uniform(seed, f"late:{source.name}", event_id) < late_share) & (
-        F.date_add(F.col("_event_date"), lag) <= F.lit(end)
+        dirty,
+        F.element_at(
+            F.array(*map(F.lit, kinds)),
+            R.below(len(kinds), seed, f"kind:{source.name}", event_id) + 1,
+        ),
     )
-    df = df.withColumn("_kind", kind).withColumn(
-        "_file_date", F.when(late, F.date_add(F.col("_event_date"), lag)).otherwise(F.col("_event_date"))
-    ).withColumn("_late", late)
+    lag = 1 + R.below(3, seed, f"lag:{source.name}", event_id)
+    late = (
+        ~dirty
+        & (R.uniform(seed, f"late:{source.name}", event_id) < late_share)
+        & (F.date_add(F.col("_event_date"), lag) <= F.lit(end))
+    )
+    df = (
+        df.withColumn("_kind", kind)
+        .withColumn(
+            "_file_date",
+            F.when(late, F.date_add(F.col("_event_date"), lag)).otherwise(F.col("_event_date")),
+        )
+        .withColumn("_late", late)
+    )
 
     def field(name: str) -> Column:
         column = F.col(name)
@@ -68,42 +94,75 @@ def write_landing(records: DataFrame, *, source: Source, root: str, seed: int, s
         if enum and name == enum[0]:
             column = F.when(F.col("_kind") == "unknown_value", F.lit(enum[1])).otherwise(column)
         if name == source.ts_field:
-            column = F.when(F.col("_kind") == "future_timestamp", column + F.expr("INTERVAL 400 DAYS")).otherwise(column)
+            column = F.when(
+                F.col("_kind") == "future_timestamp", column + F.expr("INTERVAL 400 DAYS")
+            ).otherwise(column)
         return column.alias(name)
 
     names = [f.name for f in source.fields]
     value = F.to_json(F.struct(*[field(n) for n in names]), _JSON_OPTIONS)
-    value = F.when(
-        F.col("_kind") == "wrong_type",
-        F.regexp_replace(value, f'("{mistyped}":)("[^"]*"|[^,}}\\]]+)', '$1"n/a"'),
-    ).when(F.col("_kind") == "malformed_json", F.substring(value, 1, F.floor(F.length(value) / 2).cast("int"))
-    ).when(F.col("_kind") == "empty_line", F.lit("")).otherwise(value)  # fmt: skip
+    value = (
+        F.when(
+            F.col("_kind") == "wrong_type",
+            F.regexp_replace(value, f'("{mistyped}":)("[^"]*"|[^,}}\\]]+)', '$1"n/a"'),
+        )
+        .when(
+            F.col("_kind") == "malformed_json",
+            F.substring(value, 1, F.floor(F.length(value) / 2).cast("int")),
+        )
+        .when(F.col("_kind") == "empty_line", F.lit(""))
+        .otherwise(value)
+    )
     conflicting = F.to_json(
-        F.struct(*[(F.col(n) + F.expr("INTERVAL 1 SECOND")).alias(n) if n == source.ts_field else F.col(n)
-                   for n in names]),
+        F.struct(
+            *[
+                (F.col(n) + F.expr("INTERVAL 1 SECOND")).alias(n)
+                if n == source.ts_field
+                else F.col(n)
+                for n in names
+            ]
+        ),
         _JSON_OPTIONS,
-    )  # fmt: skip
+    )
 
     def line(role: str, keep: Column, text: Column, date: Column) -> Column:
-        return F.struct(F.lit(role).alias("role"), keep.alias("keep"), text.alias("value"),
-                        date.alias("date"))  # fmt: skip
+        return F.struct(
+            F.lit(role).alias("role"), keep.alias("keep"), text.alias("value"), date.alias("date")
+        )
 
     next_day = F.date_add(F.col("_file_date"), 1)
     lines = F.array(
         line("original", F.lit(True), value, F.col("_file_date")),
-        line("duplicate_in_file", F.col("_kind") == "duplicate_in_file", value, F.col("_file_date")),
-        line("conflicting_duplicate", F.col("_kind") == "conflicting_duplicate", conflicting,
-             F.col("_file_date")),
-        line("duplicate_of_earlier_day",
-             (F.col("_kind") == "duplicate_of_earlier_day") & (next_day <= F.lit(end)), value, next_day),
-    )  # fmt: skip
-    exploded = df.select("_kind", "_late", F.explode(F.filter(lines, lambda x: x["keep"])).alias("line"))
+        line(
+            "duplicate_in_file", F.col("_kind") == "duplicate_in_file", value, F.col("_file_date")
+        ),
+        line(
+            "conflicting_duplicate",
+            F.col("_kind") == "conflicting_duplicate",
+            conflicting,
+            F.col("_file_date"),
+        ),
+        line(
+            "duplicate_of_earlier_day",
+            (F.col("_kind") == "duplicate_of_earlier_day") & (next_day <= F.lit(end)),
+            value,
+            next_day,
+        ),
+    )
+    exploded = df.select("_kind", "_late", F.explode(lines).alias("line")).filter(
+        F.col("line.keep")
+    )
     role = F.col("line.role")
     observation = Observation(f"landing_{source.name}")
-    metrics = [F.count(F.lit(1)).alias("lines"),
-               F.sum((F.col("_late") & (role == "original")).cast("int")).alias("late")]  # fmt: skip
-    metrics += [F.sum(((role == "original") & (F.col("_kind") == k)).cast("int")).alias(k)
-                for k in REPLACING_KINDS if k in kinds]  # fmt: skip
+    metrics = [
+        F.count(F.lit(1)).alias("lines"),
+        F.sum((F.col("_late") & (role == "original")).cast("int")).alias("late"),
+    ]
+    metrics += [
+        F.sum(((role == "original") & (F.col("_kind") == k)).cast("int")).alias(k)
+        for k in REPLACING_KINDS
+        if k in kinds
+    ]
     metrics += [F.sum((role == k).cast("int")).alias(k) for k in COPY_KINDS]
     out = exploded.observe(observation, *metrics).select(
         F.col("line.value").alias("value"), F.date_format("line.date", "yyyy-MM-dd").alias("date")

@@ -25,18 +25,51 @@ from feature_store.sources import DEVICES, GENRES, PLANS, REGIONS
 
 HOUSEHOLD_SIZE_WEIGHTS = (0.6, 0.25, 0.1, 0.03, 0.02)  # 1-5 profiles, ~1.6 on average
 MAX_PROFILES = len(HOUSEHOLD_SIZE_WEIGHTS)
-_FIRST = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goran", "Hana", "Ines", "Jonas",
-          "Kofi", "Lena", "Mateo", "Nora", "Omar", "Priya")  # fmt: skip
-_LAST = ("Silva", "Novak", "Okafor", "Tanaka", "Muller", "Garcia", "Kim", "Dubois", "Rossi",
-         "Singh", "Haddad", "Larsen", "Moreau", "Costa", "Ivanova", "Lee")  # fmt: skip
+_FIRST = (
+    "Ana",
+    "Ben",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Goran",
+    "Hana",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nora",
+    "Omar",
+    "Priya",
+)
+_LAST = (
+    "Silva",
+    "Novak",
+    "Okafor",
+    "Tanaka",
+    "Muller",
+    "Garcia",
+    "Kim",
+    "Dubois",
+    "Rossi",
+    "Singh",
+    "Haddad",
+    "Larsen",
+    "Moreau",
+    "Costa",
+    "Ivanova",
+    "Lee",
+)
 
 
 def _pick(values: tuple[str, ...], index: Column) -> Column:
     return F.element_at(F.array(*[F.lit(v) for v in values]), index + 1)
 
 
-def accounts(spark: SparkSession, *, seed: int, n_accounts: int, days: int,
-             world: WorldParams) -> DataFrame:  # fmt: skip
+def accounts(
+    spark: SparkSession, *, seed: int, n_accounts: int, days: int, world: WorldParams
+) -> DataFrame:
     """One row per account: attributes, PII (for the landing files only) and truth."""
     partitions = max(2, n_accounts // 100_000)
     a = F.col("account_idx")
@@ -44,15 +77,17 @@ def accounts(spark: SparkSession, *, seed: int, n_accounts: int, days: int,
     region_idx = R.categorical(list(REGION_WEIGHTS), seed, "region", a)
     household = R.categorical(list(HOUSEHOLD_SIZE_WEIGHTS), seed, "household", a) + 1
     # Bigger households buy bigger plans.
-    plan_idx = R.categorical([0.35, 0.45, 0.2], seed, "plan", a) + F.when(household >= 3, 1).otherwise(0)
+    plan_idx = R.categorical([0.35, 0.45, 0.2], seed, "plan", a) + F.when(
+        household >= 3, 1
+    ).otherwise(0)
     new_member = R.uniform(seed, "new", a) < 0.03
     signup_day = F.when(new_member, R.below(days, seed, "signup_new", a)).otherwise(
         -1 - R.below(2000, seed, "signup_old", a)
     )
     # A quarter of accounts are drifting away; a few are getting more engaged.
-    drift = F.when(R.uniform(seed, "declining", a) < 0.25, -0.04 + 0.015 * R.normal(seed, "drift", a)).otherwise(
-        0.005 * R.normal(seed, "drift", a)
-    )
+    drift = F.when(
+        R.uniform(seed, "declining", a) < 0.25, -0.04 + 0.015 * R.normal(seed, "drift", a)
+    ).otherwise(0.005 * R.normal(seed, "drift", a))
     payment_risk = F.when(R.uniform(seed, "risky", a) < 0.1, 0.03).otherwise(0.002)
     df = df.select(
         a,
@@ -120,10 +155,15 @@ def _cancel_day(*, seed: int, days: int, world: WorldParams) -> Column:
 def profiles(accounts_df: DataFrame, *, seed: int) -> DataFrame:
     """One row per profile with tastes, factors, segment, device and hour habits."""
     df = accounts_df.select(
-        "account_idx", "account_id", "region", "region_idx", "signup_day",
-        "engagement_drift", "cancel_day",
+        "account_idx",
+        "account_id",
+        "region",
+        "region_idx",
+        "signup_day",
+        "engagement_drift",
+        "cancel_day",
         F.explode(F.sequence(F.lit(0), F.col("household_size") - 1)).alias("profile_no"),
-    )  # fmt: skip
+    )
     p = F.col("profile_idx")
     df = df.withColumn("profile_idx", F.col("account_idx") * MAX_PROFILES + F.col("profile_no"))
     is_kids = (F.col("profile_no") > 0) & (R.uniform(seed, "kids", p) < 0.25)
@@ -131,11 +171,13 @@ def profiles(accounts_df: DataFrame, *, seed: int) -> DataFrame:
     # Genre tastes: log-normal weights, normalized; kids profiles lean to kids genres.
     taste = F.array(
         *[
-            F.exp(1.3 * R.normal(seed, f"taste{g}", p) + F.when(is_kids, 2.5 if g in kids_genres else -1.0).otherwise(0.0))
+            F.exp(
+                1.3 * R.normal(seed, f"taste{g}", p)
+                + F.when(is_kids, 2.5 if g in kids_genres else -1.0).otherwise(0.0)
+            )
             for g in range(len(GENRES))
         ]
-    )  # fmt: skip
-    total = F.aggregate(taste, F.lit(0.0), lambda acc, x: acc + x)
+    )
     factors = F.array(*[R.normal(seed, f"factor{k}", p) for k in range(LATENT_DIM)])
     peak = F.when(is_kids, 16.0).otherwise(
         F.when(R.uniform(seed, "owl", p) < 0.15, 23.0).otherwise(20.0)
@@ -144,17 +186,27 @@ def profiles(accounts_df: DataFrame, *, seed: int) -> DataFrame:
         "*",
         F.format_string("%s-p%d", F.col("account_id"), F.col("profile_no")).alias("profile_id"),
         is_kids.alias("is_kids"),
-        F.transform(taste, lambda x: x / total).alias("taste"),
+        taste.alias("_taste"),
         factors.alias("factors"),
         R.categorical([0.45, 0.3, 0.1, 0.15], seed, "device", p).alias("preferred_device_idx"),
         peak.alias("peak_hour"),
         F.exp(0.6 * R.normal(seed, "activity", p) - 0.18).alias("activity"),
     )
-    top = F.sort_array(
-        F.transform(F.col("taste"), lambda x, i: F.struct(x.alias("w"), i.alias("g"))), asc=False
+    # Normalize and rank written out per genre (no higher-order functions: see rand.dot).
+    total = sum((F.col("_taste")[g] for g in range(1, len(GENRES))), F.col("_taste")[0])
+    df = df.withColumn("_total", total)
+    df = df.withColumn(
+        "taste", F.array(*[F.col("_taste")[g] / F.col("_total") for g in range(len(GENRES))])
     )
-    df = df.withColumn("top_genres", F.slice(F.transform(top, lambda s: s["g"]), 1, 3))
-    df = df.withColumn("segment", F.element_at(F.array(*map(F.lit, GENRE_SEGMENT)), F.col("top_genres")[0] + 1))
+    by_weight = [
+        F.struct(F.col("taste")[g].alias("w"), F.lit(g).alias("g")) for g in range(len(GENRES))
+    ]
+    df = df.withColumn("_ranked", F.sort_array(F.array(*by_weight), asc=False))
+    df = df.withColumn("top_genres", F.array(*[F.col("_ranked")[j]["g"] for j in range(3)]))
+    df = df.drop("_taste", "_total", "_ranked")
+    df = df.withColumn(
+        "segment", F.element_at(F.array(*map(F.lit, GENRE_SEGMENT)), F.col("top_genres")[0] + 1)
+    )
     df = df.withColumn("preferred_device", _pick(DEVICES, F.col("preferred_device_idx")))
     return df.withColumn("profile_name", _pick(_FIRST, R.below(len(_FIRST), seed, "pname", p)))
 

@@ -40,8 +40,9 @@ def plan_changes(accounts: DataFrame, *, seed: int, days: int) -> DataFrame:
     )
 
 
-def account_records(accounts: DataFrame, changes: DataFrame, *, seed: int,
-                    start: dt.date) -> DataFrame:  # fmt: skip
+def account_records(
+    accounts: DataFrame, changes: DataFrame, *, seed: int, start: dt.date
+) -> DataFrame:
     a = F.col("account_idx")
     first = accounts.select(
         "*", F.greatest(F.col("signup_day"), F.lit(0)).alias("_day"), F.lit(0).alias("_version")
@@ -55,11 +56,19 @@ def account_records(accounts: DataFrame, changes: DataFrame, *, seed: int,
     both = first.unionByName(changed)
     return both.select(
         R.hex_id(seed, "account_record", a, "_version").alias("event_id"),
-        _at(start, F.col("_day"), R.below(86400, seed, "account_ts", a, "_version")).alias("event_ts"),
-        "account_id", "country", "region", "plan",
+        _at(start, F.col("_day"), R.below(86400, seed, "account_ts", a, "_version")).alias(
+            "event_ts"
+        ),
+        "account_id",
+        "country",
+        "region",
+        "plan",
         F.date_add(F.lit(start), F.col("signup_day")).alias("signup_date"),
-        "household_size", "email", "full_name", "phone",
-    )  # fmt: skip
+        "household_size",
+        "email",
+        "full_name",
+        "phone",
+    )
 
 
 def profile_records(profiles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
@@ -68,13 +77,20 @@ def profile_records(profiles: DataFrame, *, seed: int, start: dt.date) -> DataFr
     return profiles.select(
         R.hex_id(seed, "profile_record", p).alias("event_id"),
         _at(start, day, R.below(86400, seed, "profile_ts", p)).alias("event_ts"),
-        "account_id", "profile_id", "profile_name", "is_kids",
-        F.when(F.col("region").isin("br"), "pt").when(F.col("region").isin("mx", "es"), "es")
-        .when(F.col("region") == "de", "de").when(F.col("region") == "fr", "fr")
-        .when(F.col("region") == "jp", "ja").when(F.col("region") == "kr", "ko")
-        .otherwise("en").alias("language"),
+        "account_id",
+        "profile_id",
+        "profile_name",
+        "is_kids",
+        F.when(F.col("region").isin("br"), "pt")
+        .when(F.col("region").isin("mx", "es"), "es")
+        .when(F.col("region") == "de", "de")
+        .when(F.col("region") == "fr", "fr")
+        .when(F.col("region") == "jp", "ja")
+        .when(F.col("region") == "kr", "ko")
+        .otherwise("en")
+        .alias("language"),
         F.date_add(F.lit(start), F.col("signup_day")).alias("created_date"),
-    )  # fmt: skip
+    )
 
 
 def title_records(titles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
@@ -84,7 +100,11 @@ def title_records(titles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
         lambda z: F.struct(
             z["artwork_ids"].alias("artwork_id"),
             F.element_at(
-                F.array(*map(F.lit, ("close_up", "ensemble", "action_shot", "minimal", "dark", "bright"))),
+                F.array(
+                    *map(
+                        F.lit, ("close_up", "ensemble", "action_shot", "minimal", "dark", "bright")
+                    )
+                ),
                 z["artwork_styles"] + 1,
             ).alias("style"),
         ),
@@ -92,54 +112,76 @@ def title_records(titles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
     return titles.select(
         R.hex_id(seed, "title_record", t).alias("event_id"),
         _at(start, F.lit(0), R.below(3600, seed, "title_ts", t)).alias("event_ts"),
-        "title_id", "name", "kind", "genres", "cast", "release_date", "duration_minutes",
+        "title_id",
+        "name",
+        "kind",
+        "genres",
+        "cast",
+        "release_date",
+        "duration_minutes",
         F.when(F.col("kind") == "series", F.col("episodes")).alias("episodes"),
-        "available_regions", artwork.alias("artwork"),
-    )  # fmt: skip
+        "available_regions",
+        artwork.alias("artwork"),
+    )
 
 
-def subscription_records(accounts: DataFrame, changes: DataFrame, *, seed: int, start: dt.date,
-                         days: int) -> DataFrame:  # fmt: skip
+def subscription_records(
+    accounts: DataFrame, changes: DataFrame, *, seed: int, start: dt.date, days: int
+) -> DataFrame:
     a = F.col("account_idx")
     price = F.element_at(
-        F.create_map(*[x for plan, cents in PLAN_PRICE_CENTS.items() for x in (F.lit(plan), F.lit(cents))]),
+        F.create_map(
+            *[x for plan, cents in PLAN_PRICE_CENTS.items() for x in (F.lit(plan), F.lit(cents))]
+        ),
         F.col("plan"),
     )
     before_cancel = F.col("cancel_day").isNull() | (F.col("_day") < F.col("cancel_day"))
     events = [
         accounts.filter(F.col("signup_day") >= 0).select(
-            "*", F.col("signup_day").alias("_day"), F.lit("signup").alias("_type"),
+            "*",
+            F.col("signup_day").alias("_day"),
+            F.lit("signup").alias("_type"),
             F.lit(None).cast("string").alias("_previous"),
         ),
         accounts.select(
-            "*", F.col("first_payment_failure_day").alias("_day"), F.lit("payment_failure").alias("_type"),
+            "*",
+            F.col("first_payment_failure_day").alias("_day"),
+            F.lit("payment_failure").alias("_type"),
             F.lit(None).cast("string").alias("_previous"),
         ).filter(F.col("_day").between(0, days - 1) & before_cancel),
         accounts.select(
-            "*", F.col("second_payment_failure_day").alias("_day"), F.lit("payment_failure").alias("_type"),
+            "*",
+            F.col("second_payment_failure_day").alias("_day"),
+            F.lit("payment_failure").alias("_type"),
             F.lit(None).cast("string").alias("_previous"),
         ).filter(F.col("_day").between(0, days - 1) & before_cancel),
         accounts.filter(F.col("cancel_day").isNotNull()).select(
-            "*", F.col("cancel_day").alias("_day"), F.lit("cancel").alias("_type"),
+            "*",
+            F.col("cancel_day").alias("_day"),
+            F.lit("cancel").alias("_type"),
             F.lit(None).cast("string").alias("_previous"),
         ),
         changes.select(
-            *[c for c in accounts.columns if c != "plan"], F.col("new_plan").alias("plan"),
-            F.col("change_day").alias("_day"), F.lit("plan_change").alias("_type"),
+            *[c for c in accounts.columns if c != "plan"],
+            F.col("new_plan").alias("plan"),
+            F.col("change_day").alias("_day"),
+            F.lit("plan_change").alias("_type"),
             F.col("plan").alias("_previous"),
         ),
-    ]  # fmt: skip
+    ]
     union = events[0]
     for frame in events[1:]:
         union = union.unionByName(frame)
     return union.select(
         R.hex_id(seed, "subscription", a, "_type", "_day").alias("event_id"),
-        _at(start, F.col("_day"), R.below(86400, seed, "subscription_ts", a, "_type", "_day")).alias("event_ts"),
+        _at(
+            start, F.col("_day"), R.below(86400, seed, "subscription_ts", a, "_type", "_day")
+        ).alias("event_ts"),
         "account_id",
         F.col("_type").alias("event_type"),
         "plan",
         F.col("_previous").alias("previous_plan"),
-        F.when(F.col("_type").isin("signup", "plan_change", "payment_failure"), price).cast("long").alias(
-            "amount_cents"
-        ),
-    )  # fmt: skip
+        F.when(F.col("_type").isin("signup", "plan_change", "payment_failure"), price)
+        .cast("long")
+        .alias("amount_cents"),
+    )

@@ -66,10 +66,16 @@ class WorldParams:
         device_kind[DEVICES.index("tablet"), KINDS.index("series")] = 0.2
         hour_genre = rng.normal(0.0, 0.15, (len(HOUR_GROUPS), len(GENRES)))
         for genre, group, shift in (
-            ("kids", "midday", 0.9), ("animation", "midday", 0.6), ("family", "evening", 0.3),
-            ("horror", "night", 0.9), ("thriller", "night", 0.6), ("comedy", "midday", 0.5),
-            ("documentary", "morning", 0.5), ("drama", "evening", 0.4), ("kids", "night", -1.0),
-        ):  # fmt: skip
+            ("kids", "midday", 0.9),
+            ("animation", "midday", 0.6),
+            ("family", "evening", 0.3),
+            ("horror", "night", 0.9),
+            ("thriller", "night", 0.6),
+            ("comedy", "midday", 0.5),
+            ("documentary", "morning", 0.5),
+            ("drama", "evening", 0.4),
+            ("kids", "night", -1.0),
+        ):
             hour_genre[HOUR_GROUPS.index(group), GENRES.index(genre)] += shift
         appeal = rng.normal(0.0, 0.35, (len(SEGMENTS), len(ARTWORK_STYLES)))
         # A few strong, recognisable preferences on top of the noise.
@@ -104,10 +110,42 @@ class Catalogue:
     genre_counts: list[int]  # titles per genre
 
 
-_WORDS_A = ("Silent", "Broken", "Golden", "Hidden", "Last", "Midnight", "Crimson", "Lost",
-            "Electric", "Frozen", "Wild", "Secret", "Northern", "Paper", "Iron", "Velvet")  # fmt: skip
-_WORDS_B = ("River", "Empire", "Garden", "Signal", "Harbor", "Kingdom", "Detective", "Voyage",
-            "Orchard", "Circuit", "Summer", "Witness", "Lantern", "Frontier", "Ballad", "Tide")  # fmt: skip
+_WORDS_A = (
+    "Silent",
+    "Broken",
+    "Golden",
+    "Hidden",
+    "Last",
+    "Midnight",
+    "Crimson",
+    "Lost",
+    "Electric",
+    "Frozen",
+    "Wild",
+    "Secret",
+    "Northern",
+    "Paper",
+    "Iron",
+    "Velvet",
+)
+_WORDS_B = (
+    "River",
+    "Empire",
+    "Garden",
+    "Signal",
+    "Harbor",
+    "Kingdom",
+    "Detective",
+    "Voyage",
+    "Orchard",
+    "Circuit",
+    "Summer",
+    "Witness",
+    "Lantern",
+    "Frontier",
+    "Ballad",
+    "Tide",
+)
 
 
 def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catalogue:
@@ -172,7 +210,9 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
     region_mask = (available * (1 << np.arange(n_regions))).sum(axis=1)
 
     n_art = rng.integers(3, 7, n_titles)
-    art_styles = [rng.permutation(len(ARTWORK_STYLES))[: n_art[i]].tolist() for i in range(n_titles)]
+    art_styles = [
+        rng.permutation(len(ARTWORK_STYLES))[: n_art[i]].tolist() for i in range(n_titles)
+    ]
     title_ids = [f"tt{i:07d}" for i in idx]
     titles = pd.DataFrame(
         {
@@ -218,8 +258,9 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
     )
 
 
-def daily_popularity(titles: pd.DataFrame, region_weight: np.ndarray, start: dt.date,
-                     days: int) -> np.ndarray:  # fmt: skip
+def daily_popularity(
+    titles: pd.DataFrame, region_weight: np.ndarray, start: dt.date, days: int
+) -> np.ndarray:
     """Expected share of attention: [region, day, title]. Weekly seasonality (movies
     and kids titles gain at weekends), a release-day spike decaying over a week, and
     nothing before release."""
