@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--sessions-per-day", type=float, default=0.5)
     parser.add_argument("--landing-compression", choices=("none", "gzip"), default="none")
+    parser.add_argument("--ingest-days", type=int, help="ingest only the first N days")
     parser.add_argument("--lake", help="lake folder (default: <state_dir>/bench-lake, wiped first)")
     args = parser.parse_args(argv)
     config = runtime.load(args)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     per_day = []
     ingest_started = time.perf_counter()
-    for date in spec.dates:
+    for date in spec.dates[: args.ingest_days or spec.days]:
         day_started = time.perf_counter()
         report = ingest_date(spark, config, date)
         lines = sum(s.lines for s in report.sources)

@@ -139,7 +139,8 @@ def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> Gener
     keep = list(_SESSION_COLUMNS) + [
         f"{c}_{i}" for i in range(activity.CANDIDATES) for c in _CANDIDATE_COLUMNS
     ]
-    lk.overwrite(chosen.select(*keep), f"{truth}/sessions", partition_by=["day"])
+    # Not partitioned by day: a partitioned write sorts every task's rows first.
+    lk.overwrite(chosen.select(*keep), f"{truth}/sessions")
     sessions = lk.read_table(spark, f"{truth}/sessions")
     stage("sessions")
 

@@ -84,7 +84,7 @@ class WorldParams:
         appeal[list(SEGMENTS).index("kids"), ARTWORK_STYLES.index("bright")] += 1.0
         appeal[list(SEGMENTS).index("dark_mystery"), ARTWORK_STYLES.index("dark")] += 0.8
         return cls(
-            taste_weight=4.0,
+            taste_weight=8.0,
             factor_weight=1.2,
             popularity_weight=0.25,
             outside_utility=0.8,
