@@ -44,3 +44,17 @@ def test_missing_java_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SparkSetupError, match="Java not found"):
         check_java()
+
+
+def test_missing_delta_jars_are_a_clear_error(tmp_path):
+    from conftest import make_config
+
+    from feature_store.spark import build_session
+
+    empty = tmp_path / "jars"
+    empty.mkdir()
+    config = make_config(tmp_path, f"spark.jars_dir={empty}")
+    with pytest.raises(
+        SparkSetupError, match=r"spark.jars_dir .*jars holds no jars: run marquee doctor --maven"
+    ):
+        build_session(config)
