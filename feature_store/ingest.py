@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable
 
 from pyspark import StorageLevel
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -214,13 +214,10 @@ def deduplicate(classified: DataFrame, *, source: Source, earlier_ids: DataFrame
     accepted = classified.filter(F.col("status") == BRONZE)
     rejected = classified.filter(F.col("status") != BRONZE)
 
-    order = F.row_number().over(
-        _window(key).orderBy(F.col(source.ts_field).asc_nulls_last(), F.col("raw"))
+    by_id = Window.partitionBy(key).orderBy(F.col(source.ts_field).asc_nulls_last(), F.col("raw"))
+    ranked = accepted.withColumn("_rank", F.row_number().over(by_id)).withColumn(
+        "_first_raw", F.first("raw").over(by_id)
     )
-    first_raw = F.first("raw").over(
-        _window(key).orderBy(F.col(source.ts_field).asc_nulls_last(), F.col("raw"))
-    )
-    ranked = accepted.withColumn("_rank", order).withColumn("_first_raw", first_raw)
     seen_before = earlier_ids.select(F.col(key).alias("_seen_id")).distinct()
     ranked = ranked.join(seen_before, ranked[key] == seen_before["_seen_id"], "left")
 
@@ -244,12 +241,6 @@ def deduplicate(classified: DataFrame, *, source: Source, earlier_ids: DataFrame
         .drop("_rank", "_first_raw", "_seen_id")
     )
     return marked.unionByName(rejected)
-
-
-def _window(key: str):
-    from pyspark.sql import Window
-
-    return Window.partitionBy(key)
 
 
 def bronze_rows(deduplicated: DataFrame, *, source: Source) -> DataFrame:

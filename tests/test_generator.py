@@ -44,6 +44,22 @@ def landing_lines(spark, lake_root: str) -> dict[str, list[str]]:
     }
 
 
+def shown_candidates(sessions, field: str, *keep):
+    """One row per title shown in a session: candidate index i, its `field`, the choice."""
+    candidates = F.array(
+        *[
+            F.struct(
+                F.lit(i).alias("i"),
+                F.col(f"valid_{i}").alias("valid"),
+                F.col(f"{field}_{i}").alias(field),
+            )
+            for i in range(3)
+        ]
+    )
+    exploded = sessions.select(*keep, "chosen", F.explode(candidates).alias("c"))
+    return exploded.filter("c.valid").select("*", "c.i", f"c.{field}").drop("c")
+
+
 def test_same_seed_gives_identical_files_and_another_seed_does_not(spark, tmp_path):
     small = GenerationSpec(
         seed=5,
@@ -128,25 +144,8 @@ def test_profiles_choose_titles_of_their_favourite_genres(spark, world):
     truth = lk.Lake(config.lake).ground_truth
     sessions = lk.read_table(spark, f"{truth}/sessions").filter(F.col("chosen") >= 0)
     titles = lk.read_table(spark, f"{truth}/titles").select("title_id", "genres")
-    shown = (
-        sessions.select(
-            F.col("top_genres")[0].alias("g"),
-            F.explode(
-                F.array(
-                    *[
-                        F.struct(
-                            F.lit(i).alias("i"),
-                            F.col(f"valid_{i}").alias("valid"),
-                            F.col(f"title_id_{i}").alias("title_id"),
-                        )
-                        for i in range(3)
-                    ]
-                )
-            ).alias("c"),
-            "chosen",
-        )
-        .filter("c.valid")
-        .select("g", "c.title_id", (F.col("c.i") == F.col("chosen")).alias("picked"))
+    shown = shown_candidates(sessions, "title_id", F.col("top_genres")[0].alias("g")).select(
+        "g", "title_id", (F.col("i") == F.col("chosen")).alias("picked")
     )
     favourite = F.array_contains(
         F.col("genres"), F.element_at(F.array(*map(F.lit, GENRES)), F.col("g") + 1)
@@ -183,26 +182,11 @@ def test_cancelled_accounts_stop_watching_and_cancel_on_their_day(spark, world):
 def test_artwork_click_through_follows_segment_appeal(spark, world):
     config, _, _ = world
     sessions = lk.read_table(spark, f"{lk.Lake(config.lake).ground_truth}/sessions")
-    shown = sessions.select(
-        "segment",
-        "chosen",
-        F.explode(
-            F.array(
-                *[
-                    F.struct(
-                        F.lit(i).alias("i"),
-                        F.col(f"valid_{i}").alias("valid"),
-                        F.col(f"artwork_style_{i}").alias("style"),
-                    )
-                    for i in range(3)
-                ]
-            )
-        ).alias("c"),
-    ).filter("c.valid")
+    shown = shown_candidates(sessions, "artwork_style", "segment")
     ctr = (
-        shown.groupBy("segment", F.col("c.style").alias("style"))
+        shown.groupBy("segment", F.col("artwork_style").alias("style"))
         .agg(
-            F.avg((F.col("chosen") == F.col("c.i")).cast("double")).alias("ctr"),
+            F.avg((F.col("chosen") == F.col("i")).cast("double")).alias("ctr"),
             F.count(F.lit(1)).alias("n"),
         )
         .filter(F.col("n") >= 30)

@@ -136,31 +136,21 @@ def subscription_records(
         F.col("plan"),
     )
     before_cancel = F.col("cancel_day").isNull() | (F.col("_day") < F.col("cancel_day"))
+
+    def on_day(frame: DataFrame, day: str, event_type: str) -> DataFrame:
+        return frame.select(
+            "*",
+            F.col(day).alias("_day"),
+            F.lit(event_type).alias("_type"),
+            F.lit(None).cast("string").alias("_previous"),
+        )
+
+    in_window = F.col("_day").between(0, days - 1) & before_cancel
     events = [
-        accounts.filter(F.col("signup_day") >= 0).select(
-            "*",
-            F.col("signup_day").alias("_day"),
-            F.lit("signup").alias("_type"),
-            F.lit(None).cast("string").alias("_previous"),
-        ),
-        accounts.select(
-            "*",
-            F.col("first_payment_failure_day").alias("_day"),
-            F.lit("payment_failure").alias("_type"),
-            F.lit(None).cast("string").alias("_previous"),
-        ).filter(F.col("_day").between(0, days - 1) & before_cancel),
-        accounts.select(
-            "*",
-            F.col("second_payment_failure_day").alias("_day"),
-            F.lit("payment_failure").alias("_type"),
-            F.lit(None).cast("string").alias("_previous"),
-        ).filter(F.col("_day").between(0, days - 1) & before_cancel),
-        accounts.filter(F.col("cancel_day").isNotNull()).select(
-            "*",
-            F.col("cancel_day").alias("_day"),
-            F.lit("cancel").alias("_type"),
-            F.lit(None).cast("string").alias("_previous"),
-        ),
+        on_day(accounts.filter(F.col("signup_day") >= 0), "signup_day", "signup"),
+        on_day(accounts, "first_payment_failure_day", "payment_failure").filter(in_window),
+        on_day(accounts, "second_payment_failure_day", "payment_failure").filter(in_window),
+        on_day(accounts.filter(F.col("cancel_day").isNotNull()), "cancel_day", "cancel"),
         changes.select(
             *[c for c in accounts.columns if c != "plan"],
             F.col("new_plan").alias("plan"),
