@@ -210,10 +210,3 @@ SOURCES: dict[str, Source] = {
         ),
     )
 }
-
-
-def get_source(name: str) -> Source:
-    try:
-        return SOURCES[name]
-    except KeyError:
-        raise KeyError(f"unknown source '{name}' (known: {', '.join(SOURCES)})") from None

@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from feature_store.generator import rand as R
+from feature_store.generator.members import engagement
 from feature_store.generator.world import LATENT_DIM, POPULARITY_SLOTS, WorldParams
 from feature_store.sources import DEVICES, GENRES, REGIONS
 
@@ -73,7 +74,7 @@ def sessions(
     df = df.withColumn("day", day)
     weekday = F.dayofweek(F.date_add(F.lit(start), F.col("day")))  # 1 = Sunday
     weekend = F.when(weekday.isin(1, 6, 7), world.weekend_boost).otherwise(1.0)
-    accept = F.exp(F.col("engagement_drift") * F.col("day")) * weekend / F.col("_max_factor")
+    accept = engagement(F.col("day")) * weekend / F.col("_max_factor")
     df = df.filter(
         (R.uniform(seed, "thin", p, "k") < accept)
         & (F.col("day") >= F.col("signup_day"))

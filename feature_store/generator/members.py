@@ -8,8 +8,6 @@ group of its favourite genre), a preferred device and a peak viewing hour.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -209,7 +207,3 @@ def profiles(accounts_df: DataFrame, *, seed: int) -> DataFrame:
     )
     df = df.withColumn("preferred_device", _pick(DEVICES, F.col("preferred_device_idx")))
     return df.withColumn("profile_name", _pick(_FIRST, R.below(len(_FIRST), seed, "pname", p)))
-
-
-def signup_date(start: dt.date) -> Column:
-    return F.date_add(F.lit(start), F.col("signup_day"))
