@@ -275,8 +275,8 @@ def ingest_date(
     """
     lake = lk.Lake(config.lake)
     names = list(sources) if sources else list(SOURCES)
-    present = [n for n in names if lk.list_files(spark, lake.landing(n, date))]
-    if not present:
+    files = {name: lk.list_files(spark, lake.landing(name, date)) for name in names}
+    if not any(files.values()):
         raise IngestError(
             f"no landing files for {date.isoformat()} under {lake.root}/landing/<source>/date="
             f"{date.isoformat()}/ (sources: {', '.join(names)})"
@@ -284,8 +284,8 @@ def ingest_date(
     staged = []
     try:
         for name in names:
-            if name in present:
-                staged.append(_stage(spark, config, lake, SOURCES[name], date))
+            if files[name]:
+                staged.append(_stage(spark, config, lake, SOURCES[name], date, files[name]))
             else:
                 log.info("ingest %s %s: no landing files", date, name)
         report = IngestReport(date, tuple(s.reconciliation for s in staged), committed=False)
@@ -294,7 +294,7 @@ def ingest_date(
         limit = config.ingest.max_quarantine_share
         over = [s.reconciliation for s in staged if s.reconciliation.quarantine_share > limit]
         if over:
-            raise IngestError(
+            refusal = IngestError(
                 f"ingest {date.isoformat()} refused: quarantine share above "
                 f"{limit:.1%} for "
                 + ", ".join(
@@ -305,6 +305,8 @@ def ingest_date(
                 + f"{lake.quarantine}.",
                 report,
             )
+            _record_run(spark, lake, report)
+            raise refusal
         for stage in staged:
             _write_bronze(lake, stage, date)
         report = dataclasses.replace(report, committed=True)
@@ -316,11 +318,14 @@ def ingest_date(
 
 
 def _stage(
-    spark: SparkSession, config: Config, lake: lk.Lake, source: Source, date: dt.date
+    spark: SparkSession,
+    config: Config,
+    lake: lk.Lake,
+    source: Source,
+    date: dt.date,
+    files: list[tuple[str, int]],
 ) -> _Staged:
-    folder = lake.landing(source.name, date)
     max_bytes = config.ingest.max_line_bytes
-    files = lk.list_files(spark, folder)
     plain = [path for path, _ in files if not path.endswith(COMPRESSED_SUFFIXES)]
     compressed = [path for path, _ in files if path.endswith(COMPRESSED_SUFFIXES)]
     # Plain files: the reader skips lines over max_line_bytes instead of loading them,

@@ -153,6 +153,9 @@ def test_quarantine_threshold_refuses_the_day_and_keeps_earlier_bronze(spark, tm
     assert sorted(r["event_id"] for r in bronze(spark, lake_config).collect()) == ["a", "b"]
     kept = quarantine(spark, lake_config).filter(F.col("ingest_date") == D2).count()
     assert kept == 3  # rejected lines are kept for inspection even though nothing was published
+    runs = lk.read_table(spark, lk.Lake(lake_config.lake).ingest_runs)
+    refused = runs.filter(F.col("ingest_date") == D2).select("committed", "lines", "quarantined")
+    assert [tuple(r) for r in refused.collect()] == [(False, 4, 3)]
 
     code = ingest_events.main(
         [
