@@ -54,7 +54,7 @@ def replace_slice(
     df: DataFrame,
     path: str,
     *,
-    slice_values: dict[str, dt.date | str],
+    slice_values: dict[str, SliceValue],
     partition_by: list[str] | None = None,
 ) -> None:
     """Overwrite exactly the rows whose columns equal `slice_values` with `df`.
@@ -82,26 +82,35 @@ def append(df: DataFrame, path: str, *, partition_by: list[str] | None = None) -
 
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.-]+$")
 
+SliceValue = dt.date | str | tuple[dt.date | str, ...]
 
-def slice_predicate(values: dict[str, dt.date | str]) -> str:
-    """`col = literal AND ...` for replaceWhere, which only takes SQL text.
 
-    Values must be dates or plain identifiers (source and table names); anything
-    else is refused rather than quoted, so no free text ever reaches SQL.
+def slice_predicate(values: dict[str, SliceValue]) -> str:
+    """`col = literal AND col IN (...)` for replaceWhere, which only takes SQL text.
+
+    Values must be dates or plain identifiers (source and table names), or tuples
+    of them; anything else is refused rather than quoted, so no free text ever
+    reaches SQL.
     """
     terms = []
     for column, value in values.items():
         if not _SAFE_TEXT.match(column):
             raise ValueError(f"unsafe column name {column!r}")
-        if isinstance(value, dt.date):
-            terms.append(f"{column} = DATE'{value.isoformat()}'")
-        elif isinstance(value, str) and _SAFE_TEXT.match(value):
-            terms.append(f"{column} = '{value}'")
+        if isinstance(value, tuple):
+            if not value:
+                raise ValueError(f"slice value for {column} is an empty tuple")
+            terms.append(f"{column} IN ({', '.join(_sql_literal(column, v) for v in value)})")
         else:
-            raise ValueError(
-                f"slice value for {column} must be a date or identifier, got {value!r}"
-            )
+            terms.append(f"{column} = {_sql_literal(column, value)}")
     return " AND ".join(terms)
+
+
+def _sql_literal(column: str, value: dt.date | str) -> str:
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, str) and _SAFE_TEXT.match(value):
+        return f"'{value}'"
+    raise ValueError(f"slice value for {column} must be a date or identifier, got {value!r}")
 
 
 def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:

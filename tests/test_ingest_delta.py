@@ -102,6 +102,19 @@ def test_rerunning_a_date_changes_nothing(spark, lake_config):
     )
 
 
+def test_rerunning_one_source_keeps_the_other_sources_quarantine(spark, tmp_path):
+    lake_config = make_config(tmp_path, "ingest.max_quarantine_share=1.0")
+    write_landing(lake_config.lake, "viewing", D1, [view("e1"), "{broken"])
+    write_landing(lake_config.lake, "ratings", D1, ["not json"])
+    ingest_date(spark, lake_config, D1)
+    ingest_date(spark, lake_config, D1, sources=["viewing"])
+    rejected = quarantine(spark, lake_config).select("source", "reason")
+    assert sorted(tuple(r) for r in rejected.collect()) == [
+        ("ratings", "malformed_json"),
+        ("viewing", "malformed_json"),
+    ]
+
+
 def test_late_events_join_their_event_date_without_losing_rows(spark, lake_config):
     write_landing(lake_config.lake, "viewing", D1, [view("a"), view("b")])
     write_landing(
