@@ -51,6 +51,18 @@ REGIONS = {
     "kr": ("KR", 9),
     "au": ("AU", 10),
 }
+# Marketing segments: groups of genres. A member's segment is the group of the genre
+# they watch most (the generator draws it from hidden tastes; features observe it).
+SEGMENTS = {
+    "thrill_seekers": ("action", "adventure", "scifi", "fantasy"),
+    "drama_romance": ("drama", "romance"),
+    "laughs_family": ("comedy", "family"),
+    "kids": ("kids", "animation"),
+    "dark_mystery": ("crime", "horror", "mystery", "thriller"),
+    "real_world": ("documentary", "reality"),
+}
+# Parts of the local day: name -> (first hour, last hour), inclusive.
+DAYPARTS = {"night": (0, 5), "morning": (6, 10), "midday": (11, 16), "evening": (17, 23)}
 VIEW_EVENT_TYPES = ("play", "pause", "stop", "complete")
 SUBSCRIPTION_EVENT_TYPES = ("signup", "plan_change", "payment_failure", "cancel")
 THUMBS = ("up", "down")

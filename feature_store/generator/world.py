@@ -14,27 +14,25 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from feature_store.sources import ARTWORK_STYLES, DEVICES, GENRES, KINDS, REGIONS
+from feature_store.sources import (
+    ARTWORK_STYLES,
+    DAYPARTS,
+    DEVICES,
+    GENRES,
+    KINDS,
+    REGIONS,
+    SEGMENTS,
+)
 
 LATENT_DIM = 8
 POPULARITY_SLOTS = 2048  # resolution of popularity sampling per region and day
 REGION_CODES = tuple(REGIONS)
 REGION_WEIGHTS = (0.16, 0.11, 0.05, 0.07, 0.1, 0.08, 0.07, 0.06, 0.05, 0.09, 0.06, 0.04, 0.06)
-# Artwork/marketing segments: each is a group of genres; a profile's segment is the
-# group of its favourite genre.
-SEGMENTS = {
-    "thrill_seekers": ("action", "adventure", "scifi", "fantasy"),
-    "drama_romance": ("drama", "romance"),
-    "laughs_family": ("comedy", "family"),
-    "kids": ("kids", "animation"),
-    "dark_mystery": ("crime", "horror", "mystery", "thriller"),
-    "real_world": ("documentary", "reality"),
-}
 GENRE_SEGMENT = tuple(
     next(i for i, members in enumerate(SEGMENTS.values()) if genre in members) for genre in GENRES
 )
-# Local-hour groups used for context effects: night 0-5, morning 6-10, midday 11-16, evening 17-23.
-HOUR_GROUPS = ("night", "morning", "midday", "evening")
+# Local-hour groups used for context effects (sources.DAYPARTS).
+HOUR_GROUPS = tuple(DAYPARTS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,156 @@
+"""Feature definitions as data: entities, columns, expectations, tables, the registry.
+
+Everything a feature table promises is declared here once and used everywhere:
+the builder selects exactly the declared columns in the declared types, the
+validation gate turns the declarations into a Great Expectations suite, the
+point-in-time join reads the keys, as-of column and TTL, and `marquee features
+describe` prints them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from pyspark.sql import types as T
+
+AS_OF = "as_of_date"  # features in the partition summarise events up to the end of this date
+WRITTEN_AT = "written_at"  # when the partition was committed (for leakage cut-offs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entity:
+    name: str
+    keys: tuple[str, ...]
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureColumn:
+    """One column of a feature table and the checks its values must pass."""
+
+    name: str
+    dtype: str  # Spark SQL type name: double, long, int, string, date, timestamp
+    description: str
+    nullable: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    allowed: tuple[str, ...] = ()
+
+    @property
+    def spark_type(self) -> T.DataType:
+        return T._parse_datatype_string(self.dtype)  # noqa: SLF001 - public in all but name
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureTable:
+    """A daily feature table: one row per entity key per as-of date."""
+
+    name: str
+    entity: Entity
+    keys: tuple[str, ...]  # unique per as-of date: the entity's keys plus any sub-keys
+    description: str
+    owner: str
+    ttl_days: int  # a row may serve requests up to this many days after its as-of date
+    lookback_days: int  # bronze event dates the build reads: (as_of - lookback, as_of]
+    sources: tuple[str, ...]  # bronze tables read
+    columns: tuple[FeatureColumn, ...]  # keys first, then features
+    freshness_column: str  # a timestamp column: its maximum must be recent
+    max_staleness_hours: int
+    max_row_change: float = 0.5  # allowed relative change of the row count day over day
+    min_rows: int = 1
+    upstream_tables: tuple[str, ...] = ()  # feature tables of the same as-of date it reads
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"feature table {self.name}: duplicate column names")
+        missing = [k for k in (*self.keys, self.freshness_column) if k not in names]
+        if missing:
+            raise ValueError(f"feature table {self.name}: undeclared columns {missing}")
+        if AS_OF in names or WRITTEN_AT in names:
+            raise ValueError(
+                f"feature table {self.name}: {AS_OF}/{WRITTEN_AT} are added by the builder"
+            )
+
+    def column(self, name: str) -> FeatureColumn:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"feature table {self.name} has no column {name!r}")
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns if c.name not in self.keys)
+
+    @property
+    def schema(self) -> T.StructType:
+        """The stored schema: declared columns, then the as-of date and write time."""
+        return T.StructType(
+            [T.StructField(c.name, c.spark_type, c.nullable) for c in self.columns]
+            + [
+                T.StructField(AS_OF, T.DateType(), False),
+                T.StructField(WRITTEN_AT, T.TimestampType(), False),
+            ]
+        )
+
+
+class FeatureRegistry:
+    """The declared feature tables, by name."""
+
+    def __init__(self, tables: tuple[FeatureTable, ...]):
+        self._tables = {t.name: t for t in tables}
+        if len(self._tables) != len(tables):
+            raise ValueError("feature table names must be unique")
+
+    def __iter__(self):
+        return iter(self._tables.values())
+
+    def __len__(self) -> int:
+        return len(self._tables)
+
+    def names(self) -> list[str]:
+        return list(self._tables)
+
+    def get(self, name: str) -> FeatureTable:
+        try:
+            return self._tables[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown feature table {name!r}; declared: {', '.join(self._tables)}"
+            ) from None
+
+    def entities(self) -> list[Entity]:
+        seen: dict[str, Entity] = {}
+        for table in self:
+            seen.setdefault(table.entity.name, table.entity)
+        return list(seen.values())
+
+
+def describe(table: FeatureTable) -> str:
+    """A human-readable page about one table (for `marquee features describe`)."""
+    lines = [
+        f"{table.name}: {table.description}",
+        f"  entity      {table.entity.name} (keys: {', '.join(table.keys)})",
+        f"  as-of       {AS_OF} (events up to the end of that date); TTL {table.ttl_days} days",
+        f"  reads       bronze {', '.join(table.sources)} over the last {table.lookback_days} days",
+        f"  owner       {table.owner}",
+        f"  checks      non-null and ranges per column, unique keys per {AS_OF}, row count"
+        f" within ±{table.max_row_change:.0%} of the previous day (at least {table.min_rows}),"
+        f" max({table.freshness_column}) no older than {table.max_staleness_hours} h",
+        "  columns:",
+    ]
+    for col in table.columns:
+        bounds = []
+        if col.min_value is not None and col.max_value is not None:
+            bounds.append(f"{col.min_value:g} to {col.max_value:g}")
+        elif col.min_value is not None:
+            bounds.append(f">= {col.min_value:g}")
+        elif col.max_value is not None:
+            bounds.append(f"<= {col.max_value:g}")
+        if col.allowed:
+            bounds.append("one of " + "/".join(col.allowed))
+        if col.nullable:
+            bounds.append("nullable")
+        extra = f"  ({'; '.join(bounds)})" if bounds else ""
+        lines.append(f"    {col.name:<34}{col.dtype:<10}{col.description}{extra}")
+    return "\n".join(lines)
