@@ -40,6 +40,52 @@ def _doctor(argv: list[str]) -> int:
     return runtime.run(body, args)
 
 
+def _features(argv: list[str]) -> int:
+    """`marquee features list|describe|build|validate`."""
+    from feature_store.features.definitions import describe
+    from feature_store.features.tables import REGISTRY
+
+    usage = (
+        "usage: marquee features <list | describe NAME | build | validate> [options]\n"
+        "  list              the declared feature tables\n"
+        "  describe NAME     keys, TTL, inputs, checks and columns of one table\n"
+        "  build             build, validate and commit tables (--date D | --start/--end)\n"
+        "  validate          re-run the checks on stored partitions (--date D)"
+    )
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage)
+        return runtime.EXIT_OK if argv else runtime.EXIT_USAGE
+    action, rest = argv[0], argv[1:]
+    if action == "list":
+        print(f"{'table':<28}{'entity':<9}{'keys':<34}{'ttl':>5}{'lookback':>10}{'columns':>9}")
+        for t in REGISTRY:
+            print(
+                f"{t.name:<28}{t.entity.name:<9}{', '.join(t.keys):<34}{t.ttl_days:>4}d"
+                f"{t.lookback_days:>9}d{len(t.columns):>9}"
+            )
+        return runtime.EXIT_OK
+    if action == "describe":
+        if len(rest) != 1:
+            print("usage: marquee features describe NAME", file=sys.stderr)
+            return runtime.EXIT_USAGE
+        try:
+            print(describe(REGISTRY.get(rest[0])))
+        except KeyError as exc:
+            print(f"error: {exc.args[0]}", file=sys.stderr)
+            return runtime.EXIT_USAGE
+        return runtime.EXIT_OK
+    if action == "build":
+        from jobs import build_features
+
+        return build_features.main(rest)
+    if action == "validate":
+        from jobs import validate_features
+
+        return validate_features.main(rest)
+    print(usage, file=sys.stderr)
+    return runtime.EXIT_USAGE
+
+
 def _commands():
     from jobs import generate_data, ingest_events, run_demo
 
@@ -47,6 +93,7 @@ def _commands():
         "generate": (generate_data.main, "generate synthetic landing data and its ground truth"),
         "ingest": (ingest_events.main, "ingest one day of landing files into bronze"),
         "demo": (run_demo.main, "generate demo data, ingest every day, print a summary"),
+        "features": (_features, "feature tables: list, describe, build, validate"),
         "doctor": (_doctor, "check Java, Delta jars and native BLAS; --warm caches the jars"),
     }
 

@@ -33,6 +33,21 @@ class Lake:
         # Holds raw rejected lines, PII included: access-restricted, kept for replay.
         return f"{self.root}/quarantine/landing_rejects"
 
+    def features(self, table: str) -> str:
+        return f"{self.root}/features/{table}"
+
+    def feature_quarantine(self, table: str) -> str:
+        # Partitions that failed validation, kept for inspection; never read by training.
+        return f"{self.root}/quarantine/features/{table}"
+
+    @property
+    def feature_builds(self) -> str:
+        return f"{self.root}/ops/feature_builds"
+
+    @property
+    def validation_results(self) -> str:
+        return f"{self.root}/ops/validation"
+
     @property
     def ingest_runs(self) -> str:
         return f"{self.root}/ops/ingest_runs"
@@ -46,8 +61,12 @@ def table_exists(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
 
 
-def read_table(spark: SparkSession, path: str) -> DataFrame:
-    return spark.read.format("delta").load(path)
+def read_table(spark: SparkSession, path: str, *, version: int | None = None) -> DataFrame:
+    """A Delta table, at `version` when given (time travel, for exact rebuilds)."""
+    reader = spark.read.format("delta")
+    if version is not None:
+        reader = reader.option("versionAsOf", version)
+    return reader.load(path)
 
 
 def replace_slice(

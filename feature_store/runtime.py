@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import logging
 import sys
 
@@ -26,6 +27,26 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--master", help="Spark master URL (default: spark.master from config)")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def iso_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def date_range(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[dt.date]:
+    """`--date D` or `--start A --end B` (inclusive) as a list of dates."""
+    if args.date and (args.start or args.end):
+        parser.error("give either --date or --start/--end, not both")
+    if args.date:
+        return [args.date]
+    if not (args.start and args.end):
+        parser.error("give --date, or both --start and --end")
+    if args.end < args.start:
+        parser.error(f"--end {args.end} is before --start {args.start}")
+    return [args.start + dt.timedelta(days=i) for i in range((args.end - args.start).days + 1)]
 
 
 def configure_logging(quiet: bool = False) -> None:

@@ -1,0 +1,2 @@
+def point_in_time_join(*a, **k):
+    raise NotImplementedError
