@@ -50,7 +50,8 @@ def _features(argv: list[str]) -> int:
         "  list              the declared feature tables\n"
         "  describe NAME     keys, TTL, inputs, checks and columns of one table\n"
         "  build             build, validate and commit tables (--date D | --start/--end)\n"
-        "  validate          re-run the checks on stored partitions (--date D)"
+        "  validate          re-run the checks on stored partitions (--date D)\n"
+        "  export-online     write the latest features per entity for serving (--date D)"
     )
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
@@ -82,18 +83,23 @@ def _features(argv: list[str]) -> int:
         from jobs import validate_features
 
         return validate_features.main(rest)
+    if action == "export-online":
+        from jobs import export_online
+
+        return export_online.main(rest)
     print(usage, file=sys.stderr)
     return runtime.EXIT_USAGE
 
 
 def _commands():
-    from jobs import generate_data, ingest_events, run_demo
+    from jobs import forget_member, generate_data, ingest_events, run_demo
 
     return {
         "generate": (generate_data.main, "generate synthetic landing data and its ground truth"),
         "ingest": (ingest_events.main, "ingest one day of landing files into bronze"),
         "demo": (run_demo.main, "generate demo data, ingest every day, print a summary"),
-        "features": (_features, "feature tables: list, describe, build, validate"),
+        "features": (_features, "feature tables: list, describe, build, validate, export-online"),
+        "forget": (forget_member.main, "delete a member from every table (--account ID)"),
         "doctor": (_doctor, "check Java, Delta jars and native BLAS; --warm caches the jars"),
     }
 

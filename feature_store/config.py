@@ -92,6 +92,9 @@ class GeneratorConfig:
 @dataclasses.dataclass(frozen=True)
 class PrivacyConfig:
     key_env: str = "MARQUEE_PSEUDONYMIZATION_KEY"
+    # After a forget request deletes a member's rows, VACUUM removes the files that
+    # still hold them once they are older than this (Delta's time-travel window).
+    vacuum_retention_hours: int = 168
     pseudonymization_key: str = dataclasses.field(default="", repr=False)
 
 
@@ -232,6 +235,8 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
         fail("spark.delta_snapshot_partitions", "must be at least 1")
     if not spark.driver_memory[:-1].isdigit() or spark.driver_memory[-1].lower() not in "kmgt":
         fail("spark.driver_memory", f"must look like 4g or 512m, got {spark.driver_memory!r}")
+    if sections.get("privacy", PrivacyConfig()).vacuum_retention_hours < 0:
+        fail("privacy.vacuum_retention_hours", "must not be negative")
     ingest = sections.get("ingest", IngestConfig())
     if not 0.0 <= ingest.max_quarantine_share <= 1.0:
         fail("ingest.max_quarantine_share", "must be between 0 and 1")

@@ -49,6 +49,10 @@ class Lake:
         return f"{self.root}/ops/validation"
 
     @property
+    def forget_requests(self) -> str:
+        return f"{self.root}/ops/forget_requests"
+
+    @property
     def ingest_runs(self) -> str:
         return f"{self.root}/ops/ingest_runs"
 

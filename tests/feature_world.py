@@ -75,7 +75,8 @@ def _view(profile, account, session, title, start, seconds, *, complete, device,
     ]
 
 
-def world(spark: SparkSession) -> dict[str, DataFrame]:
+def world(spark: SparkSession, member_id=lambda raw: raw) -> dict[str, DataFrame]:
+    """The bronze tables; `member_id` maps a1/p1... (e.g. to real pseudonyms)."""
     art = [{"artwork_id": "t1-a", "style": "dark"}, {"artwork_id": "t1-b", "style": "bright"}]
     titles = [
         {
@@ -279,4 +280,9 @@ def world(spark: SparkSession) -> dict[str, DataFrame]:
         "searches": searches,
         "impressions": impressions,
     }
+    for rows in frames.values():
+        for row in rows:
+            for column in ("account_id", "profile_id"):
+                if column in row:
+                    row[column] = member_id(row[column])
     return {name: bronze_frame(spark, name, rows) for name, rows in frames.items()}

@@ -1,0 +1,48 @@
+"""Export the latest features per entity as a versioned online snapshot.
+
+spark-submit jobs/export_online.py --date 2026-01-09 [--table profile_daily ...]
+Writes <published>/online_features/<version>/ with Parquet per table and manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feature_store import runtime
+from feature_store.features.online import export_online
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="marquee features export-online", description=__doc__.splitlines()[0]
+    )
+    runtime.add_common_args(parser)
+    parser.add_argument("--date", type=runtime.iso_date, required=True, help="as-of date")
+    parser.add_argument("--table", action="append", help="only this feature table (repeatable)")
+    return parser.parse_args(argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    config = runtime.load(args)
+    spark = runtime.session(config, args)
+    try:
+        snapshot = export_online(spark, config, args.date, args.table)
+    except (FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return runtime.EXIT_FAILED
+    print(f"online snapshot {snapshot.version} at {snapshot.path}")
+    for name, info in snapshot.manifest["tables"].items():
+        print(
+            f"  {name:<28}{info['rows']:>12,} rows  (feature table version "
+            f"{info['feature_table_version']})"
+        )
+    return runtime.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runtime.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
