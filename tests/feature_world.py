@@ -252,7 +252,7 @@ def world(spark: SparkSession, member_id=lambda raw: raw) -> dict[str, DataFrame
     impressions = [
         {
             "event_ts": ts(f"2026-01-{day}T19:00:00"),
-            "account_id": "a1",
+            "account_id": {"p1": "a1", "p3": "a2"}[profile],
             "profile_id": profile,
             "session_id": "s",
             "title_id": "t1",
