@@ -52,7 +52,9 @@ def bronze_frame(spark: SparkSession, source: str, rows: list[dict]) -> DataFram
     return spark.createDataFrame(data, schema)
 
 
-def _view(profile, account, session, title, start, seconds, *, complete, device, hour, region):
+def view_events(
+    profile, account, session, title, start, seconds, *, complete, device, hour, region
+):
     """play at start, then stop/complete at the end: two events of one view."""
     begin = ts(start)
     common = {
@@ -181,7 +183,7 @@ def world(spark: SparkSession, member_id=lambda raw: raw) -> dict[str, DataFrame
         },
     ]
     viewing = [
-        *_view(
+        *view_events(
             "p1",
             "a1",
             "s1",
@@ -193,7 +195,7 @@ def world(spark: SparkSession, member_id=lambda raw: raw) -> dict[str, DataFrame
             hour=20,
             region="gb",
         ),
-        *_view(
+        *view_events(
             "p1",
             "a1",
             "s2",
@@ -205,7 +207,7 @@ def world(spark: SparkSession, member_id=lambda raw: raw) -> dict[str, DataFrame
             hour=20,
             region="gb",
         ),
-        *_view(
+        *view_events(
             "p1",
             "a1",
             "s4",
@@ -217,7 +219,7 @@ def world(spark: SparkSession, member_id=lambda raw: raw) -> dict[str, DataFrame
             hour=22,
             region="gb",
         ),
-        *_view(
+        *view_events(
             "p2",
             "a1",
             "s3",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 from conftest import TEST_KEY, make_config
-from feature_world import AS_OF, bronze_frame, ts, world
+from feature_world import AS_OF, bronze_frame, ts, view_events, world
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
@@ -151,6 +151,38 @@ def test_validate_job_rechecks_committed_partitions(built, capsys):
     )  # fmt: skip
     assert code == 0
     assert "title_daily 2026-01-10 (table): passed" in capsys.readouterr().out
+
+
+def test_row_count_bound_starts_once_the_previous_window_is_full(spark, built, tmp_path):
+    """Bronze starts 2025-12-20. region_title_daily looks back 1 day: its bound applies on
+    NEXT and a jump from 1 to 2 rows fails. profile_title_interactions looks back 56 days:
+    its windows are still filling, so doubling from 3 to 6 rows is growth, not an error."""
+    source, _ = built
+    config = make_config(tmp_path)
+    shutil.copytree(Path(source.lake), Path(config.lake))
+    lake = lk.Lake(config.lake)
+    new_views = []
+    for profile, account, title in (("p2", "a1", "t2"), ("p3", "a2", "t1"), ("p3", "a2", "t2")):
+        new_views += view_events(
+            pseudonym(profile), pseudonym(account), f"n-{profile}-{title}", title,
+            "2026-01-11T20:00:00", 1200, complete=False, device="tv", hour=20, region="gb",
+        )  # fmt: skip
+    bronze_frame(spark, "viewing", new_views).write.format("delta").mode("append").save(
+        lake.bronze("viewing")
+    )
+
+    report = build_features(
+        spark, config, NEXT, ["region_title_daily", "profile_title_interactions"]
+    )
+
+    status = {b.table: (b.status, b.rows) for b in report.builds}
+    assert status == {
+        "region_title_daily": ("failed_validation", 2),
+        "profile_title_interactions": ("committed", 6),
+    }
+    (failed,) = [b for b in report.builds if b.table == "region_title_daily"]
+    assert [c.rule for c in failed.validation.failed] == ["row_count"]
+    assert "within ±50% of the previous 1" in failed.validation.summary()
 
 
 def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tmp_path):

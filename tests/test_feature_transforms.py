@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 from chispa import assert_approx_df_equality
-from feature_world import AS_OF, ts, world
+from feature_world import AS_OF, bronze_frame, ts, view_events, world
 
 from feature_store.features import transforms as tf
 from feature_store.features.tables import REGISTRY
@@ -46,6 +46,24 @@ def test_views_collapse_events_into_one_row_per_session_and_title(spark, view_ro
             ("p2", "s3", "t1", 3600, False, 21),
         ],
     )
+
+
+def test_a_view_belongs_to_its_start_day_whatever_the_lookback(spark):
+    """A view from 22:00 the evening before a 7-day window to 01:00 inside it is left
+    out whole (it started outside), with the 7-day and the 28-day lookback alike."""
+    first_day = AS_OF - dt.timedelta(days=6)
+    evening = dt.datetime.combine(first_day - dt.timedelta(days=1), dt.time(22, 0))
+    rows = view_events("p1", "a1", "late", "t1", evening.isoformat(), 3 * 3600,
+                       complete=True, device="tv", hour=22, region="gb")  # fmt: skip
+    rows += view_events("p1", "a1", "inside", "t2", f"{first_day}T08:00:00", 600,
+                        complete=False, device="tv", hour=8, region="gb")  # fmt: skip
+    viewing = bronze_frame(spark, "viewing", rows)
+    columns = ["session_id", "watch_seconds", "days_ago"]
+    for lookback in (7, 28):
+        got = tf.views(viewing, as_of=AS_OF, lookback_days=lookback).filter("days_ago < 7")
+        check(spark, got, columns, [("inside", 600, 6)])
+    longer = tf.views(viewing, as_of=AS_OF, lookback_days=28)
+    check(spark, longer, columns, [("inside", 600, 6), ("late", 3 * 3600, 7)])
 
 
 def test_profile_daily_windows_shares_segment_and_inactive_profiles(spark, bronze, view_rows):
@@ -199,6 +217,23 @@ def test_interactions_count_rewatches_and_weigh_thumbs(spark, bronze, view_rows)
             ("p1", "t2", 1, 0, 0, 0.5, 1500 / 3600, 0, 0.5, ts("2026-01-05T20:25:00")),
             ("p2", "t1", 1, 0, 0, 0.6, 1.0, 0, 0.6, ts("2025-12-20T09:00:00")),
         ],
+    )
+
+
+def test_a_title_missing_from_the_catalogue_counts_completion_not_a_full_watch(spark, bronze):
+    rows = view_events("p1", "a1", "x1", "t-unknown", "2026-01-09T20:00:00", 300,
+                       complete=False, device="tv", hour=20, region="gb")  # fmt: skip
+    rows += view_events("p2", "a1", "x2", "t-unknown", "2026-01-09T21:00:00", 4000,
+                        complete=True, device="tv", hour=21, region="gb")  # fmt: skip
+    views = tf.views(bronze_frame(spark, "viewing", rows), as_of=AS_OF, lookback_days=56)
+    got = tf.profile_title_interactions(
+        views, titles=bronze["titles"], ratings=bronze["ratings"], as_of=AS_OF
+    )
+    check(
+        spark,
+        got.filter("title_id = 't-unknown'"),
+        ["profile_id", "max_watch_fraction", "confidence"],
+        [("p1", 0.0, 0.0), ("p2", 1.0, 2.0)],
     )
 
 

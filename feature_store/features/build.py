@@ -59,6 +59,8 @@ class TableBuild:
     table_version: int | None = None
     validation: ValidationOutcome | None = None
     reason: str = ""
+    # compute (transform and cache), validate, write: where the seconds went
+    seconds_by_step: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +107,7 @@ def build_features(
     needed = sorted({s for t in ordered for s in t.sources})
     versions = _bronze_versions(spark, lake, needed)
     bronze = {s: _read_bronze(spark, lake, s, versions[s]) for s in needed}
+    history_starts = _history_starts(bronze)
     written_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
     view_lookback = max((t.lookback_days for t in ordered if t.name in VIEW_TABLES), default=0)
@@ -144,6 +147,7 @@ def build_features(
                     as_of=as_of,
                     written_at=written_at,
                     bronze_versions={s: versions[s] for s in table.sources},
+                    history_start=_history_start(table, history_starts),
                 )
             )
     finally:
@@ -207,20 +211,28 @@ def _validate_and_commit(
     as_of: dt.date,
     written_at: dt.datetime,
     bronze_versions: dict[str, int],
+    history_start: dt.date | None,
 ) -> TableBuild:
     started = time.perf_counter()
+    steps: dict[str, float] = {}
+
+    def step_done(name: str) -> None:
+        steps[name] = round(time.perf_counter() - started - sum(steps.values()), 2)
+
     rows = tf.conform(frame, table, as_of=as_of, written_at=written_at).persist(
         StorageLevel.MEMORY_AND_DISK
     )
     try:
         count = rows.count()
+        step_done("compute")
         outcome = validate_partition(
             table,
             rows,
             as_of=as_of,
-            previous_row_count=_previous_row_count(spark, lake, table, as_of),
+            previous_row_count=_previous_row_count(spark, lake, table, as_of, history_start),
             results_dir=lake.validation_results,
         )
+        step_done("validate")
         slice_values = {AS_OF: as_of}
         if outcome.success:
             lk.replace_slice(
@@ -236,6 +248,7 @@ def _validate_and_commit(
                 partition_by=[AS_OF],
             )
             version, status = None, FAILED_VALIDATION
+        step_done("write")
     finally:
         rows.unpersist()
     seconds = time.perf_counter() - started
@@ -243,7 +256,15 @@ def _validate_and_commit(
         "features %s %s: %s, %s rows in %.1fs", table.name, as_of, status, f"{count:,}", seconds
     )
     return TableBuild(
-        table.name, as_of, status, count, round(seconds, 1), bronze_versions, version, outcome
+        table.name,
+        as_of,
+        status,
+        count,
+        round(seconds, 1),
+        bronze_versions,
+        version,
+        outcome,
+        seconds_by_step=steps,
     )
 
 
@@ -258,14 +279,45 @@ def read_partition(
 
 
 def _previous_row_count(
-    spark: SparkSession, lake: lk.Lake, table: FeatureTable, as_of: dt.date
+    spark: SparkSession,
+    lake: lk.Lake,
+    table: FeatureTable,
+    as_of: dt.date,
+    history_start: dt.date | None,
 ) -> int | None:
-    previous = read_partition(spark, lake, table.name, as_of - dt.timedelta(days=1))
+    """Rows in the previous day's partition, once that day's window was full.
+
+    While the lake's history is shorter than a table's lookback, each day's window
+    holds one more day of events than the day before, so tables keyed by what
+    accumulates (profile × title, title × artwork × segment) grow by design. The
+    day-over-day bound starts when the previous day's whole window lies inside the
+    bronze history; before that only the table's minimum row count applies.
+    """
+    previous_day = as_of - dt.timedelta(days=1)
+    window_start = previous_day - dt.timedelta(days=table.lookback_days - 1)
+    if history_start is None or window_start < history_start:
+        return None
+    previous = read_partition(spark, lake, table.name, previous_day)
     return None if previous is None else previous.count()
 
 
+def _history_starts(bronze: dict[str, DataFrame]) -> dict[str, dt.date | None]:
+    """The first event date held by each bronze table (a query on the partition column)."""
+    return {name: rows.agg(F.min("event_date")).first()[0] for name, rows in bronze.items()}
+
+
+def _history_start(table: FeatureTable, starts: dict[str, dt.date | None]) -> dt.date | None:
+    """From when all of the table's sources have data (the latest of their first dates)."""
+    dates = [starts.get(s) for s in table.sources]
+    return None if None in dates else max(dates)
+
+
+def _bronze_exists(spark: SparkSession, lake: lk.Lake, source: str) -> bool:
+    return lk.table_exists(spark, lake.bronze(source))
+
+
 def _bronze_versions(spark: SparkSession, lake: lk.Lake, sources: list[str]) -> dict[str, int]:
-    missing = [s for s in sources if not lk.table_exists(spark, lake.bronze(s))]
+    missing = [s for s in sources if not _bronze_exists(spark, lake, s)]
     if missing:
         raise FeatureBuildError(
             f"bronze tables missing under {lake.root}/bronze: {', '.join(missing)} "
@@ -317,8 +369,13 @@ def revalidate(
 ) -> list[Revalidation]:
     """Run the expectations again on a stored partition (committed, else quarantined)."""
     lake = lk.Lake(config.lake)
+    ordered = build_order(tables)
+    sources = sorted({s for t in ordered for s in t.sources})
+    history_starts = _history_starts(
+        {s: lk.read_table(spark, lake.bronze(s)) for s in sources if _bronze_exists(spark, lake, s)}
+    )
     results = []
-    for table in build_order(tables):
+    for table in ordered:
         rows, location = read_partition(spark, lake, table.name, as_of), "table"
         if rows is None:
             rows, location = _read_quarantined(spark, lake, table.name, as_of), "quarantine"
@@ -331,7 +388,9 @@ def revalidate(
                 table,
                 rows,
                 as_of=as_of,
-                previous_row_count=_previous_row_count(spark, lake, table, as_of),
+                previous_row_count=_previous_row_count(
+                    spark, lake, table, as_of, _history_start(table, history_starts)
+                ),
                 results_dir=lake.validation_results,
             )
         finally:

@@ -51,7 +51,7 @@ class FeatureTable:
     description: str
     owner: str
     ttl_days: int  # a row may serve requests up to this many days after its as-of date
-    lookback_days: int  # bronze event dates the build reads: (as_of - lookback, as_of]
+    lookback_days: int  # event dates its windows cover: (as_of - lookback, as_of]
     sources: tuple[str, ...]  # bronze tables read
     columns: tuple[FeatureColumn, ...]  # keys first, then features
     freshness_column: str  # a timestamp column: its maximum must be recent

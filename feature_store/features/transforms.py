@@ -22,6 +22,7 @@ from feature_store.features.tables import UNKNOWN_SEGMENT, WINDOWS
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, SEGMENTS
 
 SECONDS_PER_HOUR = 3600.0
+VIEW_MARGIN_DAYS = 1  # views last less than a day: see `views`
 
 
 def _days_ago(as_of: dt.date, date_col: Column) -> Column:
@@ -55,7 +56,11 @@ def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFram
     event_date (of the start) and days_ago. The events are clustered by profile
     first, so every later aggregation by profile reuses this one shuffle.
     """
-    events = in_window(viewing, as_of=as_of, days=lookback_days).select(
+    # A view belongs to the day it started. Read one more day than the window so a
+    # view that started the evening before the window's first day is seen whole and
+    # left out, rather than entering as a shorter view starting after midnight: the
+    # same view rows whatever lookback the caller needs (one table or all of them).
+    events = in_window(viewing, as_of=as_of, days=lookback_days + VIEW_MARGIN_DAYS).select(
         "profile_id",
         "account_id",
         "session_id",
@@ -79,8 +84,10 @@ def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFram
         F.sum("watch_seconds").alias("watch_seconds"),
         F.max(F.col("event_type") == "complete").alias("completed"),
     )
-    return out.withColumn("event_date", F.to_date("start_ts")).withColumn(
-        "days_ago", _days_ago(as_of, F.col("event_date"))
+    return (
+        out.withColumn("event_date", F.to_date("start_ts"))
+        .withColumn("days_ago", _days_ago(as_of, F.col("event_date")))
+        .filter(F.col("days_ago") < lookback_days)
     )
 
 
@@ -362,6 +369,17 @@ def region_title_daily(view_rows: DataFrame, *, as_of: dt.date) -> DataFrame:
     )
 
 
+def _watch_fraction() -> Column:
+    """Share of the runtime one view watched, at most 1. A title whose runtime is not
+    in the catalogue (or is zero) counts 1 when the view completed and 0 otherwise."""
+    runtime = F.col("_runtime_seconds")
+    return (
+        F.when(runtime > 0, F.least(F.col("watch_seconds") / runtime, F.lit(1.0)))
+        .when(F.col("completed"), F.lit(1.0))
+        .otherwise(F.lit(0.0))
+    )
+
+
 def profile_title_interactions(
     view_rows: DataFrame, *, titles: DataFrame, ratings: DataFrame, as_of: dt.date
 ) -> DataFrame:
@@ -381,9 +399,7 @@ def profile_title_interactions(
         F.count(F.lit(1)).alias("count_views"),
         _count_if(F.col("completed")).alias("count_completions"),
         _count_if(F.col("_rewatch")).alias("count_rewatches"),
-        F.max(F.least(F.col("watch_seconds") / F.col("_runtime_seconds"), F.lit(1.0))).alias(
-            "max_watch_fraction"
-        ),
+        F.max(_watch_fraction()).alias("max_watch_fraction"),
         _hours().alias("sum_watch_hours"),
         F.max("last_ts").alias("_last_view_ts"),
     )
