@@ -6,6 +6,7 @@ All Delta I/O goes through here so that writes are idempotent in one way only:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -170,6 +171,27 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
 
 def read_text(spark: SparkSession, path: str) -> str:
     return "\n".join(row.value for row in spark.read.text(path, wholetext=True).collect())
+
+
+@contextlib.contextmanager
+def concurrent_partition_writes(spark: SparkSession):
+    """Within: a partitioned write keeps one open file per partition value per task.
+
+    Without it Spark sorts every task's rows by the partition columns before writing,
+    which dominated the cost of writing 100M+ rows over 30 daily partitions.
+    """
+    settings = {
+        "spark.sql.optimizer.plannedWrite.enabled": "false",
+        "spark.sql.maxConcurrentOutputFileWriters": "64",
+    }
+    saved = {key: spark.conf.get(key) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            spark.conf.set(key, value)
 
 
 def overwrite(df: DataFrame, path: str, *, partition_by: list[str] | None = None) -> None:

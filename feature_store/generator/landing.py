@@ -13,6 +13,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
+from feature_store import lake as lk
 from feature_store.generator import rand as R
 from feature_store.sources import Source
 
@@ -40,10 +41,6 @@ _DIRTY_FIELDS = {
     "ratings": ("title_id", "event_ts", ("thumbs", "sideways")),
     "searches": ("query", "results_count", ("device", "smart_fridge")),
     "subscriptions": ("account_id", "event_ts", ("event_type", "pause_membership")),
-}
-_CONCURRENT_WRITES = {
-    "spark.sql.optimizer.plannedWrite.enabled": "false",
-    "spark.sql.maxConcurrentOutputFileWriters": "64",
 }
 _JSON_OPTIONS = {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss'Z'", "ignoreNullFields": "true"}
 
@@ -171,13 +168,7 @@ def write_landing(
     out = exploded.observe(observation, *metrics).select(
         F.col("line.value").alias("value"), F.date_format("line.date", "yyyy-MM-dd").alias("date")
     )
-    # One file per date per task, written side by side: without this Spark sorts
-    # every task's lines by date before writing, which dominated at 100M+ lines.
-    spark = records.sparkSession
-    saved = {key: spark.conf.get(key) for key in _CONCURRENT_WRITES}
-    for key, value in _CONCURRENT_WRITES.items():
-        spark.conf.set(key, value)
-    try:
+    with lk.concurrent_partition_writes(records.sparkSession):
         (
             out.write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
@@ -185,7 +176,4 @@ def write_landing(
             .partitionBy("date")
             .text(f"{root}/landing/{source.name}")
         )
-    finally:
-        for key, value in saved.items():
-            spark.conf.set(key, value)
     return {k: int(v or 0) for k, v in observation.get.items()}

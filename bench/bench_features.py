@@ -1,0 +1,241 @@
+"""Benchmark: build every feature table for one as-of date, Spark beside DuckDB.
+
+1. Data: clean bronze tables straight from the generator (`generate_bronze`), the
+   last day of the window being the as-of date, so every 28-day window is full.
+   `--reuse-data` keeps a lake from an earlier run with the same sizes.
+2. Spark: `build_features` for the as-of date (read, compute, validate with Great
+   Expectations, commit to Delta), time per table and per step.
+3. DuckDB: the same aggregates in SQL (`duckdb_features.py`) over the same Parquet
+   files (the active files of each bronze Delta table), time per table.
+4. Incremental cost (`--history-days N`, when the lake holds more days than N): a
+   second lake holding only the last N days of events, the same as-of date built
+   there, alternating with the full lake, best of `--repeats`.
+
+Writes bench/results/features-<accounts>x<days>d-<UTC time>.json. The issue's scale:
+`--accounts 2000000 --titles 20000 --days 30 --sessions-per-day 0.4`; the incremental
+figure: `--days 60 --history-days 30`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import duckdb_features
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from run_bench import folder_bytes, machine
+
+from feature_store import lake as lk
+from feature_store import runtime
+from feature_store.features.build import build_features
+from feature_store.features.tables import REGISTRY
+from feature_store.generator import GenerationSpec, generate_bronze, load_manifest
+from feature_store.sources import SOURCES
+
+RESULTS = Path(__file__).resolve().parent / "results"
+EVENT_SOURCES = ("viewing", "impressions", "ratings", "searches", "subscriptions")
+_STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    runtime.add_common_args(parser)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--titles", type=int, default=5_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--sessions-per-day", type=float, default=0.4)
+    parser.add_argument("--lake", help="lake folder (default: <state_dir>/bench-features)")
+    parser.add_argument("--reuse-data", action="store_true", help="keep the lake's bronze")
+    parser.add_argument("--history-days", type=int, help="also build with only N days of events")
+    parser.add_argument("--repeats", type=int, default=2, help="incremental builds per lake")
+    parser.add_argument("--duckdb-memory", default="12GB")
+    args = parser.parse_args(argv)
+    config = runtime.load(args)
+    lake_root = args.lake or str(Path(config.paths.state_dir) / "bench-features")
+    config = _with_lake(config, lake_root)
+    spark = runtime.session(config, args)
+    spec = GenerationSpec(
+        seed=config.generator.seed,
+        accounts=args.accounts,
+        titles=args.titles,
+        days=args.days,
+        start_date=config.generator.start_date,
+        dirty_share=0.0,
+        late_share=0.0,
+        sessions_per_day=args.sessions_per_day,
+    )
+    as_of = spec.end_date
+    result: dict = {
+        "benchmark": "features",
+        "machine": machine(),
+        "spark": spark.version,
+        "duckdb": duckdb.__version__,
+        "driver_memory": config.spark.driver_memory,
+        "shuffle_partitions": config.spark.shuffle_partitions,
+        "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
+        "as_of": str(as_of),
+    }
+    result["data"] = _bronze(spark, lake_root, spec, config, reuse=args.reuse_data)
+    _save(result, spec)
+
+    result["spark_build"] = _spark_build(spark, config, as_of)
+    _save(result, spec)
+    print(json.dumps(result["spark_build"]["tables"], indent=2), flush=True)
+
+    result["duckdb_build"] = _duckdb_build(spark, lake_root, as_of, args.duckdb_memory)
+    result["ratios"] = _ratios(result["spark_build"], result["duckdb_build"])
+    _save(result, spec)
+    print(json.dumps(result["ratios"], indent=2), flush=True)
+
+    if args.history_days and args.history_days < spec.days:
+        result["incremental"] = _incremental(
+            spark, config, as_of, history_days=args.history_days, repeats=args.repeats
+        )
+        print(json.dumps(result["incremental"], indent=2), flush=True)
+    path = _save(result, spec)
+    print(f"results: {path}")
+    return 0
+
+
+def _with_lake(config, lake_root: str):
+    return dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
+
+
+def _bronze(spark: SparkSession, lake_root: str, spec: GenerationSpec, config, *, reuse: bool):
+    lake = lk.Lake(lake_root)
+    if reuse and lk.table_exists(spark, lake.bronze("viewing")):
+        stored = load_manifest(spark, lake_root)["spec"]
+        wanted = {**dataclasses.asdict(spec), "start_date": spec.start_date.isoformat()}
+        if stored != wanted:
+            raise SystemExit(f"--reuse-data: the lake at {lake_root} holds {stored}, not {wanted}")
+        seconds, by_stage = None, None
+    else:
+        shutil.rmtree(lake_root, ignore_errors=True)
+        started = time.perf_counter()
+        generated = generate_bronze(
+            spark, lake_root, spec, pseudonymization_key=config.privacy.pseudonymization_key
+        )
+        seconds, by_stage = round(time.perf_counter() - started, 1), generated.seconds_by_stage
+    rows = {
+        s: lk.read_table(spark, lake.bronze(s)).agg(F.count(F.lit(1))).first()[0] for s in SOURCES
+    }
+    data = {
+        "generate_seconds": seconds,
+        "generate_seconds_by_stage": by_stage,
+        "bronze_rows": rows,
+        "bronze_bytes": folder_bytes(Path(lake_root) / "bronze"),
+    }
+    print(json.dumps(data, indent=2), flush=True)
+    return data
+
+
+def _clear_features(lake_root: str) -> None:
+    for folder in ("features", "quarantine/features", "ops"):
+        shutil.rmtree(Path(lake_root) / folder, ignore_errors=True)
+
+
+def _spark_build(spark: SparkSession, config, as_of: dt.date) -> dict:
+    _clear_features(config.lake)
+    started = time.perf_counter()
+    report = build_features(spark, config, as_of)
+    seconds = time.perf_counter() - started
+    if not report.ok:
+        raise SystemExit("feature build failed validation:\n" + report.format_table())
+    return {
+        "seconds": round(seconds, 1),
+        "tables": {
+            b.table: {"rows": b.rows, "seconds": b.seconds, "steps": b.seconds_by_step}
+            for b in report.builds
+        },
+    }
+
+
+def _duckdb_build(spark: SparkSession, lake_root: str, as_of: dt.date, memory: str) -> dict:
+    lake = lk.Lake(lake_root)
+    files = {s: lk.read_table(spark, lake.bronze(s)).inputFiles() for s in SOURCES}
+    con = duckdb.connect()
+    con.execute(f"SET threads = {machine()['cores']}; SET memory_limit = '{memory}'")
+    duckdb_features.register_bronze(con, files)
+    tables = {}
+    started = time.perf_counter()
+    for table in REGISTRY:
+        table_started = time.perf_counter()
+        rows = duckdb_features.build_table(con, table.name, as_of)
+        tables[table.name] = {
+            "rows": rows,
+            "seconds": round(time.perf_counter() - table_started, 1),
+        }
+        print(f"duckdb {table.name}: {rows:,} rows, {tables[table.name]['seconds']} s", flush=True)
+    con.close()
+    return {"seconds": round(time.perf_counter() - started, 1), "tables": tables}
+
+
+def _ratios(spark_build: dict, duck: dict) -> dict:
+    """Spark / DuckDB per table: the whole build (compute, validate, write) and compute only."""
+    ratios = {}
+    for name, ours in spark_build["tables"].items():
+        theirs = duck["tables"][name]["seconds"]
+        ratios[name] = {
+            "rows_equal": ours["rows"] == duck["tables"][name]["rows"],
+            "build_vs_duckdb": round(ours["seconds"] / theirs, 2),
+            "compute_vs_duckdb": round(ours["steps"]["compute"] / theirs, 2),
+        }
+    compute = sum(t["steps"]["compute"] for t in spark_build["tables"].values())
+    ratios["total"] = {
+        "build_vs_duckdb": round(spark_build["seconds"] / duck["seconds"], 2),
+        "compute_vs_duckdb": round(compute / duck["seconds"], 2),
+    }
+    return ratios
+
+
+def _incremental(
+    spark: SparkSession, config, as_of: dt.date, *, history_days: int, repeats: int
+) -> dict:
+    """Build `as_of` with the lake's whole history and with only the last N days of events."""
+    full_root = config.lake
+    short_root = f"{full_root}-last{history_days}d"
+    shutil.rmtree(short_root, ignore_errors=True)
+    first_kept = as_of - dt.timedelta(days=history_days - 1)
+    full, short = lk.Lake(full_root), lk.Lake(short_root)
+    for source in SOURCES:
+        rows = lk.read_table(spark, full.bronze(source))
+        if source in EVENT_SOURCES:
+            rows = rows.filter(F.col("event_date") >= F.lit(first_kept))
+        # Dimension sources (accounts, profiles, titles) are kept whole: their latest
+        # record per key may be older than any window.
+        lk.overwrite(rows, short.bronze(source), partition_by=["event_date"])
+    lakes = {"full": config, f"last_{history_days}_days": _with_lake(config, short_root)}
+    seconds: dict[str, list[float]] = {name: [] for name in lakes}
+    for _ in range(repeats):
+        for name, lake_config in lakes.items():
+            seconds[name].append(_spark_build(spark, lake_config, as_of)["seconds"])
+    best = {name: min(times) for name, times in seconds.items()}
+    longer, shorter = best["full"], best[f"last_{history_days}_days"]
+    return {
+        "history_days": {
+            "full": (as_of - config.generator.start_date).days + 1,
+            "short": history_days,
+        },
+        "seconds": seconds,
+        "best_seconds": best,
+        "difference": round(abs(longer - shorter) / shorter, 3),
+    }
+
+
+def _save(result: dict, spec: GenerationSpec) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"features-{spec.accounts}x{spec.days}d-{_STAMP}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())
