@@ -49,11 +49,17 @@ $(JARS_STAMP): $(INSTALL_STAMP)
 run: setup
 	$(MARQUEE) demo
 
+# Two pytest workers, one test module each at a time (module fixtures build Delta
+# lakes once): Spark tests on tiny data wait on job scheduling more than on the CPU.
+TEST_WORKERS ?= 2
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: setup
 	$(PY) bench/run_bench.py
+	$(PY) bench/bench_pit.py --verify --set spark.driver_memory=12g --set spark.shuffle_partitions=64
+	$(PY) bench/bench_features.py
 
 lint: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check .

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
+from feature_store.features.build import COMMITTED, BuildReport
 from feature_store.sources import SOURCES
 
 
@@ -35,4 +38,28 @@ def bronze_summary(spark: SparkSession, lake_root: str) -> str:
         lines.append("")
         lines.append(f"{'quarantine':<16}{'reason':<28}{'rows':>10}")
         lines.extend(f"{r['source']:<16}{r['reason']:<28}{r['count']:>10,}" for r in reasons)
+    return "\n".join(lines)
+
+
+def feature_summary(builds: Sequence[BuildReport]) -> str:
+    """Feature tables × as-of dates: rows committed, or why a partition was not."""
+    dates = [report.as_of for report in builds]
+    tables = list(dict.fromkeys(b.table for report in builds for b in report.builds))
+    cells = {(b.table, report.as_of): b for report in builds for b in report.builds}
+    lines = [f"{'feature table':<28}" + "".join(f"{d.isoformat():>13}" for d in dates)]
+    for table in tables:
+        row = f"{table:<28}"
+        for date in dates:
+            build = cells.get((table, date))
+            if build is None:
+                text = "-"
+            elif build.status == COMMITTED:
+                text = f"{build.rows:,}"
+            else:
+                text = build.status
+            row += f"{text:>13}"
+        lines.append(row)
+    checks = sum(b.validation.evaluated for r in builds for b in r.builds if b.validation)
+    failed = sum(len(b.validation.failed) for r in builds for b in r.builds if b.validation)
+    lines.append(f"validation: {checks:,} checks run, {failed:,} failed")
     return "\n".join(lines)

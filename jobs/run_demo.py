@@ -1,5 +1,6 @@
 """The platform's main job on embedded defaults: generate demo data for a few days,
-ingest each day into bronze, and print a summary. This is what `make run` runs."""
+ingest each day into bronze, build and validate the feature tables for each day, and
+print a summary. This is what `make run` runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import argparse
 import sys
 import time
 
+from feature_store import lake as lk
 from feature_store import reports, runtime
+from feature_store.features.build import build_features
 from feature_store.generator import generate
 from feature_store.ingest import IngestError, ingest_date
 from jobs.generate_data import spec_from
@@ -53,6 +56,21 @@ def _main(args: argparse.Namespace) -> int:
             continue
         print(report.format_table(), end="\n\n")
     print(reports.bronze_summary(spark, config.lake))
+
+    # Features for every ingested day, oldest first: each day's row-count check
+    # compares with the day before.
+    builds = []
+    for date in spec.dates:
+        if date in failed:
+            continue
+        report = build_features(spark, config, date)
+        builds.append(report)
+        if not report.ok:
+            failed.append(date)
+            print(report.format_table(), end="\n\n", file=sys.stderr)
+    print()
+    print(reports.feature_summary(builds))
+    print(f"validation results and data docs: {lk.Lake(config.lake).validation_results}")
     print(f"\nlake: {config.lake}   total time {time.perf_counter() - started:.0f}s")
     return runtime.EXIT_FAILED if failed else runtime.EXIT_OK
 
