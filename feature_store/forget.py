@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 
@@ -88,10 +89,13 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
     for path, condition in targets:
         if not lk.table_exists(spark, path):
             continue
+        started = time.perf_counter()
         table = DeltaTable.forPath(spark, path)
         columns = set(table.toDF().columns)
         table.delete(condition(columns))
         deleted[path] = _rows_deleted(table)
+        log.info("forget: %s rows deleted from %s in %.1fs", deleted[path], path,
+                 time.perf_counter() - started)  # fmt: skip
     touched = tuple(p for p, n in deleted.items() if n)
     _vacuum(spark, touched, config.privacy.vacuum_retention_hours)
     deleted.update(_forget_in_snapshots(spark, config, member_rows))
@@ -204,7 +208,9 @@ def _vacuum(spark: SparkSession, paths: tuple[str, ...], retention_hours: int) -
                 if "`" in path:
                     raise ValueError(f"refusing a table path with a backtick: {path!r}")
                 spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+            started = time.perf_counter()
             table.vacuum(float(retention_hours))
+            log.info("forget: vacuumed %s in %.1fs", path, time.perf_counter() - started)
     finally:
         spark.conf.set(check, previous)
 

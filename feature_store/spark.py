@@ -107,6 +107,10 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.databricks.delta.snapshotPartitions", str(sc.delta_snapshot_partitions))
+        .config(
+            "spark.sql.sources.parallelPartitionDiscovery.parallelism",
+            str(sc.file_listing_parallelism),
+        )
         # Idempotent partition rewrites rely on replaceWhere over data columns.
         .config("spark.databricks.delta.replaceWhere.dataColumns.enabled", "true")
         .config("spark.ui.enabled", str(sc.ui_enabled).lower())

@@ -34,6 +34,7 @@ def make_config(state_dir: Path, *overrides: str) -> Config:
             f"paths.published={state_dir}/published",
             "spark.shuffle_partitions=2",
             "spark.delta_snapshot_partitions=1",
+            "spark.file_listing_parallelism=2",
             "spark.show_progress=false",
             "spark.driver_memory=2g",
             "spark.log_level=ERROR",

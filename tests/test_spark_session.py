@@ -14,6 +14,11 @@ def test_session_is_configured_for_delta_utc_and_aqe(spark, config):
     )
     assert conf.get("spark.sql.session.timeZone") == "UTC"
     assert conf.get("spark.sql.adaptive.enabled") == "true"
+    # Sized for the machine, not Spark's cluster defaults (10,000 listing tasks per VACUUM,
+    # 50 snapshot tasks). Jobs run in-process by other tests apply the default config's
+    # values to this shared session, so the bound is the point, not the exact value.
+    assert int(conf.get("spark.sql.sources.parallelPartitionDiscovery.parallelism")) <= 8
+    assert int(conf.get("spark.databricks.delta.snapshotPartitions")) <= 4
     assert spark.sparkContext.master == config.spark.master == "local[2]"
     assert delta_maven_coordinates() == [
         "io.delta:delta-spark_4.2_2.13:4.4.0",
