@@ -10,7 +10,8 @@ from conftest import TEST_KEY, make_config
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.generator import GenerationSpec, generate, load_manifest
+from feature_store.generator import GenerationSpec, generate, generate_bronze, load_manifest
+from feature_store.generator.landing import REPLACING_KINDS
 from feature_store.generator.world import ARTWORK_STYLES, WorldParams
 from feature_store.ingest import ingest_date
 from feature_store.privacy import pseudonymize
@@ -93,6 +94,23 @@ def test_ingestion_reconciles_with_the_dirt_the_generator_injected(spark, world)
         expected = {k: v for k, v in injected.items() if k not in ("lines", "late") and v}
         assert reasons == expected, source
     assert manifest["viewing"]["late"] > 0 and manifest["viewing"]["duplicate_of_earlier_day"] > 0
+
+
+def test_generate_bronze_writes_what_ingestion_keeps_from_the_same_world(spark, world, tmp_path):
+    """Benchmarks write bronze directly: the same rows, values and types as ingesting the
+    landing files, plus exactly the records the landing files carried broken."""
+    config, result, _ = world
+    direct = str(tmp_path / "direct")
+    generate_bronze(spark, direct, SPEC, pseudonymization_key=TEST_KEY)
+    for source in SOURCES:
+        ingested = lk.read_table(spark, lk.Lake(config.lake).bronze(source))
+        written = lk.read_table(spark, lk.Lake(direct).bronze(source))
+        assert written.schema == ingested.schema, source
+        columns = [c for c in ingested.columns if c not in ("ingest_date", "source_file")]
+        ingested, written = ingested.select(*columns), written.select(*columns)
+        assert ingested.exceptAll(written).count() == 0, source
+        broken = sum(result.landing_counts[source].get(kind, 0) for kind in REPLACING_KINDS)
+        assert written.exceptAll(ingested).count() == broken, source
 
 
 def test_late_events_are_in_bronze_under_their_event_date(spark, world):
