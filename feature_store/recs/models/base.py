@@ -1,0 +1,138 @@
+"""What every candidate model shares: id <-> index maps, the training matrix, scoring in
+batches and top-k selection with seen items excluded.
+
+A model learns from a pandas frame of (user_id, item_id, rating[, timestamp]) rows and
+scores a block of known users against its catalogue (the items seen in training) as a
+dense ``users x items`` NumPy array; :meth:`Recommender.recommend` turns those scores into
+the top k (user_id, item_id, score, rank) rows, one block of users at a time so memory stays
+bounded by ``batch_size x catalogue``. Users unknown to the model get no rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+USER, ITEM, RATING, SCORE, RANK = "user_id", "item_id", "rating", "score", "rank"
+RECS_COLUMNS = [USER, ITEM, SCORE, RANK]
+
+
+class Interactions:
+    """Training rows as a sparse users x items matrix, with the id <-> index maps (ids
+    sorted ascending; row / column i is the i-th smallest id)."""
+
+    def __init__(self, train: pd.DataFrame):
+        missing = {USER, ITEM} - set(train.columns)
+        if missing:
+            raise ValueError(f"training rows need columns {sorted(missing)}")
+        if train.empty:
+            raise ValueError("no training rows")
+        self.user_ids = np.sort(train[USER].unique())
+        self.item_ids = np.sort(train[ITEM].unique())
+        self.rows = np.searchsorted(self.user_ids, train[USER].to_numpy())
+        self.cols = np.searchsorted(self.item_ids, train[ITEM].to_numpy())
+        # number of rows per (user, item): 1 unless the training rows repeat a pair
+        self.matrix = sp.csr_matrix(
+            (np.ones(len(train)), (self.rows, self.cols)),
+            shape=(len(self.user_ids), len(self.item_ids)),
+        )
+        self.matrix.sum_duplicates()
+        self.seen = sp.csr_matrix(
+            (np.ones(len(train), dtype=bool), (self.rows, self.cols)), shape=self.matrix.shape
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def binary(self) -> sp.csr_matrix:
+        out = self.matrix.copy()
+        out.data = np.ones_like(out.data)
+        return out
+
+    def user_index(self, users: Iterable) -> tuple[np.ndarray, np.ndarray]:
+        """(known user ids, their row indices), in the order given, unknown ones dropped."""
+        users = np.asarray(list(users) if not isinstance(users, np.ndarray) else users)
+        pos = np.searchsorted(self.user_ids, users)
+        pos = np.minimum(pos, len(self.user_ids) - 1)
+        known = self.user_ids[pos] == users
+        return users[known], pos[known]
+
+
+def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k highest scores, best first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.empty((scores.shape[0], 0), dtype=np.int64)
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+class Recommender:
+    """Base class: subclasses implement :meth:`fit` (setting ``self.data``) and
+    :meth:`score_indices`."""
+
+    name = "base"
+    data: Interactions
+    batch_size = 2048
+
+    def fit(self, train: pd.DataFrame) -> Recommender:
+        raise NotImplementedError
+
+    def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """Scores of the given user rows against every catalogue item (float array)."""
+        raise NotImplementedError
+
+    def params(self) -> dict:
+        return {}
+
+    def _check_fitted(self) -> None:
+        if getattr(self, "data", None) is None:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(train) first")
+
+    def recommend(self, users: Iterable, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-k rows (user_id, item_id, score, rank) for each known user, rank 1 = best."""
+        self._check_fitted()
+        ids, idx = self.data.user_index(users)
+        frames = []
+        for start in range(0, len(idx), self.batch_size):
+            block = idx[start : start + self.batch_size]
+            scores = np.asarray(self.score_indices(block), dtype=np.float64)
+            if exclude_seen:
+                scores[self.data.seen[block].nonzero()] = -np.inf
+            best = top_k_indices(scores, k)
+            best_scores = np.take_along_axis(scores, best, axis=1)
+            keep = np.isfinite(best_scores)
+            n = best.shape[1]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        USER: np.repeat(ids[start : start + len(block)], n)[keep.ravel()],
+                        ITEM: self.data.item_ids[best.ravel()][keep.ravel()],
+                        SCORE: best_scores.ravel()[keep.ravel()],
+                        RANK: np.tile(np.arange(1, n + 1), len(block))[keep.ravel()],
+                    }
+                )
+            )
+        if not frames:
+            return pd.DataFrame(
+                {
+                    USER: pd.Series(dtype="int64"),
+                    ITEM: pd.Series(dtype="int64"),
+                    SCORE: pd.Series(dtype="float64"),
+                    RANK: pd.Series(dtype="int64"),
+                }
+            )
+        return pd.concat(frames, ignore_index=True)

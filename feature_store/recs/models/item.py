@@ -1,0 +1,150 @@
+"""Item-to-item models: EASE where the catalogue fits in memory, else item co-occurrence.
+
+EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019) learns an
+items x items weight matrix B with a zero diagonal minimising ||X - XB||^2 + lambda ||B||^2.
+Its closed form: P = (X'X + lambda I)^-1, B_ij = -P_ij / P_jj (i != j). A user's scores are
+their history row times B. With ``user_weight`` a > 0 each user's reconstruction error is
+weighted by n_u^(-2a) (n_u = their number of ratings), so the few users with thousands of
+ratings no longer dominate X'X: B = -P / diag(P) with P = (X' W X + lambda I)^-1.
+
+EASE needs dense items x items float arrays, so it is used up to :data:`MAX_DENSE_ITEMS`
+items; beyond that :class:`ItemCooccurrence` keeps each item's top neighbours by cosine
+similarity of the co-occurrence counts, in sparse form.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import scipy.linalg
+import scipy.sparse as sp
+
+from feature_store.recs.models.base import Interactions, Recommender
+
+log = logging.getLogger(__name__)
+
+MAX_DENSE_ITEMS = 15_000  # 15k x 15k float64 = 1.8 GB per copy
+
+
+class EASE(Recommender):
+    """EASE on the binary user x item matrix (who rated what).
+
+    ``lambda_`` is the L2 penalty on B (a few hundred suits MovieLens at 100k ratings);
+    ``user_weight`` the exponent a of the per-user weights n_u^(-2a) (0: plain EASE).
+    """
+
+    name = "ease"
+
+    def __init__(self, *, lambda_: float = 400.0, user_weight: float = 0.0, dtype: str = "float64"):
+        if lambda_ <= 0:
+            raise ValueError("lambda_ must be > 0")
+        if user_weight < 0:
+            raise ValueError("user_weight must be >= 0")
+        self.lambda_ = float(lambda_)
+        self.user_weight = float(user_weight)
+        self.dtype = np.dtype(dtype)
+
+    def params(self) -> dict:
+        return {"lambda": self.lambda_, "user_weight": self.user_weight, "dtype": self.dtype.name}
+
+    def fit(self, train: pd.DataFrame) -> EASE:
+        self.data = Interactions(train)
+        x = self.data.binary().astype(self.dtype)
+        n = self.data.n_items
+        if n > MAX_DENSE_ITEMS:
+            log.warning("EASE on %d items needs %.1f GB per copy", n, n * n * 8 / 1e9)
+        if self.user_weight > 0:
+            # Rows weighted by n_u^-2a, rescaled to average 1 per rating so that lambda
+            # keeps its meaning.
+            per_user = np.asarray(x.sum(axis=1)).ravel()
+            w = per_user ** (-2 * self.user_weight)
+            w *= per_user.sum() / (w * per_user).sum()
+            gram = (x.T @ sp.diags(w.astype(self.dtype)) @ x).toarray()
+        else:
+            gram = (x.T @ x).toarray()
+        gram[np.diag_indices(n)] += self.lambda_
+        self.weights = _ease_weights(gram)
+        self._x = x.tocsr()
+        return self
+
+    def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        return np.asarray(self._x[user_idx] @ self.weights)
+
+
+def _ease_weights(gram: np.ndarray) -> np.ndarray:
+    """B = -P / diag(P) with a zero diagonal, P = gram^-1 (gram is overwritten)."""
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (gram,))
+    chol, info = potrf(gram, lower=True, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: X'X + lambda I is not positive definite ({info})")
+    inv, info = potri(chol, lower=True, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: inverting the Cholesky factor failed ({info})")
+    # potri fills the lower triangle only: mirror it.
+    upper = np.triu_indices_from(inv, k=1)
+    inv[upper] = inv.T[upper]
+    diag = np.diag(inv).copy()
+    inv /= -diag[np.newaxis, :]
+    np.fill_diagonal(inv, 0.0)
+    return inv
+
+
+class ItemCooccurrence(Recommender):
+    """Item-item cosine similarity of co-occurrence counts, top ``neighbours`` per item;
+    a user's score for an item is the sum of its similarities to the items they rated."""
+
+    name = "cooccurrence"
+
+    def __init__(
+        self, *, neighbours: int = 200, shrink: float = 10.0, chunk_cells: int = 20_000_000
+    ):
+        self.neighbours = neighbours
+        self.shrink = shrink
+        self.chunk_cells = chunk_cells
+
+    def params(self) -> dict:
+        return {"neighbours": self.neighbours, "shrink": self.shrink}
+
+    def fit(self, train: pd.DataFrame) -> ItemCooccurrence:
+        self.data = Interactions(train)
+        x = self.data.binary().tocsc()
+        n = self.data.n_items
+        norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())
+        xt = x.T.tocsr()
+        keep = min(self.neighbours, max(n - 1, 1))
+        step = max(1, self.chunk_cells // max(n, 1))
+        blocks = []
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            counts = (xt @ x[:, start:stop]).toarray()  # n x chunk
+            sim = counts / (np.outer(norms, norms[start:stop]) + self.shrink)
+            sim[np.arange(start, stop), np.arange(stop - start)] = 0.0  # no self-similarity
+            if keep < n:
+                cut = np.argpartition(-sim, keep - 1, axis=0)[:keep]
+                mask = np.zeros_like(sim, dtype=bool)
+                np.put_along_axis(mask, cut, True, axis=0)
+                sim[~mask] = 0.0
+            blocks.append(sp.csc_matrix(sim))
+        self.similarity = sp.hstack(blocks).tocsr() if blocks else sp.csr_matrix((n, n))
+        self._x = x.tocsr()
+        return self
+
+    def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        return (self._x[user_idx] @ self.similarity).toarray()
+
+
+def item_to_item(
+    n_items: int,
+    *,
+    max_dense_items: int = MAX_DENSE_ITEMS,
+    lambda_: float = 400.0,
+    user_weight: float = 0.0,
+    **kwargs,
+) -> Recommender:
+    """EASE when ``n_items`` fits in memory (<= ``max_dense_items``), else co-occurrence
+    (``kwargs`` go to :class:`ItemCooccurrence`)."""
+    if n_items <= max_dense_items:
+        return EASE(lambda_=lambda_, user_weight=user_weight)
+    return ItemCooccurrence(**kwargs)

@@ -1,0 +1,247 @@
+"""Loaders for the MovieLens data sets in their published layouts.
+
+Three formats are understood (GroupLens' own file names and separators):
+
+- ``ml-100k``: ``u.data`` (tab-separated ``user item rating timestamp``, no header) and
+  ``u.item`` (``|``-separated, Latin-1: id, title, release date, video release date, IMDb
+  URL, then 19 genre flags named by ``u.genre`` when present).
+- ``ml-1m``: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``
+  (``MovieID::Title::Genres`` with ``|`` between genres), Latin-1.
+- ``ml-latest-small`` (and the other ``ml-latest*`` / ``ml-25m`` style folders):
+  ``ratings.csv`` (header ``userId,movieId,rating,timestamp``), ``movies.csv`` (``movieId,
+  title,genres``, titles quoted when they hold commas) and optionally ``tags.csv``.
+
+Every loader returns pandas frames (the data sets are small) with the ratings in file
+order, which the stratified split depends on: ``ratings`` has ``user_id`` (int64),
+``item_id`` (int64), ``rating`` (float64) and ``timestamp`` (int64); ``items`` has
+``item_id``, ``title`` and ``genres`` (a list of strings, empty when the data set says
+"no genres"); ``tags`` (user_id, item_id, tag) is present only for the ``ml-latest``
+layout. A missing file or a malformed line raises :class:`MovieLensFormatError` naming the
+file, the line number and the offending text.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+FORMATS = ("ml-100k", "ml-1m", "ml-latest-small")
+
+RATING_COLUMNS = ["user_id", "item_id", "rating", "timestamp"]
+
+# ml-100k's genre flags, in column order, for a folder without u.genre.
+ML100K_GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+NO_GENRES = {"(no genres listed)", "unknown", ""}
+
+
+class MovieLensFormatError(ValueError):
+    """A MovieLens folder is missing a file or holds a line that does not parse."""
+
+
+@dataclass(frozen=True)
+class MovieLensData:
+    """One MovieLens data set: ratings in file order, item metadata, optional tags."""
+
+    ratings: pd.DataFrame
+    items: pd.DataFrame
+    tags: pd.DataFrame | None = None
+
+
+def load_movielens(path: str | Path, fmt: str) -> MovieLensData:
+    """Load the MovieLens folder at ``path`` in format ``fmt`` (one of :data:`FORMATS`).
+
+    ``path`` is the folder holding the files, or its parent when the files sit in a
+    sub-folder named like the format (``DIR/ml-100k/u.data``).
+    """
+    if fmt not in FORMATS:
+        raise MovieLensFormatError(
+            f"unknown MovieLens format {fmt!r} (known: {', '.join(FORMATS)})"
+        )
+    if fmt == "ml-100k":
+        return load_ml100k(path)
+    if fmt == "ml-1m":
+        return load_ml1m(path)
+    return load_ml_latest(path)
+
+
+def load_ml100k(path: str | Path) -> MovieLensData:
+    folder = _folder(path, "ml-100k", "u.data")
+    data_file = folder / "u.data"
+    ratings = _ratings(_read_delimited(data_file, "\t", 4, encoding="latin-1"), data_file)
+    genre_names = _ml100k_genres(folder)
+    rows = _read_delimited(folder / "u.item", "|", 5 + len(genre_names), encoding="latin-1")
+    item_ids = _integer(rows, 0, folder / "u.item", "movie id")
+    flags = rows.iloc[:, 5:].to_numpy()
+    genres = []
+    for line, row in enumerate(flags):
+        if not set(row) <= {"0", "1"}:
+            raise _bad_line(folder / "u.item", rows.index[line], "genre flags must be 0 or 1")
+        genres.append([g for g, f in zip(genre_names, row, strict=True) if f == "1"])
+    items = _items(item_ids, rows[1], genres)
+    return MovieLensData(ratings=ratings, items=items)
+
+
+def load_ml1m(path: str | Path) -> MovieLensData:
+    folder = _folder(path, "ml-1m", "ratings.dat")
+    ratings_file = folder / "ratings.dat"
+    ratings = _ratings(_read_delimited(ratings_file, "::", 4, encoding="latin-1"), ratings_file)
+    rows = _read_delimited(folder / "movies.dat", "::", 3, encoding="latin-1")
+    item_ids = _integer(rows, 0, folder / "movies.dat", "MovieID")
+    items = _items(item_ids, rows[1], [_split_genres(g) for g in rows[2]])
+    return MovieLensData(ratings=ratings, items=items)
+
+
+def load_ml_latest(path: str | Path) -> MovieLensData:
+    folder = _folder(path, "ml-latest-small", "ratings.csv")
+    ratings_file = folder / "ratings.csv"
+    ratings = _ratings(
+        _read_delimited(ratings_file, ",", 4, header=["userId", "movieId", "rating", "timestamp"]),
+        ratings_file,
+    )
+    movies_file = folder / "movies.csv"
+    rows = _read_delimited(movies_file, ",", 3, header=["movieId", "title", "genres"])
+    item_ids = _integer(rows, 0, movies_file, "movieId")
+    items = _items(item_ids, rows[1], [_split_genres(g) for g in rows[2]])
+    tags = None
+    tags_file = folder / "tags.csv"
+    if tags_file.is_file():
+        t = _read_delimited(tags_file, ",", 4, header=["userId", "movieId", "tag", "timestamp"])
+        tags = pd.DataFrame(
+            {
+                "user_id": _integer(t, 0, tags_file, "userId"),
+                "item_id": _integer(t, 1, tags_file, "movieId"),
+                "tag": t[2].astype(str).to_numpy(),
+            }
+        )
+    return MovieLensData(ratings=ratings, items=items, tags=tags)
+
+
+# -- parsing helpers ------------------------------------------------------------------------
+
+
+def _folder(path: str | Path, fmt: str, marker: str) -> Path:
+    base = Path(path)
+    if not base.is_dir():
+        raise MovieLensFormatError(f"{base}: MovieLens folder not found")
+    for candidate in (base, base / fmt):
+        if (candidate / marker).is_file():
+            return candidate
+    raise MovieLensFormatError(
+        f"{base}: {marker} not found (format {fmt} expects {marker} in this folder or in {fmt}/)"
+    )
+
+
+def _read_delimited(
+    file: Path,
+    sep: str,
+    n_fields: int,
+    *,
+    header: list[str] | None = None,
+    encoding: str = "utf-8",
+) -> pd.DataFrame:
+    """All fields as strings, one row per line; the index is the 1-based line number."""
+    if not file.is_file():
+        raise MovieLensFormatError(f"{file}: file not found")
+    try:
+        text = file.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise MovieLensFormatError(f"{file}: not {encoding} text ({exc})") from None
+    lines = text.splitlines()
+    first = 0
+    if header is not None:
+        if not lines or [h.strip() for h in lines[0].split(sep)] != header:
+            found = lines[0] if lines else "an empty file"
+            raise MovieLensFormatError(
+                f"{file}: line 1 should be the header {sep.join(header)!r}, found {found!r}"
+            )
+        first = 1
+    numbered = [(i + 1, line) for i, line in enumerate(lines) if i >= first and line.strip()]
+    if sep == ",":
+        fields = list(csv.reader([line for _, line in numbered]))
+        if len(fields) != len(numbered):
+            raise MovieLensFormatError(f"{file}: a quoted field spans lines; not a MovieLens file")
+    else:
+        fields = [line.split(sep) for _, line in numbered]
+    for (number, line), row in zip(numbered, fields, strict=True):
+        if len(row) != n_fields:
+            raise MovieLensFormatError(
+                f"{file}: line {number}: expected {n_fields} fields separated by {sep!r}, "
+                f"found {len(row)}: {line!r}"
+            )
+    return pd.DataFrame(fields, index=[n for n, _ in numbered], columns=range(n_fields))
+
+
+def _bad_line(file: Path, number: int, why: str) -> MovieLensFormatError:
+    return MovieLensFormatError(f"{file}: line {number}: {why}")
+
+
+def _numeric(rows: pd.DataFrame, col: int, file: Path, name: str, *, integer: bool) -> pd.Series:
+    values = pd.to_numeric(rows[col].str.strip(), errors="coerce")
+    bad = values.isna()
+    if integer:
+        bad |= values.notna() & (values % 1 != 0)
+    if bad.any():
+        number = int(bad.idxmax())
+        raise _bad_line(file, number, f"{name} is not a number: {rows.at[number, col]!r}")
+    return values.astype("int64" if integer else "float64")
+
+
+def _integer(rows: pd.DataFrame, col: int, file: Path, name: str) -> pd.Series:
+    return _numeric(rows, col, file, name, integer=True).reset_index(drop=True)
+
+
+def _ratings(rows: pd.DataFrame, file: Path) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": _integer(rows, 0, file, "user id"),
+            "item_id": _integer(rows, 1, file, "item id"),
+            "rating": _numeric(rows, 2, file, "rating", integer=False).reset_index(drop=True),
+            "timestamp": _integer(rows, 3, file, "timestamp"),
+        }
+    )
+
+
+def _ml100k_genres(folder: Path) -> list[str]:
+    file = folder / "u.genre"
+    if not file.is_file():
+        return list(ML100K_GENRES)
+    rows = _read_delimited(file, "|", 2, encoding="latin-1")
+    order = _integer(rows, 1, file, "genre index")
+    return [name for _, name in sorted(zip(order, rows[0], strict=True))]
+
+
+def _split_genres(text: str) -> list[str]:
+    return [g for g in text.strip().split("|") if g not in NO_GENRES]
+
+
+def _items(item_ids: pd.Series, titles: pd.Series, genres: list[list[str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "item_id": item_ids.to_numpy(),
+            "title": titles.astype(str).to_numpy(),
+            "genres": [[g for g in gs if g not in NO_GENRES] for gs in genres],
+        }
+    )

@@ -1,0 +1,72 @@
+"""The MovieLens benchmark end to end on a tiny synthetic ml-latest-small folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from feature_store.recs.benchmark import benchmark_movielens, format_table
+
+
+def synthetic_movielens(folder: Path, seed: int = 5) -> Path:
+    """60 users in two taste groups of 20 titles each; each rates 12 titles of their group
+    and 2 of the other."""
+    rng = np.random.default_rng(seed)
+    groups = [list(range(1, 21)), list(range(101, 121))]
+    lines = ["userId,movieId,rating,timestamp"]
+    for user in range(1, 61):
+        own, other = groups[user % 2], groups[1 - user % 2]
+        items = [*rng.choice(own, 12, replace=False), *rng.choice(other, 2, replace=False)]
+        for item in items:
+            lines.append(f"{user},{item},{rng.integers(1, 6)}.0,{rng.integers(10**9)}")
+    folder.mkdir(parents=True)
+    (folder / "ratings.csv").write_text("\n".join(lines) + "\n")
+    movies = ["movieId,title,genres"]
+    movies += [f"{i},Comedy {i} (1995),Comedy" for i in groups[0]]
+    movies += [f"{i},Horror {i} (2005),Horror|Thriller" for i in groups[1]]
+    (folder / "movies.csv").write_text("\n".join(movies) + "\n")
+    return folder
+
+
+def test_benchmark_reports_every_model_and_prints(spark, tmp_path):
+    folder = synthetic_movielens(tmp_path / "ml-latest-small")
+    result = benchmark_movielens(
+        spark,
+        folder,
+        "ml-latest-small",
+        ease_grid=({"lambda_": 5.0}, {"lambda_": 20.0}),
+        als_params={"rank": 4, "iterations": 3, "reg": 0.1},
+        blend_step=0.5,
+        normalisations=("zscore",),
+    )
+    assert list(result["models"]) == ["popularity", "content", "als", "ease", "ensemble"]
+    for entry in result["models"].values():
+        assert set(entry["metrics"]) == {"precision@10", "recall@10", "ndcg@10", "map@10", "map"}
+        assert all(0.0 <= v <= 1.0 for v in entry["metrics"].values())
+        assert entry["fit_seconds"] >= 0 and entry["recommend_seconds"] >= 0
+    ndcg = {name: e["metrics"]["ndcg@10"] for name, e in result["models"].items()}
+    assert ndcg["ease"] > ndcg["popularity"]  # the groups are there to be found
+    counts = result["counts"]
+    assert counts["ratings"] == 60 * 14
+    assert counts["train_rows"] + counts["test_rows"] == counts["ratings"]
+    assert [t["lambda"] for t in result["validation"]["ease"]] == [5.0, 20.0]
+    assert sum(result["validation"]["blend"]["weights"].values()) == pytest.approx(1.0)
+
+    table = format_table(result)
+    lines = table.splitlines()
+    assert lines[0].startswith("MovieLens ml-latest-small: 60 users, 40 items, 840 ratings")
+    assert lines[1].split() == [
+        "model",
+        "precision@10",
+        "recall@10",
+        "ndcg@10",
+        "map@10",
+        "fit",
+        "s",
+        "recommend",
+        "s",
+    ]
+    assert [line.split()[0] for line in lines[3:8]] == list(result["models"])
+    assert f"{ndcg['ease']:.4f}" in lines[6]

@@ -1,0 +1,240 @@
+"""Candidate models and the ensemble on tiny synthetic ratings where the answer is obvious."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pandas.testing as pdt
+import pytest
+
+from feature_store.recs.ensemble import (
+    Blend,
+    ndcg_from_indices,
+    normalise,
+    simplex_grid,
+    tune_blend,
+)
+from feature_store.recs.evaluation import ranking_metrics
+from feature_store.recs.models import (
+    EASE,
+    ContentSimilarity,
+    ImplicitALS,
+    ItemCooccurrence,
+    Popularity,
+    item_to_item,
+    top_k_indices,
+)
+
+# Two taste groups: users 1-6 rate items 10-14, users 7-12 rate items 20-24; each user
+# skips exactly one item of their group (user u skips the ((u - 1) % 5)-th).
+GROUP_A, GROUP_B = [10, 11, 12, 13, 14], [20, 21, 22, 23, 24]
+
+
+def skipped(user: int) -> int:
+    group = GROUP_A if user <= 6 else GROUP_B
+    return group[(user - 1) % 5]
+
+
+def two_groups() -> pd.DataFrame:
+    rows = []
+    for user in range(1, 13):
+        group = GROUP_A if user <= 6 else GROUP_B
+        rows += [(user, item, 4.0, 1000 + item) for item in group if item != skipped(user)]
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+ITEMS = pd.DataFrame(
+    {
+        "item_id": GROUP_A + GROUP_B,
+        "title": [f"Comedy {i} (1995)" for i in GROUP_A] + [f"Horror {i} (2010)" for i in GROUP_B],
+        "genres": [["Comedy"]] * 5 + [["Horror"]] * 5,
+    }
+)
+
+
+def assert_well_formed(recs: pd.DataFrame, train: pd.DataFrame, k: int) -> None:
+    assert list(recs.columns) == ["user_id", "item_id", "score", "rank"]
+    seen = set(zip(train["user_id"], train["item_id"], strict=True))
+    assert not {(u, i) for u, i in zip(recs["user_id"], recs["item_id"], strict=True)} & seen
+    for _, group in recs.groupby("user_id"):
+        assert list(group["rank"]) == list(range(1, len(group) + 1))
+        assert len(group) <= k
+        assert (np.diff(group["score"].to_numpy()) <= 0).all()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [EASE(lambda_=1.0), EASE(lambda_=1.0, user_weight=0.25), ItemCooccurrence(neighbours=3)],
+    ids=["ease", "ease-weighted", "cooccurrence"],
+)
+def test_item_models_recommend_the_skipped_item_of_the_own_group(model):
+    train = two_groups()
+    recs = model.fit(train).recommend(range(1, 13), k=3)
+    assert_well_formed(recs, train, 3)
+    top = recs[recs["rank"] == 1].set_index("user_id")["item_id"]
+    pdt.assert_series_equal(
+        top, pd.Series({u: skipped(u) for u in range(1, 13)}), check_names=False
+    )
+
+
+def test_ease_matches_the_closed_form():
+    train = two_groups()
+    model = EASE(lambda_=2.0).fit(train)
+    x = model.data.binary().toarray()
+    p = np.linalg.inv(x.T @ x + 2.0 * np.eye(x.shape[1]))
+    expected = -p / np.diag(p)[np.newaxis, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(model.score_indices(np.array([0])), x[:1] @ expected)
+
+
+def test_cooccurrence_similarity_is_cosine_of_counts():
+    # items 1 and 2 share users 1, 2; item 1 has 3 users, item 2 has 2: cos = 2 / sqrt(6)
+    train = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": [1, 2, 1, 2, 1]})
+    model = ItemCooccurrence(shrink=0.0).fit(train)
+    np.testing.assert_allclose(
+        model.similarity.toarray(), [[0.0, 2 / np.sqrt(6)], [2 / np.sqrt(6), 0.0]]
+    )
+
+
+def test_item_to_item_picks_ease_when_the_catalogue_fits():
+    assert isinstance(item_to_item(100, max_dense_items=1000), EASE)
+    assert isinstance(item_to_item(5000, max_dense_items=1000, neighbours=50), ItemCooccurrence)
+
+
+def test_popularity_ranks_by_number_of_raters_and_skips_seen():
+    train = pd.DataFrame({"user_id": [1, 2, 3, 1, 2, 3, 4], "item_id": [7, 7, 7, 8, 8, 9, 5]})
+    recs = Popularity().fit(train).recommend([4, 1, 99], k=2)
+    expected = pd.DataFrame(
+        {
+            "user_id": [4, 4, 1, 1],
+            "item_id": [7, 8, 5, 9],  # 5 and 9 tie: lower item id first
+            "score": [3.0, 2.0, 1.0, 1.0],
+            "rank": [1, 2, 1, 2],
+        }
+    )
+    pdt.assert_frame_equal(recs, expected)  # user 99 is unknown: no rows
+    with_seen = Popularity().fit(train).recommend([1], k=1, exclude_seen=False)
+    assert with_seen["item_id"].tolist() == [7]
+
+
+def test_recommend_returns_only_candidates_when_k_is_large():
+    train = pd.DataFrame({"user_id": [1, 1, 2], "item_id": [1, 2, 3]})
+    recs = Popularity().fit(train).recommend([1], k=10)
+    assert recs["item_id"].tolist() == [3]
+
+
+def test_content_prefers_the_genre_the_user_watched():
+    train = pd.DataFrame(
+        {"user_id": [1, 1, 2, 2], "item_id": [10, 11, 20, 21], "rating": [4.0, 5, 4, 4]}
+    )
+    train = pd.concat([train, pd.DataFrame({"user_id": [3, 3], "item_id": [12, 22]})])
+    model = ContentSimilarity(ITEMS, decade_weight=0.0).fit(train)
+    recs = model.recommend([1, 2], k=2)
+    assert_well_formed(recs, train, 2)
+    first = recs[recs["rank"] == 1].set_index("user_id")["item_id"].to_dict()
+    assert first == {1: 12, 2: 22}
+    # sum of cosine similarities: two comedies seen, each with similarity 1 to item 12
+    assert recs.loc[(recs["user_id"] == 1) & (recs["rank"] == 1), "score"].item() == pytest.approx(
+        2.0
+    )
+
+
+def test_content_uses_only_tags_on_rated_pairs():
+    items = ITEMS[ITEMS["item_id"].isin([10, 11, 12])].assign(genres=[[], [], []])
+    train = pd.DataFrame({"user_id": [1, 2, 2, 3, 3], "item_id": [10, 10, 12, 11, 12]})
+    tags = pd.DataFrame(
+        {"user_id": [2, 3, 9, 9], "item_id": [10, 12, 11, 12], "tag": ["heist", "heist"] * 2}
+    )
+    model = ContentSimilarity(items, tags=tags, decade_weight=0.0).fit(train)
+    sims = (model.features @ model.features.T).toarray()
+    # "heist" on 10 (user 2 rated it) and 12 (user 3 rated it) count; user 9 rated nothing
+    assert sims[0, 2] == pytest.approx(1.0)
+    assert sims[0, 1] == pytest.approx(0.0)
+
+
+def test_als_on_spark_separates_the_groups(spark):
+    train = two_groups()
+    model = ImplicitALS(spark, rank=4, reg=0.05, alpha=5.0, iterations=5, confidence="binary")
+    recs = model.fit(train).recommend(range(1, 13), k=1)
+    assert_well_formed(recs, train, 1)
+    top = recs.set_index("user_id")["item_id"]
+    pdt.assert_series_equal(
+        top, pd.Series({u: skipped(u) for u in range(1, 13)}), check_names=False
+    )
+    assert model.params()["confidence"] == "binary"
+
+
+def test_unfitted_model_says_so():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Popularity().recommend([1])
+
+
+def test_top_k_indices_breaks_ties_by_index():
+    scores = np.array([[1.0, 3.0, 3.0, -np.inf], [0.0, 0.0, 0.0, 5.0]])
+    np.testing.assert_array_equal(top_k_indices(scores, 2), [[1, 2], [3, 0]])
+
+
+# -- ensemble --------------------------------------------------------------------------------
+
+
+def test_normalisations_by_hand():
+    scores = np.array([[3.0, 1.0, -np.inf, 2.0]])
+    np.testing.assert_allclose(
+        normalise(scores, "zscore"), [[np.sqrt(1.5), -np.sqrt(1.5), -np.inf, 0.0]]
+    )
+    np.testing.assert_allclose(normalise(scores, "rank"), [[1.0, 1 / 3, -np.inf, 2 / 3]])
+    np.testing.assert_allclose(normalise(scores, "rrf"), [[1 / 61, 1 / 63, -np.inf, 1 / 62]])
+    with pytest.raises(ValueError, match="normalisation"):
+        normalise(scores, "softmax")
+
+
+def test_simplex_grid():
+    grid = simplex_grid(3, 0.5)
+    assert sorted(grid) == sorted(
+        [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0), (0.5, 0, 0.5), (0, 0.5, 0.5)]
+    )
+
+
+def test_ndcg_from_indices_agrees_with_the_reference_metric():
+    rng = np.random.default_rng(3)
+    relevant = rng.random((20, 30)) < 0.2
+    relevant[0] = False
+    scores = rng.random((20, 30))
+    best = top_k_indices(scores, 5)
+    n_relevant = relevant.sum(axis=1) + 1  # one relevant item outside the catalogue each
+    users, items = np.nonzero(relevant)
+    truth = pd.DataFrame({"user_id": users, "item_id": items})
+    truth = pd.concat([truth, pd.DataFrame({"user_id": range(20), "item_id": 999})])
+    recs = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(20), 5),
+            "item_id": best.ravel(),
+            "score": np.take_along_axis(scores, best, axis=1).ravel(),
+        }
+    )
+    assert ndcg_from_indices(best, relevant, n_relevant, 5) == pytest.approx(
+        ranking_metrics(truth, recs, k=5)["ndcg@5"]
+    )
+
+
+def test_tune_blend_weights_the_informative_component():
+    train = two_groups()
+    good = EASE(lambda_=1.0).fit(train)
+    noise = Popularity().fit(train)
+    validation = pd.DataFrame(
+        {"user_id": list(range(1, 13)), "item_id": [skipped(u) for u in range(1, 13)]}
+    )
+    blend, trials = tune_blend({"noise": noise, "ease": good}, validation, k=1, step=0.5)
+    assert trials[0]["ndcg"] == pytest.approx(1.0)
+    assert blend.weights["ease"] > 0
+    recs = blend.recommend(range(1, 13), k=1)
+    assert recs.set_index("user_id")["item_id"].to_dict() == {u: skipped(u) for u in range(1, 13)}
+
+
+def test_blend_refuses_components_fitted_on_other_rows():
+    train = two_groups()
+    a = Popularity().fit(train)
+    b = Popularity().fit(train[train["user_id"] != 1])
+    with pytest.raises(ValueError, match="other training rows"):
+        Blend({"a": a, "b": b}, {"a": 0.5, "b": 0.5})
