@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from run_bench import machine
 
 from feature_store import runtime
 from feature_store.config import REPO_ROOT
@@ -39,23 +39,11 @@ from feature_store.features.definitions import (
     FeatureTable,
 )
 from feature_store.features.training import point_in_time_join
-from feature_store.spark import check_java
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_FOLDER = REPO_ROOT / ".marquee" / "bench-pit"
 START = dt.date(2026, 1, 1)
 KEY = "profile_id"
-
-
-def machine() -> dict:
-    pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return {
-        "cores": os.cpu_count(),
-        "memory_gib": round(pages / 2**30, 1),
-        "python": platform.python_version(),
-        "java": check_java(),
-        "platform": platform.platform(),
-    }
 
 
 def bench_table(features: int, ttl_days: int) -> FeatureTable:
