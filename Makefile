@@ -16,12 +16,15 @@ JARS_STAMP := $(STATE)/.delta-jars-warm
 
 setup: $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
 
-$(INSTALL_STAMP): pyproject.toml requirements.lock
+# --compile-bytecode: the packages ship as source only, and a process that imports
+# Great Expectations, MLflow or Airflow spends 10-15 s compiling them whenever .pyc
+# files cannot be written beside them (PYTHONDONTWRITEBYTECODE, read-only images).
+$(INSTALL_STAMP): pyproject.toml requirements.lock Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Marquee needs Python 3.11" >&2; exit 1; }
 	@command -v java >/dev/null || { echo "error: java not found; Marquee needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
 	touch $@
 

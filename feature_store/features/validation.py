@@ -240,7 +240,7 @@ def validate_partition(
     """Validate one partition (the caller caches `df`), write the result JSON to
     `<results_dir>/<table>/<as_of>/validation.json`, update the Data Docs site under
     `<results_dir>/data_docs/`, and return the verdict."""
-    results_dir = Path(results_dir)
+    results_dir = Path(results_dir).absolute()  # GX stores refuse relative folders
     suite = build_suite(table, as_of=as_of, previous_row_count=previous_row_count)
     log.info("validating %s %s: %d checks", table.name, as_of, len(suite.expectations))
     result_json = _run_gate(table, df, suite, as_of=as_of, results_dir=results_dir)
