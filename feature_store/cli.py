@@ -91,6 +91,32 @@ def _features(argv: list[str]) -> int:
     return runtime.EXIT_USAGE
 
 
+def _recs(argv: list[str]) -> int:
+    """`marquee recs benchmark-movielens|recommend`."""
+    from jobs import recs_movielens, train_recommender
+
+    actions = {
+        "train": (
+            train_recommender.main,
+            "train, evaluate and register the recommender as of --date; batch-score to Delta",
+        ),
+        "benchmark-movielens": (
+            recs_movielens.benchmark_main,
+            "every component, the ensemble and popularity on a MovieLens folder",
+        ),
+        "recommend": (
+            recs_movielens.recommend_main,
+            "train the ensemble on a ratings file, write each user's top K as CSV",
+        ),
+    }
+    if not argv or argv[0] not in actions:
+        print("usage: marquee recs <action> [options]\n\nactions:")
+        for name, (_, help_text) in actions.items():
+            print(f"  {name:<21}{help_text}")
+        return runtime.EXIT_OK if argv and argv[0] in ("-h", "--help") else runtime.EXIT_USAGE
+    return actions[argv[0]][0](argv[1:])
+
+
 def _commands():
     from jobs import forget_member, generate_data, ingest_events, run_demo
 
@@ -99,6 +125,7 @@ def _commands():
         "ingest": (ingest_events.main, "ingest one day of landing files into bronze"),
         "demo": (run_demo.main, "generate demo data, ingest every day, print a summary"),
         "features": (_features, "feature tables: list, describe, build, validate, export-online"),
+        "recs": (_recs, "recommendations: train, benchmark-movielens, recommend"),
         "forget": (forget_member.main, "delete a member from every table (--account ID)"),
         "doctor": (_doctor, "check Java, Delta jars and native BLAS; --warm caches the jars"),
     }

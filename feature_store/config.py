@@ -43,6 +43,10 @@ class SparkConfig:
     # Tasks for listing files in parallel (VACUUM, partition discovery). Spark's default,
     # 10,000, is built for clusters: on two cores one VACUUM of a tiny table took 55 s.
     file_listing_parallelism: int = 8
+    # A keyed look-up (profile -> segment) of at most this many rows is broadcast to
+    # every task rather than joined by shuffling the large side (100M impressions). On
+    # one machine a few million rows cost a few hundred MB; on a cluster, lower it.
+    broadcast_lookup_max_rows: int = 5_000_000
     ui_enabled: bool = False
     show_progress: bool = True
     log_level: str = "WARN"
@@ -79,7 +83,7 @@ class GeneratorConfig:
     seed: int = 7
     accounts: int = 5_000
     titles: int = 800
-    days: int = 5
+    days: int = 10
     start_date: dt.date = dt.date(2026, 1, 5)
     # Share of landing records made dirty (malformed, missing or mistyped fields,
     # unknown enum values, future timestamps, empty lines, duplicates).

@@ -57,6 +57,10 @@ class Lake:
     def ingest_runs(self) -> str:
         return f"{self.root}/ops/ingest_runs"
 
+    def recs(self, table: str) -> str:
+        # Batch recommendations for serving (top titles per profile, similar titles).
+        return f"{self.root}/recs/{table}"
+
     @property
     def ground_truth(self) -> str:
         return f"{self.root}/ground_truth"

@@ -1,10 +1,11 @@
 """The platform's main job on embedded defaults: generate demo data for a few days,
-ingest each day into bronze, build and validate the feature tables for each day, and
-print a summary. This is what `make run` runs."""
+ingest each day into bronze, build and validate the feature tables for each day, train,
+evaluate and register the recommender, and print a summary. This is what `make run` runs."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 import time
 
@@ -13,7 +14,12 @@ from feature_store import reports, runtime
 from feature_store.features.build import build_features
 from feature_store.generator import generate
 from feature_store.ingest import IngestError, ingest_date
+from feature_store.recs.platform import format_summary, train_register_and_score
+from feature_store.tracking import tracking_uri
 from jobs.generate_data import spec_from
+
+RECS_LABEL_DAYS = 2
+RECS_RANKER_DAYS = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +77,17 @@ def _main(args: argparse.Namespace) -> int:
     print()
     print(reports.feature_summary(builds))
     print(f"validation results and data docs: {lk.Lake(config.lake).validation_results}")
+
+    # The recommender learns up to RECS_LABEL_DAYS before the last day and is judged on
+    # the views of those last days.
+    if not failed and spec.days > RECS_LABEL_DAYS + RECS_RANKER_DAYS + 2:
+        as_of = spec.end_date - dt.timedelta(days=RECS_LABEL_DAYS)
+        run = train_register_and_score(
+            spark, config, as_of, label_days=RECS_LABEL_DAYS, ranker_days=RECS_RANKER_DAYS
+        )
+        print()
+        print(format_summary(run, config, 10))
+        print(f"MLflow: {tracking_uri(config)}")
     print(f"\nlake: {config.lake}   total time {time.perf_counter() - started:.0f}s")
     return runtime.EXIT_FAILED if failed else runtime.EXIT_OK
 

@@ -137,7 +137,15 @@ def build_features(
                     )
                 )
                 continue
-            frame = _compute(spark, lake, table, bronze, view_rows, as_of)
+            frame = _compute(
+                spark,
+                lake,
+                table,
+                bronze,
+                view_rows,
+                as_of,
+                broadcast_max_rows=config.spark.broadcast_lookup_max_rows,
+            )
             builds.append(
                 _validate_and_commit(
                     spark,
@@ -165,6 +173,8 @@ def _compute(
     bronze: dict[str, DataFrame],
     view_rows: DataFrame | None,
     as_of: dt.date,
+    *,
+    broadcast_max_rows: int,
 ) -> DataFrame:
     if table.name == "profile_daily":
         return tf.profile_daily(
@@ -198,7 +208,10 @@ def _compute(
                 f"artwork_daily {as_of}: profile_daily has no partition for that date; "
                 "build profile_daily first"
             )
-        return tf.artwork_daily(bronze["impressions"], profile_segments=segments, as_of=as_of)
+        small = segments.count() <= broadcast_max_rows
+        return tf.artwork_daily(
+            bronze["impressions"], profile_segments=segments, as_of=as_of, broadcast_segments=small
+        )
     raise FeatureBuildError(f"no transform for feature table {table.name!r}")
 
 

@@ -445,17 +445,24 @@ def profile_title_interactions(
 
 
 def artwork_daily(
-    impressions: DataFrame, *, profile_segments: DataFrame, as_of: dt.date
+    impressions: DataFrame,
+    *,
+    profile_segments: DataFrame,
+    as_of: dt.date,
+    broadcast_segments: bool = False,
 ) -> DataFrame:
     """Impressions and clicks per title, artwork and the viewer's segment (as of the date).
 
     `profile_segments`: profile_id and segment (from profile_daily of the same date).
+    `broadcast_segments`: look the segments up in a copy held by every task, so the
+    impressions are aggregated where they are read instead of shuffled to the join.
     """
     lookback = 28
+    segments = profile_segments.select("profile_id", "segment")
     shown = (
         in_window(impressions, as_of=as_of, days=lookback)
         .select("profile_id", "title_id", "artwork_id", "clicked", "event_ts", "event_date")
-        .join(profile_segments.select("profile_id", "segment"), "profile_id", "left")
+        .join(F.broadcast(segments) if broadcast_segments else segments, "profile_id", "left")
         .withColumn("segment", F.coalesce("segment", F.lit(UNKNOWN_SEGMENT)))
         .withColumn("_today", F.col("event_date") == F.lit(as_of))
     )

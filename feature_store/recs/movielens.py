@@ -63,11 +63,30 @@ class MovieLensFormatError(ValueError):
 
 @dataclass(frozen=True)
 class MovieLensData:
-    """One MovieLens data set: ratings in file order, item metadata, optional tags."""
+    """One MovieLens data set: ratings in file order, item metadata, optional tags.
+    ``items`` is None only for a ratings file read without its folder's metadata."""
 
     ratings: pd.DataFrame
-    items: pd.DataFrame
+    items: pd.DataFrame | None
     tags: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    ratings_file: str
+    sep: str
+    header: list[str] | None
+    encoding: str
+    items_file: str
+
+
+_LAYOUTS = {
+    "ml-100k": _Layout("u.data", "\t", None, "latin-1", "u.item"),
+    "ml-1m": _Layout("ratings.dat", "::", None, "latin-1", "movies.dat"),
+    "ml-latest-small": _Layout(
+        "ratings.csv", ",", ["userId", "movieId", "rating", "timestamp"], "utf-8", "movies.csv"
+    ),
+}
 
 
 def load_movielens(path: str | Path, fmt: str) -> MovieLensData:
@@ -76,67 +95,77 @@ def load_movielens(path: str | Path, fmt: str) -> MovieLensData:
     ``path`` is the folder holding the files, or its parent when the files sit in a
     sub-folder named like the format (``DIR/ml-100k/u.data``).
     """
-    if fmt not in FORMATS:
+    layout = _layout(fmt)
+    folder = _folder(path, fmt, layout.ratings_file)
+    return MovieLensData(
+        ratings=read_ratings(folder / layout.ratings_file, fmt),
+        items=read_items(folder, fmt),
+        tags=read_tags(folder),
+    )
+
+
+def load_ratings_file(file: str | Path, fmt: str) -> MovieLensData:
+    """A ratings file laid out as format ``fmt``'s (``u.data``, ``u1.base``, ``ratings.dat``,
+    ``ratings.csv`` or any file of that layout), with the title metadata and tags of its
+    folder when they are there (``items`` is None otherwise)."""
+    layout = _layout(fmt)
+    file = Path(file)
+    folder = file.parent
+    items = read_items(folder, fmt) if (folder / layout.items_file).is_file() else None
+    return MovieLensData(ratings=read_ratings(file, fmt), items=items, tags=read_tags(folder))
+
+
+def read_ratings(file: Path, fmt: str) -> pd.DataFrame:
+    layout = _layout(fmt)
+    rows = _read_delimited(file, layout.sep, 4, header=layout.header, encoding=layout.encoding)
+    return _ratings(rows, file)
+
+
+def read_items(folder: Path, fmt: str) -> pd.DataFrame:
+    """item_id, title and genres from the format's metadata file in ``folder``."""
+    if fmt == "ml-100k":
+        file = folder / "u.item"
+        genre_names = _ml100k_genres(folder)
+        rows = _read_delimited(file, "|", 5 + len(genre_names), encoding="latin-1")
+        flags = rows.iloc[:, 5:].to_numpy()
+        genres = []
+        for line, row in enumerate(flags):
+            if not set(row) <= {"0", "1"}:
+                raise _bad_line(file, rows.index[line], "genre flags must be 0 or 1")
+            genres.append([g for g, f in zip(genre_names, row, strict=True) if f == "1"])
+        return _items(_integer(rows, 0, file, "movie id"), rows[1], genres)
+    if fmt == "ml-1m":
+        file = folder / "movies.dat"
+        rows = _read_delimited(file, "::", 3, encoding="latin-1")
+        genres = [_split_genres(g) for g in rows[2]]
+        return _items(_integer(rows, 0, file, "MovieID"), rows[1], genres)
+    file = folder / "movies.csv"
+    rows = _read_delimited(file, ",", 3, header=["movieId", "title", "genres"])
+    genres = [_split_genres(g) for g in rows[2]]
+    return _items(_integer(rows, 0, file, "movieId"), rows[1], genres)
+
+
+def read_tags(folder: Path) -> pd.DataFrame | None:
+    """user_id, item_id, tag from ``tags.csv`` (the ml-latest layout) if the folder has it."""
+    file = folder / "tags.csv"
+    if not file.is_file():
+        return None
+    t = _read_delimited(file, ",", 4, header=["userId", "movieId", "tag", "timestamp"])
+    return pd.DataFrame(
+        {
+            "user_id": _integer(t, 0, file, "userId"),
+            "item_id": _integer(t, 1, file, "movieId"),
+            "tag": t[2].astype(str).to_numpy(),
+        }
+    )
+
+
+def _layout(fmt: str) -> _Layout:
+    if fmt not in _LAYOUTS:
         raise MovieLensFormatError(
             f"unknown MovieLens format {fmt!r} (known: {', '.join(FORMATS)})"
         )
-    if fmt == "ml-100k":
-        return load_ml100k(path)
-    if fmt == "ml-1m":
-        return load_ml1m(path)
-    return load_ml_latest(path)
-
-
-def load_ml100k(path: str | Path) -> MovieLensData:
-    folder = _folder(path, "ml-100k", "u.data")
-    data_file = folder / "u.data"
-    ratings = _ratings(_read_delimited(data_file, "\t", 4, encoding="latin-1"), data_file)
-    genre_names = _ml100k_genres(folder)
-    rows = _read_delimited(folder / "u.item", "|", 5 + len(genre_names), encoding="latin-1")
-    item_ids = _integer(rows, 0, folder / "u.item", "movie id")
-    flags = rows.iloc[:, 5:].to_numpy()
-    genres = []
-    for line, row in enumerate(flags):
-        if not set(row) <= {"0", "1"}:
-            raise _bad_line(folder / "u.item", rows.index[line], "genre flags must be 0 or 1")
-        genres.append([g for g, f in zip(genre_names, row, strict=True) if f == "1"])
-    items = _items(item_ids, rows[1], genres)
-    return MovieLensData(ratings=ratings, items=items)
-
-
-def load_ml1m(path: str | Path) -> MovieLensData:
-    folder = _folder(path, "ml-1m", "ratings.dat")
-    ratings_file = folder / "ratings.dat"
-    ratings = _ratings(_read_delimited(ratings_file, "::", 4, encoding="latin-1"), ratings_file)
-    rows = _read_delimited(folder / "movies.dat", "::", 3, encoding="latin-1")
-    item_ids = _integer(rows, 0, folder / "movies.dat", "MovieID")
-    items = _items(item_ids, rows[1], [_split_genres(g) for g in rows[2]])
-    return MovieLensData(ratings=ratings, items=items)
-
-
-def load_ml_latest(path: str | Path) -> MovieLensData:
-    folder = _folder(path, "ml-latest-small", "ratings.csv")
-    ratings_file = folder / "ratings.csv"
-    ratings = _ratings(
-        _read_delimited(ratings_file, ",", 4, header=["userId", "movieId", "rating", "timestamp"]),
-        ratings_file,
-    )
-    movies_file = folder / "movies.csv"
-    rows = _read_delimited(movies_file, ",", 3, header=["movieId", "title", "genres"])
-    item_ids = _integer(rows, 0, movies_file, "movieId")
-    items = _items(item_ids, rows[1], [_split_genres(g) for g in rows[2]])
-    tags = None
-    tags_file = folder / "tags.csv"
-    if tags_file.is_file():
-        t = _read_delimited(tags_file, ",", 4, header=["userId", "movieId", "tag", "timestamp"])
-        tags = pd.DataFrame(
-            {
-                "user_id": _integer(t, 0, tags_file, "userId"),
-                "item_id": _integer(t, 1, tags_file, "movieId"),
-                "tag": t[2].astype(str).to_numpy(),
-            }
-        )
-    return MovieLensData(ratings=ratings, items=items, tags=tags)
+    return _LAYOUTS[fmt]
 
 
 # -- parsing helpers ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from feature_store.recs.models.base import Interactions, Recommender, top_k_indi
 from feature_store.recs.models.content import ContentSimilarity
 from feature_store.recs.models.item import EASE, ItemCooccurrence, item_to_item
 from feature_store.recs.models.popularity import Popularity
+from feature_store.recs.models.trending import TrendingPopularity
 
 __all__ = [
     "EASE",
@@ -14,6 +15,7 @@ __all__ = [
     "ItemCooccurrence",
     "Popularity",
     "Recommender",
+    "TrendingPopularity",
     "item_to_item",
     "top_k_indices",
 ]

@@ -27,7 +27,7 @@ from pyspark.ml.recommendation import ALS
 from pyspark.sql import SparkSession
 from pyspark.sql.types import FloatType, IntegerType, StructField, StructType
 
-from feature_store.recs.models.base import RATING, Interactions, Recommender
+from feature_store.recs.models.base import RATING, Recommender
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ImplicitALS(Recommender):
         return ratings - self.center if self.confidence == "centered" else ratings
 
     def fit(self, train: pd.DataFrame) -> ImplicitALS:
-        self.data = Interactions(train)
+        self.data = self._interactions(train)
         rows = pd.DataFrame(
             {
                 "user": self.data.rows.astype(np.int32),
@@ -97,9 +97,16 @@ class ImplicitALS(Recommender):
                 "value": self._values(train),
             }
         )
+        # Spark regularises a user (an item) by reg x its positive rows. One with only
+        # negative evidence (centered low ratings) gets no regularisation, and its normal
+        # equations can be singular; it has no preference to factorise either, so it is
+        # left out (zero factors: it scores 0).
+        positive = rows[rows["value"] > 0]
+        rows = rows[rows["user"].isin(positive["user"]) & rows["item"].isin(positive["item"])]
         frame = self.spark.createDataFrame(rows, _SCHEMA)
+        rank = self.rank
         als = ALS(
-            rank=self.rank,
+            rank=rank,
             maxIter=self.iterations,
             regParam=self.reg,
             alpha=self.alpha,
@@ -115,12 +122,12 @@ class ImplicitALS(Recommender):
         )
         self._ensure_checkpoint_dir()
         model = als.fit(frame)
-        self.user_factors = _factors(model.userFactors, self.data.n_users, self.rank)
-        self.item_factors = _factors(model.itemFactors, self.data.n_items, self.rank)
+        self.user_factors = _factors(model.userFactors, self.data.n_users, rank)
+        self.item_factors = _factors(model.itemFactors, self.data.n_items, rank)
         self._drop_checkpoints()
         log.info(
             "ALS rank %d: %d users x %d items factorised",
-            self.rank,
+            rank,
             self.data.n_users,
             self.data.n_items,
         )
@@ -149,6 +156,10 @@ class ImplicitALS(Recommender):
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
         return self.user_factors[user_idx] @ self.item_factors.T
+
+    def __getstate__(self) -> dict:
+        """Pickle the factors without the Spark session (a fitted model scores in NumPy)."""
+        return {**self.__dict__, "spark": None}
 
 
 def _factors(frame, n: int, rank: int) -> np.ndarray:

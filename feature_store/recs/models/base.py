@@ -22,16 +22,20 @@ RECS_COLUMNS = [USER, ITEM, SCORE, RANK]
 
 class Interactions:
     """Training rows as a sparse users x items matrix, with the id <-> index maps (ids
-    sorted ascending; row / column i is the i-th smallest id)."""
+    sorted ascending; row / column i is the i-th smallest id). The items are those of the
+    training rows plus, when given, a ``catalogue`` of titles nobody interacted with yet."""
 
-    def __init__(self, train: pd.DataFrame):
+    def __init__(self, train: pd.DataFrame, catalogue: Iterable | None = None):
         missing = {USER, ITEM} - set(train.columns)
         if missing:
             raise ValueError(f"training rows need columns {sorted(missing)}")
         if train.empty:
             raise ValueError("no training rows")
         self.user_ids = np.sort(train[USER].unique())
-        self.item_ids = np.sort(train[ITEM].unique())
+        items = train[ITEM].unique()
+        if catalogue is not None:
+            items = pd.unique(np.concatenate([items, np.asarray(list(catalogue), items.dtype)]))
+        self.item_ids = np.sort(items)
         self.rows = np.searchsorted(self.user_ids, train[USER].to_numpy())
         self.cols = np.searchsorted(self.item_ids, train[ITEM].to_numpy())
         # number of rows per (user, item): 1 unless the training rows repeat a pair
@@ -87,6 +91,15 @@ class Recommender:
     name = "base"
     data: Interactions
     batch_size = 2048
+    catalogue: np.ndarray | None = None  # items to score beyond those seen in training
+
+    def with_catalogue(self, item_ids: Iterable) -> Recommender:
+        """Score these items too (titles nobody watched yet); call before :meth:`fit`."""
+        self.catalogue = np.asarray(list(item_ids))
+        return self
+
+    def _interactions(self, train: pd.DataFrame) -> Interactions:
+        return Interactions(train, self.catalogue)
 
     def fit(self, train: pd.DataFrame) -> Recommender:
         raise NotImplementedError

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from feature_store.recs.models.base import Interactions, Recommender
+from feature_store.recs.models.base import Recommender
 
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 
@@ -29,9 +29,12 @@ def item_features(
     genre_weight: float = 1.0,
     decade_weight: float = 0.5,
     tag_weight: float = 0.5,
+    attribute_weight: float = 0.5,
     min_tag_items: int = 2,
 ) -> sp.csr_matrix:
-    """Row-normalised feature matrix (one row per id in ``item_ids``, zero if unknown)."""
+    """Row-normalised feature matrix (one row per id in ``item_ids``, zero if unknown).
+    Items may carry ``kind`` (a string) and ``cast`` (a list): each becomes a one-hot block
+    of ``attribute_weight``."""
     meta = items.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
     genres = meta["genres"].apply(lambda g: g if isinstance(g, list) else [])
     decades = meta["title"].apply(_decade)
@@ -40,9 +43,19 @@ def item_features(
         decade_weight
         * _normalise_rows(_one_hot(decades.apply(lambda d: [] if d is None else [d]))),
     ]
+    for column in ("kind", "cast"):
+        if column in meta.columns and attribute_weight > 0:
+            values = meta[column].apply(_as_list)
+            blocks.append(attribute_weight * _normalise_rows(_one_hot(values)))
     if tags is not None and tag_weight > 0:
         blocks.append(tag_weight * _tag_tfidf(tags, item_ids, min_items=min_tag_items))
     return _normalise_rows(sp.hstack(blocks).tocsr())
+
+
+def _as_list(value) -> list:
+    if isinstance(value, list | tuple | np.ndarray):
+        return list(value)
+    return [] if value is None or (isinstance(value, float) and np.isnan(value)) else [value]
 
 
 def _decade(title) -> str | None:
@@ -106,26 +119,27 @@ class ContentSimilarity(Recommender):
         genre_weight: float = 1.0,
         decade_weight: float = 0.5,
         tag_weight: float = 0.5,
+        attribute_weight: float = 0.5,
     ):
         missing = {"item_id", "title", "genres"} - set(items.columns)
         if missing:
             raise ValueError(f"items need columns {sorted(missing)}")
         self.items, self.tags = items, tags
-        self.genre_weight, self.decade_weight, self.tag_weight = (
-            genre_weight,
-            decade_weight,
-            tag_weight,
-        )
+        self.genre_weight, self.decade_weight = genre_weight, decade_weight
+        self.tag_weight, self.attribute_weight = tag_weight, attribute_weight
 
     def params(self) -> dict:
         return {
             "genre_weight": self.genre_weight,
             "decade_weight": self.decade_weight,
             "tag_weight": self.tag_weight if self.tags is not None else 0.0,
+            "attribute_weight": self.attribute_weight
+            if {"kind", "cast"} & set(self.items.columns)
+            else 0.0,
         }
 
     def fit(self, train: pd.DataFrame) -> ContentSimilarity:
-        self.data = Interactions(train)
+        self.data = self._interactions(train)
         self.features = item_features(
             self.items,
             self.data.item_ids,
@@ -133,6 +147,7 @@ class ContentSimilarity(Recommender):
             genre_weight=self.genre_weight,
             decade_weight=self.decade_weight,
             tag_weight=self.tag_weight,
+            attribute_weight=self.attribute_weight,
         )
         self._profiles = (self.data.binary() @ self.features).tocsr()  # users x features
         return self

@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.linalg
 import scipy.sparse as sp
 
-from feature_store.recs.models.base import Interactions, Recommender
+from feature_store.recs.models.base import Recommender
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class EASE(Recommender):
         return {"lambda": self.lambda_, "user_weight": self.user_weight, "dtype": self.dtype.name}
 
     def fit(self, train: pd.DataFrame) -> EASE:
-        self.data = Interactions(train)
+        self.data = self._interactions(train)
         x = self.data.binary().astype(self.dtype)
         n = self.data.n_items
         if n > MAX_DENSE_ITEMS:
@@ -108,7 +108,7 @@ class ItemCooccurrence(Recommender):
         return {"neighbours": self.neighbours, "shrink": self.shrink}
 
     def fit(self, train: pd.DataFrame) -> ItemCooccurrence:
-        self.data = Interactions(train)
+        self.data = self._interactions(train)
         x = self.data.binary().tocsc()
         n = self.data.n_items
         norms = np.sqrt(np.asarray(x.sum(axis=0)).ravel())

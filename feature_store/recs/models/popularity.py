@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from feature_store.recs.models.base import Interactions, Recommender
+from feature_store.recs.models.base import Recommender
 
 
 class Popularity(Recommender):
@@ -14,7 +14,7 @@ class Popularity(Recommender):
     name = "popularity"
 
     def fit(self, train: pd.DataFrame) -> Popularity:
-        self.data = Interactions(train)
+        self.data = self._interactions(train)
         self.counts = np.asarray(self.data.binary().sum(axis=0), dtype=np.float64).ravel()
         return self
 

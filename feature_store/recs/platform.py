@@ -1,0 +1,469 @@
+"""Train, evaluate, register and batch-score the recommender on the platform's data.
+
+``train_recommender`` for an as-of date T:
+1. reads the training interactions as of T, the catalogue, each profile's region and
+   segment, and the views of the ``label_days`` after T (the truth);
+2. trains the ensemble (:func:`~feature_store.recs.pipeline.train_ensemble`: trending per
+   region and segment, content, ALS and EASE, blended on a validation split of the
+   training rows) and wraps it with calibrated re-ranking;
+3. scores each component, the blend, the calibrated blend, plain popularity and the
+   ground truth's ideal ranking against the truth (precision, recall, nDCG, MAP at k;
+   coverage, diversity, novelty, popularity bias, miscalibration);
+4. logs everything to MLflow and registers the model as ``recommender``
+   (:mod:`feature_store.recs.tracking`);
+5. writes the top 50 per profile and the 20 most similar titles per title to Delta.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from feature_store import lake as lk
+from feature_store.config import Config
+from feature_store.features.definitions import AS_OF
+from feature_store.recs.diversity import GenreSpace, beyond_accuracy
+from feature_store.recs.evaluation import ranking_metrics
+from feature_store.recs.models import Popularity, top_k_indices
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
+from feature_store.recs.pipeline import TrainedEnsemble, train_ensemble
+from feature_store.recs.platform_data import (
+    PlatformData,
+    load_platform_data,
+    oracle_recommendations,
+    sessions_between,
+)
+from feature_store.recs.ranker import (
+    LABEL,
+    SESSION,
+    RankerContext,
+    candidate_rows,
+    fit_ranker,
+    sample_training_rows,
+    with_features,
+)
+from feature_store.recs.serving import CANDIDATES_PER_USER, ServingRecommender
+
+log = logging.getLogger(__name__)
+
+EVAL_KS = (1, 5, 10, 20)
+TOP_PER_PROFILE = 50
+SIMILAR_PER_TITLE = 20
+PLATFORM_ALS = {"confidence": "rating", "alpha": 2.0, "iterations": 10}
+
+
+@dataclasses.dataclass
+class RecommenderRun:
+    """What one training run produced."""
+
+    as_of: dt.date
+    serving: ServingRecommender
+    trained: TrainedEnsemble
+    data: PlatformData
+    evaluation: dict[str, dict[str, float]]  # model -> metric -> value ({} without truth)
+    metrics_by_k: dict[str, dict[int, float]]  # model -> k -> nDCG@k
+    feature_versions: dict[str, int]
+    model_version: str | None = None
+    scored_rows: int = 0
+    similar_rows: int = 0
+    ranker_report: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def format_table(self, k: int) -> str:
+        if not self.evaluation:
+            return (
+                f"recommender as of {self.as_of}: no views after that date in the lake, "
+                "so no evaluation"
+            )
+        columns = [
+            f"precision@{k}",
+            f"recall@{k}",
+            f"ndcg@{k}",
+            f"map@{k}",
+            "coverage",
+            "intra_list_diversity",
+            "novelty",
+            "head_share",
+            "miscalibration",
+        ]
+        short = ["P", "R", "nDCG", "MAP", "cover", "ILD", "novel", "head", "miscal"]
+        header = f"{'model':<22}" + "".join(f"{s:>9}" for s in short)
+        truth = self.data.truth
+        lines = [
+            f"recommender as of {self.as_of}: {len(self.data.interactions):,} training rows, "
+            f"truth = {len(truth):,} new (profile, title) views of {truth[USER].nunique():,} "
+            f"profiles in the next {self.data.label_days} days, k={k}",
+            header,
+            "-" * len(header),
+        ]
+        for name, metrics in self.evaluation.items():
+            lines.append(
+                f"{name:<22}" + "".join(f"{metrics.get(c, float('nan')):>9.4f}" for c in columns)
+            )
+        sessions = self.ranker_report.get("evaluation", {})
+        if sessions:
+            lines.append(
+                f"per session ({sessions['sessions']:,} sessions with a new title): "
+                f"nDCG@{k} ensemble {sessions['ensemble'][f'ndcg@{k}']:.4f}, "
+                f"ranker with context {sessions['ranker'][f'ndcg@{k}']:.4f}; top {k} shared "
+                f"between a phone at noon and the TV at 21h: "
+                f"{sessions['context_list_overlap']:.0%}"
+            )
+        return "\n".join(lines)
+
+
+def train_recommender(
+    spark: SparkSession,
+    config: Config,
+    as_of: dt.date,
+    *,
+    label_days: int = 7,
+    ranker_days: int = 3,
+    k: int = 10,
+    calibration_weight: float = 0.3,
+    als_params: dict | None = None,
+    ease_grid: tuple[dict, ...] | None = None,
+) -> RecommenderRun:
+    """Train on the interactions as of ``as_of`` and evaluate on the next ``label_days``.
+
+    The ranker (``ranker_days`` > 0) learns from the sessions of the ``ranker_days`` up to
+    ``as_of``, over candidates from generators fitted on the interactions as of
+    ``as_of - ranker_days``: its labels come after everything its features saw.
+    """
+    lake_root = config.lake
+    options: dict[str, Any] = {"als_params": {**PLATFORM_ALS, **(als_params or {})}}
+    if ease_grid is not None:
+        options["ease_grid"] = ease_grid
+
+    def fit_generators(date: dt.date, days_after: int):
+        data = load_platform_data(spark, lake_root, date, label_days=days_after)
+        groups, versions = _user_groups(spark, lake_root, date)
+        log.info(
+            "recommender %s: %d interactions, %d profiles, %d titles",
+            date,
+            len(data.interactions),
+            data.interactions[USER].nunique(),
+            len(data.items),
+        )
+        trained = train_ensemble(
+            spark,
+            data.interactions,
+            data.items,
+            k=k,
+            user_groups=groups,
+            catalogue=data.items[ITEM],
+            **options,
+        )
+        return data, trained, {**data.table_versions, **versions}
+
+    ranker = ranker_context = None
+    ranker_report: dict[str, Any] = {}
+    if ranker_days > 0:
+        ranker, ranker_context, ranker_report = _train_ranker(
+            spark, lake_root, as_of, ranker_days, fit_generators
+        )
+    data, trained, feature_versions = fit_generators(as_of, label_days)
+    if ranker is not None:
+        # the ranker scores the generators refitted on everything up to as_of
+        ranker_context = RankerContext.build(data.items, data.interactions, as_of)
+    serving = ServingRecommender(
+        trained.ensemble,
+        trained.components["trending"],
+        GenreSpace(data.items),
+        calibration_weight=calibration_weight,
+        ranker=ranker,
+        ranker_context=ranker_context,
+    )
+    evaluation, by_k = {}, {}
+    if not data.truth.empty:
+        evaluation, by_k = _evaluate(spark, config, data, trained, serving, k)
+        if ranker is not None:
+            sessions = sessions_between(
+                spark,
+                lake_root,
+                as_of + dt.timedelta(days=1),
+                as_of + dt.timedelta(days=label_days),
+                version=data.table_versions["bronze.viewing"],
+            )
+            ranker_report["evaluation"] = _evaluate_sessions(serving, data, sessions, k)
+    return RecommenderRun(
+        as_of, serving, trained, data, evaluation, by_k, feature_versions,
+        ranker_report=ranker_report,
+    )  # fmt: skip
+
+
+def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
+    """Generators as of ``as_of - ranker_days``; labels from the sessions after that."""
+    start = as_of - dt.timedelta(days=ranker_days)
+    data, trained, _ = fit_generators(start, 0)
+    sessions = sessions_between(
+        spark,
+        lake_root,
+        start + dt.timedelta(days=1),
+        as_of,
+        version=data.table_versions["bronze.viewing"],
+    )
+    sessions = sessions[sessions[USER].isin(set(trained.ensemble.data.user_ids))]
+    context = RankerContext.build(data.items, data.interactions, start)
+    components = list(trained.components)
+    candidates = candidate_rows(trained.ensemble, sessions[USER].unique(), CANDIDATES_PER_USER)
+    history = data.interactions[data.interactions[USER].isin(set(sessions[USER]))]
+    contexts = sessions.drop(columns=[ITEM]).drop_duplicates(SESSION)
+    rows = with_features(candidates, contexts, context, history)
+    watched = sessions[[SESSION, ITEM]].drop_duplicates().assign(**{LABEL: 1.0})
+    rows = rows.merge(watched, on=[SESSION, ITEM], how="left").fillna({LABEL: 0.0})
+    training = sample_training_rows(rows)
+    ranker, _ = fit_ranker(spark, training, components)
+    report = {
+        "generators_as_of": start.isoformat(),
+        "label_window": [(start + dt.timedelta(days=1)).isoformat(), as_of.isoformat()],
+        "sessions": int(sessions[SESSION].nunique()),
+        "candidate_rows": len(rows),
+        "training_rows": len(training),
+        "positives": int(training[LABEL].sum()),
+        "candidate_recall": float(rows.groupby(SESSION)[LABEL].max().mean()),
+        "params": ranker.params,
+    }
+    log.info("ranker: %s", report)
+    return ranker, context, report
+
+
+def _evaluate_sessions(serving, data, sessions, k: int) -> dict[str, Any]:
+    """Per session: the blend's context-free list against the ranker's, both over the same
+    candidates; truth = the titles started in that session (unseen before as_of)."""
+    known = set(serving.ensemble.data.user_ids)
+    sessions = sessions[sessions[USER].isin(known)]
+    seen = set(zip(data.interactions[USER], data.interactions[ITEM], strict=True))
+    new = [pair not in seen for pair in zip(sessions[USER], sessions[ITEM], strict=True)]
+    sessions = sessions[new]
+    if sessions.empty:
+        return {}
+    truth = sessions[[SESSION, ITEM]].rename(columns={SESSION: USER})
+    contexts = sessions.drop_duplicates(SESSION)[[SESSION, USER, "device", "local_hour"]]
+    ranked = serving.ranked(contexts).drop(columns=[USER]).rename(columns={SESSION: USER})
+    candidates = candidate_rows(serving.ensemble, contexts[USER].unique(), serving.candidates)
+    blend = contexts[[SESSION, USER]].merge(candidates[[USER, ITEM, "blend_rank"]], on=USER)
+    blend = blend[blend["blend_rank"] <= k].rename(columns={"blend_rank": RANK})
+    blend = blend.drop(columns=[USER]).rename(columns={SESSION: USER})
+    blend[SCORE] = -blend[RANK]
+    out = {
+        "sessions": int(len(contexts)),
+        "ensemble": ranking_metrics(truth, blend, k=k),
+        "ranker": ranking_metrics(truth, ranked, k=k),
+        "context_list_overlap": _context_overlap(serving, contexts[USER].unique()[:500], k),
+    }
+    log.info(
+        "sessions: ensemble nDCG@%d %.4f, ranker %.4f, overlap phone-noon vs tv-night %.2f",
+        k,
+        out["ensemble"][f"ndcg@{k}"],
+        out["ranker"][f"ndcg@{k}"],
+        out["context_list_overlap"],
+    )
+    return out
+
+
+def _context_overlap(serving, users, k: int) -> float:
+    """Mean share of a profile's top k kept between a phone at noon and the TV at 21h."""
+    lists = []
+    for device, hour in (("mobile", 12), ("tv", 21)):
+        recs = serving.recommend(users, k, devices=[device] * len(users), hours=[hour] * len(users),
+                                 calibrate=False)  # fmt: skip
+        lists.append(recs.groupby(USER)[ITEM].agg(set))
+    both = lists[0].index.intersection(lists[1].index)
+    if not len(both):
+        return float("nan")
+    return float(np.mean([len(lists[0][u] & lists[1][u]) / k for u in both]))
+
+
+def _user_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
+    """(user_id, region, segment) per profile from profile_daily and account_daily."""
+    lake = lk.Lake(lake_root)
+    versions, frames = {}, {}
+    for table in ("profile_daily", "account_daily"):
+        path = lake.features(table)
+        versions[table] = lk.table_version(spark, path)
+        frames[table] = lk.read_table(spark, path, version=versions[table]).filter(
+            F.col(AS_OF) == F.lit(as_of)
+        )
+    groups = (
+        frames["profile_daily"]
+        .select(F.col("profile_id").alias(USER), "account_id", "segment")
+        .join(frames["account_daily"].select("account_id", "region"), "account_id", "left")
+        .select(USER, "region", "segment")
+        .toPandas()
+    )
+    return groups, versions
+
+
+def _evaluate(spark, config, data, trained, serving, k):
+    """Every model's metrics against the truth, at k and nDCG at several cut-offs."""
+    truth, train = data.truth, data.interactions
+    users = truth[USER].unique()
+    cutoff = max(max(EVAL_KS), k)
+    lists = {name: model.recommend(users, cutoff) for name, model in trained.components.items()}
+    lists["popularity"] = (
+        Popularity().with_catalogue(data.items[ITEM]).fit(train).recommend(users, cutoff)
+    )
+    lists["ensemble"] = trained.ensemble.recommend(users, cutoff)
+    lists["ensemble_calibrated"] = serving.recommend(users, cutoff)
+    lists["ground_truth_ideal"] = oracle_recommendations(
+        spark,
+        config.lake,
+        data,
+        pseudonymization_key=config.privacy.pseudonymization_key,
+        k=cutoff,
+    )
+    evaluation, by_k = {}, {}
+    for name, recs in lists.items():
+        metrics = ranking_metrics(truth, recs, k=k)
+        top_k = recs[recs[RANK] <= k]
+        metrics.update(beyond_accuracy(top_k, train, serving.space) if len(top_k) else {})
+        evaluation[name] = metrics
+        by_k[name] = {cut: ranking_metrics(truth, recs, k=cut)[f"ndcg@{cut}"] for cut in EVAL_KS}
+        log.info("recommender %s: nDCG@%d %.4f", name, k, metrics[f"ndcg@{k}"])
+    return evaluation, by_k
+
+
+def score_profiles(
+    spark: SparkSession, config: Config, run: RecommenderRun, *, k: int = TOP_PER_PROFILE
+) -> int:
+    """Top k titles for every profile known on the as-of date, written to Delta
+    (``<lake>/recs/top_titles``, partition ``as_of_date``, replaced on re-runs)."""
+    lake = lk.Lake(config.lake)
+    profiles = (
+        lk.read_table(spark, lake.features("profile_daily"))
+        .filter(F.col(AS_OF) == F.lit(run.as_of))
+        .select(F.col("profile_id").alias(USER), "segment", "account_id")
+        .join(
+            lk.read_table(spark, lake.features("account_daily"))
+            .filter(F.col(AS_OF) == F.lit(run.as_of))
+            .select("account_id", "region"),
+            "account_id",
+            "left",
+        )
+        .toPandas()
+    )
+    frames = []
+    for start in range(0, len(profiles), _SCORING_BLOCK):
+        block = profiles.iloc[start : start + _SCORING_BLOCK]
+        frames.append(
+            run.serving.recommend(
+                block[USER].to_numpy(),
+                k,
+                regions=block["region"].to_numpy(),
+                segments=block["segment"].to_numpy(),
+            )
+        )
+    recs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame = spark.createDataFrame(
+        recs.rename(columns={USER: "profile_id", ITEM: "title_id"}),
+        "profile_id string, title_id string, score double, rank int",
+    ).select(
+        "*",
+        F.lit(run.model_version or "unregistered").alias("model_version"),
+        F.lit(run.as_of).alias(AS_OF),
+    )
+    lk.replace_slice(
+        frame, lake.recs("top_titles"), slice_values={AS_OF: run.as_of}, partition_by=[AS_OF]
+    )
+    return len(recs)
+
+
+_SCORING_BLOCK = 20_000
+
+
+def similar_titles(
+    spark: SparkSession, config: Config, run: RecommenderRun, *, k: int = SIMILAR_PER_TITLE
+) -> int:
+    """The k most similar titles per title, written to ``<lake>/recs/similar_titles``:
+    the item model's weights for titles with viewers, content similarity for the rest."""
+    lake = lk.Lake(config.lake)
+    components = run.trained.components
+    item_model = components["ease"]
+    watched = np.asarray(item_model.data.binary().sum(axis=0)).ravel() > 0
+    weights = getattr(item_model, "weights", None)
+    if weights is None:  # co-occurrence: a sparse similarity matrix
+        weights = item_model.similarity
+    pairs = [_neighbours(weights, np.flatnonzero(watched), item_model.data.item_ids, k)]
+    content = components.get("content")
+    if content is not None and not watched.all():
+        pairs.append(
+            _neighbours(content.features, np.flatnonzero(~watched), content.data.item_ids, k)
+        )
+    frame = spark.createDataFrame(
+        pd.concat(pairs, ignore_index=True),
+        "title_id string, similar_title_id string, score double, rank int",
+    ).select(
+        "*",
+        F.lit(run.model_version or "unregistered").alias("model_version"),
+        F.lit(run.as_of).alias(AS_OF),
+    )
+    lk.replace_slice(
+        frame, lake.recs("similar_titles"), slice_values={AS_OF: run.as_of}, partition_by=[AS_OF]
+    )
+    return frame.count()
+
+
+def _neighbours(matrix, rows: np.ndarray, item_ids: np.ndarray, k: int) -> pd.DataFrame:
+    """Top k columns per given row of an items x items weight matrix (or, for a sparse
+    items x features matrix, of its row-by-row cosine), the item itself excluded."""
+    frames = []
+    is_features = sp.issparse(matrix) and matrix.shape[0] != matrix.shape[1]
+    for start in range(0, len(rows), _NEIGHBOUR_BLOCK):
+        block = rows[start : start + _NEIGHBOUR_BLOCK]
+        if is_features:
+            sims = np.asarray((matrix[block] @ matrix.T).todense())
+        else:
+            sims = matrix[block]
+            sims = np.asarray(sims.todense() if sp.issparse(sims) else sims, dtype=np.float64)
+        sims[np.arange(len(block)), block] = -np.inf
+        best = top_k_indices(sims, k)
+        best_scores = np.take_along_axis(sims, best, axis=1)
+        keep = (np.isfinite(best_scores) & (best_scores > 0)).ravel()
+        n = best.shape[1]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "title_id": np.repeat(item_ids[block], n)[keep],
+                    "similar_title_id": item_ids[best.ravel()][keep],
+                    SCORE: best_scores.ravel()[keep],
+                    RANK: np.tile(np.arange(1, n + 1), len(block))[keep],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+_NEIGHBOUR_BLOCK = 1024
+
+
+def train_register_and_score(
+    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options
+) -> RecommenderRun:
+    """The whole training job: train and evaluate (``options`` go to
+    :func:`train_recommender`), log and register in MLflow, batch-score to Delta."""
+    from feature_store.recs.tracking import EXPERIMENT, log_recommender_run
+    from feature_store.tracking import configure_mlflow
+
+    configure_mlflow(config, EXPERIMENT)
+    run = train_recommender(spark, config, as_of, **options)
+    run.model_version = log_recommender_run(run, k=options.get("k", 10), register=register)
+    run.scored_rows = score_profiles(spark, config, run)
+    run.similar_rows = similar_titles(spark, config, run)
+    return run
+
+
+def format_summary(run: RecommenderRun, config: Config, k: int) -> str:
+    version = run.model_version or "not registered"
+    return (
+        f"{run.format_table(k)}\n"
+        f"model: recommender version {version}; {run.scored_rows:,} top titles for profiles "
+        f"and {run.similar_rows:,} similar-title pairs written under {config.lake}/recs"
+    )

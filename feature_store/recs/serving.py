@@ -1,0 +1,121 @@
+"""The trained recommender as one object: what batch scoring and the registered model run.
+
+``ServingRecommender`` holds the fitted ensemble, the trending model for members without
+history, the titles' genre space and the calibration weight. ``recommend`` takes profile
+ids (and, for profiles the models never saw, their region and segment), scores the
+ensemble's top candidates, re-ranks them for calibration and returns the top k. It
+pickles without a Spark session, so the MLflow pyfunc can load it anywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from feature_store.recs.diversity import GenreSpace, calibrated_rerank
+from feature_store.recs.ensemble import Blend
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
+from feature_store.recs.models.trending import TrendingPopularity
+from feature_store.recs.ranker import SESSION, Ranker, RankerContext, candidate_rows, with_features
+
+CANDIDATES_PER_USER = 100  # the ensemble's top n the calibration chooses from
+
+
+class ServingRecommender:
+    def __init__(
+        self,
+        ensemble: Blend,
+        trending: TrendingPopularity,
+        space: GenreSpace,
+        *,
+        calibration_weight: float,
+        candidates: int = CANDIDATES_PER_USER,
+        ranker: Ranker | None = None,
+        ranker_context: RankerContext | None = None,
+    ):
+        if not 0.0 <= calibration_weight <= 1.0:
+            raise ValueError(f"calibration weight must lie in [0, 1], not {calibration_weight}")
+        self.ensemble, self.trending, self.space = ensemble, trending, space
+        self.calibration_weight, self.candidates = calibration_weight, candidates
+        if (ranker is None) != (ranker_context is None):
+            raise ValueError("a ranker needs its RankerContext, and the other way round")
+        self.ranker, self.ranker_context = ranker, ranker_context
+
+    @property
+    def item_ids(self) -> np.ndarray:
+        return self.ensemble.data.item_ids
+
+    def history(self, users: np.ndarray) -> pd.DataFrame:
+        """(user_id, item_id) of the training interactions of ``users``."""
+        ids, idx = self.ensemble.data.user_index(users)
+        rows, cols = self.ensemble.data.seen[idx].nonzero()
+        return pd.DataFrame({USER: ids[rows], ITEM: self.item_ids[cols]})
+
+    def recommend(
+        self,
+        users,
+        k: int,
+        *,
+        regions=None,
+        segments=None,
+        devices=None,
+        hours=None,
+        calibrate: bool = True,
+    ) -> pd.DataFrame:
+        """Top k (user_id, item_id, score, rank) per user; seen titles excluded. With the
+        session context (``devices`` and local ``hours``, one per user) the ranker orders
+        the ensemble's candidates. Users the ensemble does not know get their region and
+        segment's trending titles."""
+        users = np.asarray(list(users), dtype=object)
+        known_ids, _ = self.ensemble.data.user_index(users)
+        if self.ranker is not None and devices is not None and hours is not None:
+            context = pd.DataFrame(
+                {USER: users, "device": list(devices), "local_hour": list(hours)}
+            )
+            candidates = self.ranked(context[context[USER].isin(set(known_ids))])
+        else:
+            candidates = self.ensemble.recommend(known_ids, max(k, self.candidates))
+        if calibrate and self.calibration_weight > 0 and len(candidates):
+            known = calibrated_rerank(
+                candidates,
+                self.history(known_ids),
+                self.space,
+                k=k,
+                weight=self.calibration_weight,
+            )
+        else:
+            known = candidates[candidates[RANK] <= k]
+        cold = self._cold_start(users, set(known_ids), k, regions, segments)
+        parts = [part for part in (known, cold) if len(part)]
+        return pd.concat(parts, ignore_index=True) if parts else known
+
+    def ranked(self, sessions: pd.DataFrame) -> pd.DataFrame:
+        """The ranker's order of each session's candidates (sessions: user_id, device,
+        local_hour and optionally session_id); one list per session, named by user_id
+        when there is no session_id."""
+        if SESSION not in sessions.columns:
+            sessions = sessions.assign(**{SESSION: sessions[USER]})
+        users = sessions[USER].unique()
+        candidates = candidate_rows(self.ensemble, users, self.candidates)
+        rows = with_features(candidates, sessions, self.ranker_context, self.history(users))
+        ranked = self.ranker.rank(rows, SESSION, self.candidates)
+        owner = sessions.drop_duplicates(SESSION).set_index(SESSION)[USER]
+        if (sessions[SESSION] == sessions[USER]).all():
+            return ranked.rename(columns={SESSION: USER})
+        return ranked.assign(**{USER: owner.reindex(ranked[SESSION]).to_numpy()})
+
+    def _cold_start(self, users, known: set, k: int, regions, segments) -> pd.DataFrame:
+        regions = [None] * len(users) if regions is None else list(regions)
+        segments = [None] * len(users) if segments is None else list(segments)
+        frames = []
+        lists: dict[tuple, pd.DataFrame] = {}
+        for user, region, segment in zip(users, regions, segments, strict=True):
+            if user in known:
+                continue
+            key = (region, segment)
+            if key not in lists:
+                lists[key] = self.trending.top_for(region, segment, k)
+            frames.append(lists[key].assign(**{USER: user}))
+        if not frames:
+            return pd.DataFrame(columns=[USER, ITEM, SCORE, RANK])
+        return pd.concat(frames, ignore_index=True)[[USER, ITEM, SCORE, RANK]]
