@@ -80,6 +80,8 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
         if columns & {"account_id", "profile_id"}:
             targets.append((lake.features(table.name), member_rows))
             targets.append((lake.feature_quarantine(table.name), member_rows))
+    # The views table (viewing reduced per view) holds both ids.
+    targets.append((lake.silver("views"), member_rows))
     # Batch recommendations name profiles (the serving copies of the models' output).
     targets.append((lake.recs("top_titles"), member_rows))
     # The landing quarantine keeps raw lines: match the raw id as a JSON string value

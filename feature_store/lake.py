@@ -41,6 +41,14 @@ class Lake:
         # Partitions that failed validation, kept for inspection; never read by training.
         return f"{self.root}/quarantine/features/{table}"
 
+    def silver(self, table: str) -> str:
+        # Cleaned, reduced forms of bronze that several feature tables share (views).
+        return f"{self.root}/silver/{table}"
+
+    @property
+    def view_days(self) -> str:
+        return f"{self.root}/ops/view_days"
+
     @property
     def feature_builds(self) -> str:
         return f"{self.root}/ops/feature_builds"

@@ -12,8 +12,10 @@ from feature_world import AS_OF, bronze_frame, ts, view_events, world
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
+from feature_store.features import transforms as tf
 from feature_store.features.build import build_features, revalidate
 from feature_store.features.online import MANIFEST, export_online, sha256_of
+from feature_store.features.views import refresh_views
 from feature_store.forget import forget_account
 from feature_store.privacy import pseudonymize_value
 from jobs import build_features as build_job
@@ -78,8 +80,11 @@ def test_build_commits_every_table_with_lineage(spark, built):
     log = lk.read_table(spark, lake.feature_builds).filter(F.col("table") == "account_daily")
     recorded = json.loads(log.first()["bronze_versions"])
     assert recorded == {
-        s: lk.table_version(spark, lake.bronze(s))
-        for s in ("accounts", "profiles", "subscriptions", "viewing")
+        **{
+            s: lk.table_version(spark, lake.bronze(s))
+            for s in ("accounts", "profiles", "subscriptions", "viewing")
+        },
+        "silver.views": lk.table_version(spark, lake.silver("views")),
     }
 
 
@@ -242,3 +247,33 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
     row = audit.first()
     assert row["account_pseudonym"] == pseudonym("a1")
     assert "acc000000001" not in json.dumps(row.asDict(), default=str)
+
+
+def test_views_are_recomputed_only_for_days_whose_bronze_changed(spark, built, tmp_path):
+    source, _ = built
+    config = make_config(tmp_path)
+    shutil.copytree(Path(source.lake), Path(config.lake))
+    lake = lk.Lake(config.lake)
+    days = [AS_OF - dt.timedelta(days=d) for d in range(6, -1, -1)]
+    viewing = lk.read_table(spark, lake.bronze("viewing"))
+    again = refresh_views(spark, lake, viewing, days)
+    assert again.recomputed == () and again.reused == tuple(days)
+
+    late_day = AS_OF - dt.timedelta(days=3)
+    late = view_events(
+        pseudonym("p4"), pseudonym("a3"), "late-session", "t1",
+        f"{late_day.isoformat()}T21:00:00", 600, complete=True, device="web", hour=21,
+        region="us-east",
+    )  # fmt: skip
+    bronze_frame(spark, "viewing", late).write.format("delta").mode("append").save(
+        lake.bronze("viewing")
+    )
+    viewing = lk.read_table(spark, lake.bronze("viewing"))
+    refreshed = refresh_views(spark, lake, viewing, days)
+    one = dt.timedelta(days=1)
+    assert refreshed.recomputed == (late_day - one, late_day, late_day + one)
+    # what is stored equals the views computed from bronze from scratch
+    stored = refreshed.rows.drop("view_date")
+    direct = tf.views_started_on(viewing, days=days)
+    assert_df_equality(stored, direct.select(*stored.columns), ignore_row_order=True)
+    assert refreshed.rows.filter(F.col("session_id") == "late-session").count() == 1

@@ -31,10 +31,12 @@ from feature_store.features import transforms as tf
 from feature_store.features.definitions import AS_OF, FeatureTable
 from feature_store.features.tables import REGISTRY
 from feature_store.features.validation import ValidationOutcome, validate_partition
+from feature_store.features.views import refresh_views
 
 log = logging.getLogger(__name__)
 
 COMMITTED, FAILED_VALIDATION, SKIPPED = "committed", "failed_validation", "skipped"
+VIEWS_LINEAGE = "silver.views"  # the views table's version, beside the bronze versions
 VIEW_TABLES = {
     "profile_daily",
     "account_daily",
@@ -113,7 +115,11 @@ def build_features(
     view_lookback = max((t.lookback_days for t in ordered if t.name in VIEW_TABLES), default=0)
     view_rows = None
     if view_lookback:
-        view_rows = tf.views(bronze["viewing"], as_of=as_of, lookback_days=view_lookback).persist(
+        first = as_of - dt.timedelta(days=view_lookback - 1)
+        days = [first + dt.timedelta(days=d) for d in range(view_lookback)]
+        refreshed = refresh_views(spark, lake, bronze["viewing"], days)
+        versions[VIEWS_LINEAGE] = refreshed.version
+        view_rows = tf.with_days_ago(refreshed.rows, as_of=as_of).persist(
             StorageLevel.MEMORY_AND_DISK
         )
     builds: list[TableBuild] = []
@@ -154,7 +160,7 @@ def build_features(
                     frame,
                     as_of=as_of,
                     written_at=written_at,
-                    bronze_versions={s: versions[s] for s in table.sources},
+                    bronze_versions=_input_versions(table, versions),
                     history_start=_history_start(table, history_starts),
                 )
             )
@@ -312,6 +318,14 @@ def _previous_row_count(
         return None
     previous = read_partition(spark, lake, table.name, previous_day)
     return None if previous is None else previous.count()
+
+
+def _input_versions(table: FeatureTable, versions: dict[str, int]) -> dict[str, int]:
+    """The Delta versions of what the table read: its bronze sources and the views."""
+    out = {s: versions[s] for s in table.sources}
+    if table.name in VIEW_TABLES:
+        out[VIEWS_LINEAGE] = versions[VIEWS_LINEAGE]
+    return out
 
 
 def _history_starts(bronze: dict[str, DataFrame]) -> dict[str, dt.date | None]:

@@ -49,18 +49,29 @@ def latest_version(df: DataFrame, *, key: str, as_of: dt.date) -> DataFrame:
 
 
 def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFrame:
-    """One row per (profile, session, title) watched in the window.
+    """One row per (profile, session, title) watched in the window ending on `as_of`.
 
     Columns: profile_id, account_id, session_id, title_id, region, device,
     local_hour (at the start), start_ts, last_ts, watch_seconds, completed,
-    event_date (of the start) and days_ago. The events are clustered by profile
-    first, so every later aggregation by profile reuses this one shuffle.
+    event_date (of the start) and days_ago; clustered by profile (see `with_days_ago`).
     """
-    # A view belongs to the day it started. Read one more day than the window so a
-    # view that started the evening before the window's first day is seen whole and
-    # left out, rather than entering as a shorter view starting after midnight: the
-    # same view rows whatever lookback the caller needs (one table or all of them).
-    events = in_window(viewing, as_of=as_of, days=lookback_days + VIEW_MARGIN_DAYS).select(
+    first = as_of - dt.timedelta(days=lookback_days - 1)
+    days = [first + dt.timedelta(days=d) for d in range(lookback_days)]
+    return with_days_ago(views_started_on(viewing, days=days), as_of=as_of)
+
+
+def views_started_on(viewing: DataFrame, *, days) -> DataFrame:
+    """The views that started on the given days, from the viewing events.
+
+    A view belongs to the day it started. The events of the day before and the day
+    after each day are read too, so that a view crossing midnight is seen whole: one
+    that started the evening before is left out rather than entering as a shorter view
+    starting after midnight, one that runs past midnight keeps its later events.
+    """
+    days = sorted(set(days))
+    margin = dt.timedelta(days=VIEW_MARGIN_DAYS)
+    read = sorted({d + k * margin for d in days for k in (-1, 0, 1)})
+    events = viewing.filter(F.col("event_date").isin(read)).select(
         "profile_id",
         "account_id",
         "session_id",
@@ -72,10 +83,9 @@ def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFram
         "event_type",
         "watch_seconds",
     )
-    grouped = events.repartition("profile_id").groupBy(
-        "profile_id", "account_id", "session_id", "title_id"
-    )
-    out = grouped.agg(
+    # Grouped without repartitioning first: the events of one view sit together in
+    # the files, so Spark combines them before the shuffle (about 5 events per view).
+    out = events.groupBy("profile_id", "account_id", "session_id", "title_id").agg(
         F.min("region").alias("region"),
         F.min("device").alias("device"),
         F.min_by("local_hour", "event_ts").alias("local_hour"),
@@ -84,10 +94,16 @@ def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFram
         F.sum("watch_seconds").alias("watch_seconds"),
         F.max(F.col("event_type") == "complete").alias("completed"),
     )
+    return out.filter(F.to_date("start_ts").isin(days))
+
+
+def with_days_ago(view_rows: DataFrame, *, as_of: dt.date) -> DataFrame:
+    """Views with event_date (of the start) and days_ago, clustered by profile: every
+    later aggregation by profile then reuses this one shuffle."""
     return (
-        out.withColumn("event_date", F.to_date("start_ts"))
+        view_rows.repartition("profile_id")
+        .withColumn("event_date", F.to_date("start_ts"))
         .withColumn("days_ago", _days_ago(as_of, F.col("event_date")))
-        .filter(F.col("days_ago") < lookback_days)
     )
 
 

@@ -1,0 +1,127 @@
+"""The views table: viewing events reduced to one row per view, kept day by day.
+
+Every feature table that reads viewing starts from *views* (one row per profile,
+session and title; see :func:`feature_store.features.transforms.views_started_on`).
+Recomputing 56 days of them from raw events for every as-of date is what makes daily
+materialization reread all history, so they are kept in a Delta table,
+``<lake>/silver/views``, partitioned by ``view_date`` (the day the view started), and
+each build computes only the days whose input changed.
+
+The views of day D are made from the bronze viewing partitions D-1, D and D+1 (a view
+may start before midnight and end after it). ``<lake>/ops/view_days`` records, per
+view date, a fingerprint of those partitions' files as the Delta log lists them. A day
+is recomputed when its fingerprint differs: a new day of bronze changes the day before
+it too, a late arrival or a re-ingestion rewrites its partition, a deletion (forgetting
+a member) rewrites files. Otherwise the stored rows are read as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+import re
+from collections import defaultdict
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feature_store import lake as lk
+from feature_store.features import transforms as tf
+
+log = logging.getLogger(__name__)
+
+VIEW_DATE = "view_date"
+_PARTITION = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})")
+
+
+@dataclasses.dataclass(frozen=True)
+class ViewsRefresh:
+    """The views of the requested days, and what the refresh did to get them."""
+
+    rows: DataFrame  # the views table's rows for the requested days, pinned to a version
+    version: int  # of the views table
+    recomputed: tuple[dt.date, ...]
+    reused: tuple[dt.date, ...]
+
+
+def refresh_views(
+    spark: SparkSession,
+    lake: lk.Lake,
+    viewing: DataFrame,
+    days: list[dt.date],
+) -> ViewsRefresh:
+    """Bring the views of ``days`` up to date with ``viewing`` (the bronze table, pinned at
+    the version the build reads) and return them."""
+    if not days:
+        raise ValueError("refresh_views needs at least one day")
+    wanted = sorted(days)
+    prints = fingerprints(viewing, wanted)
+    stored = _stored_fingerprints(spark, lake, wanted)
+    stale = tuple(d for d in wanted if stored.get(d) != prints[d])
+    if stale:
+        rows = tf.views_started_on(viewing, days=stale).withColumn(VIEW_DATE, F.to_date("start_ts"))
+        lk.replace_slice(
+            rows,
+            lake.silver("views"),
+            slice_values={VIEW_DATE: stale},
+            partition_by=[VIEW_DATE],
+        )
+        _record(spark, lake, {d: prints[d] for d in stale})
+    version = lk.table_version(spark, lake.silver("views"))
+    views = lk.read_table(spark, lake.silver("views"), version=version).filter(
+        F.col(VIEW_DATE).isin(wanted)
+    )
+    reused = tuple(d for d in wanted if d not in stale)
+    log.info("views: %d days recomputed, %d reused (version %d)", len(stale), len(reused), version)
+    return ViewsRefresh(views, version, stale, reused)
+
+
+def fingerprints(viewing: DataFrame, days: list[dt.date]) -> dict[dt.date, str]:
+    """Per view date, a digest of the bronze files of the days its views are made from."""
+    first, last = min(days) - dt.timedelta(days=1), max(days) + dt.timedelta(days=1)
+    files = viewing.filter(
+        (F.col("event_date") >= F.lit(first)) & (F.col("event_date") <= F.lit(last))
+    ).inputFiles()
+    by_day: dict[dt.date, list[str]] = defaultdict(list)
+    for path in files:
+        match = _PARTITION.search(path)
+        if match:
+            by_day[dt.date.fromisoformat(match.group(1))].append(path.rsplit("/", 1)[-1])
+    out = {}
+    for day in days:
+        names = [
+            f"{d.isoformat()}/{name}"
+            for d in (day - dt.timedelta(days=1), day, day + dt.timedelta(days=1))
+            for name in sorted(by_day.get(d, []))
+        ]
+        out[day] = hashlib.sha256("\n".join(names).encode()).hexdigest()
+    return out
+
+
+def _stored_fingerprints(
+    spark: SparkSession, lake: lk.Lake, days: list[dt.date]
+) -> dict[dt.date, str]:
+    """The fingerprint each day's stored views were made from (the latest record)."""
+    if not lk.table_exists(spark, lake.view_days) or not lk.table_exists(
+        spark, lake.silver("views")
+    ):
+        return {}
+    rows = (
+        lk.read_table(spark, lake.view_days)
+        .filter(F.col(VIEW_DATE).isin(days))
+        .groupBy(VIEW_DATE)
+        .agg(F.max_by("fingerprint", "recorded_at").alias("fingerprint"))
+        .collect()
+    )
+    return {r[VIEW_DATE]: r["fingerprint"] for r in rows}
+
+
+def _record(spark: SparkSession, lake: lk.Lake, prints: dict[dt.date, str]) -> None:
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [(day, digest, now) for day, digest in prints.items()]
+    frame = spark.createDataFrame(
+        rows, f"{VIEW_DATE} date, fingerprint string, recorded_at timestamp"
+    )
+    lk.append(frame, lake.view_days)
