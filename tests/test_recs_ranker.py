@@ -91,3 +91,24 @@ def test_numpy_trees_give_sparks_margins(spark):
         rows.assign(session_id=np.arange(600) % 3, item_id=np.arange(600)), "session_id", 2
     )
     assert ranked.groupby("session_id")["rank"].apply(list).tolist() == [[1, 2]] * 3
+
+
+def test_a_title_missing_from_the_catalogue_gets_defined_features():
+    """Watched titles can be absent from the catalogue; the trees cannot take a null."""
+    train = pd.concat(
+        [TRAIN, pd.DataFrame({"user_id": ["b"], "item_id": ["t9"], "rating": [1.0],
+                              "timestamp": [1_773_000_000]})],
+        ignore_index=True,
+    )  # fmt: skip
+    pop = Popularity().with_catalogue(ITEMS["item_id"]).fit(train)
+    cands = candidate_rows(Blend({"popularity": pop}, {"popularity": 1.0}), ["a"], 3)
+    assert "t9" in set(cands["item_id"])
+    context = RankerContext.build(ITEMS, train, pd.Timestamp("2026-03-08"))
+    sessions = pd.DataFrame(
+        {"session_id": ["s1"], "user_id": ["a"], "device": ["tv"], "local_hour": [21]}
+    )
+    rows = with_features(cands, sessions, context, train[train["user_id"] == "a"])
+    t9 = rows[rows["item_id"] == "t9"].iloc[0]
+    assert t9["days_since_release"] == -1.0
+    assert t9["kind_movie"] == 0.0 and t9["genre_comedy"] == 0.0
+    assert not rows[feature_names(["popularity"])].isna().any().any()

@@ -117,8 +117,9 @@ def build_features(
     if view_lookback:
         first = as_of - dt.timedelta(days=view_lookback - 1)
         days = [first + dt.timedelta(days=d) for d in range(view_lookback)]
-        refreshed = refresh_views(spark, lake, bronze["viewing"], days)
-        versions[VIEWS_LINEAGE] = refreshed.version
+        refreshed = refresh_views(spark, lake, bronze["viewing"], days, as_of=as_of)
+        if refreshed.version is not None:
+            versions[VIEWS_LINEAGE] = refreshed.version
         view_rows = tf.with_days_ago(refreshed.rows, as_of=as_of).persist(
             StorageLevel.MEMORY_AND_DISK
         )
@@ -323,7 +324,7 @@ def _previous_row_count(
 def _input_versions(table: FeatureTable, versions: dict[str, int]) -> dict[str, int]:
     """The Delta versions of what the table read: its bronze sources and the views."""
     out = {s: versions[s] for s in table.sources}
-    if table.name in VIEW_TABLES:
+    if table.name in VIEW_TABLES and VIEWS_LINEAGE in versions:
         out[VIEWS_LINEAGE] = versions[VIEWS_LINEAGE]
     return out
 

@@ -57,20 +57,24 @@ def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFram
     """
     first = as_of - dt.timedelta(days=lookback_days - 1)
     days = [first + dt.timedelta(days=d) for d in range(lookback_days)]
-    return with_days_ago(views_started_on(viewing, days=days), as_of=as_of)
+    return with_days_ago(views_started_on(viewing, days=days, until=as_of), as_of=as_of)
 
 
-def views_started_on(viewing: DataFrame, *, days) -> DataFrame:
+def views_started_on(viewing: DataFrame, *, days, until: dt.date | None = None) -> DataFrame:
     """The views that started on the given days, from the viewing events.
 
     A view belongs to the day it started. The events of the day before and the day
     after each day are read too, so that a view crossing midnight is seen whole: one
     that started the evening before is left out rather than entering as a shorter view
     starting after midnight, one that runs past midnight keeps its later events.
+    With `until`, no event dated after it is read: features as of a date must not see
+    the minutes a view ran past that date's midnight.
     """
     days = sorted(set(days))
     margin = dt.timedelta(days=VIEW_MARGIN_DAYS)
     read = sorted({d + k * margin for d in days for k in (-1, 0, 1)})
+    if until is not None:
+        read = [d for d in read if d <= until]
     events = viewing.filter(F.col("event_date").isin(read)).select(
         "profile_id",
         "account_id",

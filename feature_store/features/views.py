@@ -13,6 +13,11 @@ view date, a fingerprint of those partitions' files as the Delta log lists them.
 is recomputed when its fingerprint differs: a new day of bronze changes the day before
 it too, a late arrival or a re-ingestion rewrites its partition, a deletion (forgetting
 a member) rewrites files. Otherwise the stored rows are read as they are.
+
+The as-of day itself is never stored: its views are made from its own events and the
+day before's only, since what a view did after the as-of date's midnight is the future
+for features as of that date. It is one day of views, the day a daily build has to
+compute anyway.
 """
 
 from __future__ import annotations
@@ -40,8 +45,8 @@ _PARTITION = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})")
 class ViewsRefresh:
     """The views of the requested days, and what the refresh did to get them."""
 
-    rows: DataFrame  # the views table's rows for the requested days, pinned to a version
-    version: int  # of the views table
+    rows: DataFrame  # stored days pinned to `version`, the as-of day made from bronze
+    version: int | None  # of the views table; None when only the as-of day was asked for
     recomputed: tuple[dt.date, ...]
     reused: tuple[dt.date, ...]
 
@@ -51,15 +56,23 @@ def refresh_views(
     lake: lk.Lake,
     viewing: DataFrame,
     days: list[dt.date],
+    *,
+    as_of: dt.date,
 ) -> ViewsRefresh:
-    """Bring the views of ``days`` up to date with ``viewing`` (the bronze table, pinned at
-    the version the build reads) and return them."""
-    if not days:
-        raise ValueError("refresh_views needs at least one day")
-    wanted = sorted(days)
-    prints = fingerprints(viewing, wanted)
-    stored = _stored_fingerprints(spark, lake, wanted)
-    stale = tuple(d for d in wanted if stored.get(d) != prints[d])
+    """The views of ``days`` as features dated ``as_of`` see them, from ``viewing`` (the
+    bronze table, pinned at the version the build reads): the stored days before the
+    as-of date brought up to date, and the as-of day's views cut at its midnight."""
+    if not days or max(days) > as_of:
+        raise ValueError(f"refresh_views needs days up to the as-of date {as_of}, got {days}")
+    stored_days = sorted(d for d in days if d < as_of)
+    as_of_day = tf.views_started_on(viewing, days=[as_of], until=as_of).withColumn(
+        VIEW_DATE, F.to_date("start_ts")
+    )
+    if not stored_days:
+        return ViewsRefresh(as_of_day, None, (), ())
+    prints = fingerprints(viewing, stored_days)
+    stored = _stored_fingerprints(spark, lake, stored_days)
+    stale = tuple(d for d in stored_days if stored.get(d) != prints[d])
     if stale:
         rows = tf.views_started_on(viewing, days=stale).withColumn(VIEW_DATE, F.to_date("start_ts"))
         lk.replace_slice(
@@ -70,10 +83,12 @@ def refresh_views(
         )
         _record(spark, lake, {d: prints[d] for d in stale})
     version = lk.table_version(spark, lake.silver("views"))
-    views = lk.read_table(spark, lake.silver("views"), version=version).filter(
-        F.col(VIEW_DATE).isin(wanted)
+    views = (
+        lk.read_table(spark, lake.silver("views"), version=version)
+        .filter(F.col(VIEW_DATE).isin(stored_days))
+        .unionByName(as_of_day)
     )
-    reused = tuple(d for d in wanted if d not in stale)
+    reused = tuple(d for d in stored_days if d not in stale)
     log.info("views: %d days recomputed, %d reused (version %d)", len(stale), len(reused), version)
     return ViewsRefresh(views, version, stale, reused)
 

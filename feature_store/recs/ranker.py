@@ -121,6 +121,13 @@ def with_features(
     features. ``history``: the (user_id, item_id) interactions of those profiles."""
     rows = sessions[list(CONTEXT_COLUMNS)].merge(candidates, on=USER, how="inner")
     rows = rows.merge(context.titles, on=ITEM, how="left")
+    # A title watched but missing from the catalogue has no kind, genres or release
+    # date: no one-hot set, and a days-since-release below any real one (-1).
+    title_columns = [c for c in context.titles.columns if c != ITEM]
+    rows[title_columns] = rows[title_columns].fillna(0.0)
+    rows["days_since_release"] = rows["days_since_release"].where(
+        rows[ITEM].isin(context.titles[ITEM]), -1.0
+    )
     rows["popularity"] = context.popularity.reindex(rows[ITEM]).fillna(0.0).to_numpy()
     # genre affinity: the profile's genre distribution summed over the title's genres
     space = context.space
