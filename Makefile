@@ -11,6 +11,7 @@ STATE := .marquee
 INSTALL_STAMP := $(VENV)/.installed
 BLAS_STAMP := $(STATE)/.blas-checked
 JARS_STAMP := $(STATE)/.delta-jars-warm
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: setup run test bench lint format clean
 
@@ -59,10 +60,16 @@ TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
-bench: setup
+# The reference tools the benchmarks compare with that the tests do not need (implicit).
+$(BENCH_STAMP): bench/requirements.lock $(INSTALL_STAMP)
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r bench/requirements.lock
+	touch $@
+
+bench: setup $(BENCH_STAMP)
 	$(PY) bench/run_bench.py
 	$(PY) bench/bench_pit.py --verify --set spark.driver_memory=12g --set spark.shuffle_partitions=64
 	$(PY) bench/bench_features.py
+	$(PY) bench/bench_recs.py
 
 lint: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check .

@@ -58,8 +58,7 @@ class GenreSpace:
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Indices of ``item_ids`` in the matrix; -1 for titles without metadata."""
-        pos = np.searchsorted(self.item_ids, item_ids).clip(max=len(self.item_ids) - 1)
-        return np.where(self.item_ids[pos] == item_ids, pos, -1)
+        return pd.Index(self.item_ids).get_indexer(item_ids)
 
     def distributions(self, item_ids: np.ndarray) -> np.ndarray:
         """Dense p(g|i) rows for ``item_ids`` (zeros for unknown titles)."""

@@ -144,7 +144,7 @@ def train_recommender(
 
     def fit_generators(date: dt.date, days_after: int):
         data = load_platform_data(spark, lake_root, date, label_days=days_after)
-        groups, versions = _user_groups(spark, lake_root, date)
+        groups, versions = profile_groups(spark, lake_root, date)
         log.info(
             "recommender %s: %d interactions, %d profiles, %d titles",
             date,
@@ -282,7 +282,7 @@ def _context_overlap(serving, users, k: int) -> float:
     return float(np.mean([len(lists[0][u] & lists[1][u]) / k for u in both]))
 
 
-def _user_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
+def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
     """(user_id, region, segment) per profile from profile_daily and account_daily."""
     lake = lk.Lake(lake_root)
     versions, frames = {}, {}

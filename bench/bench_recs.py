@@ -1,0 +1,291 @@
+"""Benchmark: the recommender at member scale, Spark ALS beside the `implicit` library.
+
+Reads the implicit feedback the platform trains on (`profile_title_interactions` as of
+one date, from a lake `bench_features.py` built: 2,000,000 accounts is about 3M profiles
+x 20,000 titles) and times
+
+1. ALS at rank 64 on that matrix: Spark MLlib (`ImplicitALS`, the platform's settings)
+   beside `implicit` on the same users x items confidences (1 + alpha x value, the same
+   objective), with both of implicit's solvers: conjugate gradient (its default) and
+   Cholesky (the exact solve Spark does). Seconds per iteration: for Spark, the
+   difference between fits of two lengths divided by the extra iterations (what a fit
+   costs besides its iterations cancels out); for implicit, the median of its
+   per-iteration callbacks. `--spark-defaults` also times MLlib's default blocking
+   (10 user and 10 item blocks) to show what the tuning gained.
+2. The whole ensemble trained as the platform trains it (`train_ensemble`: validation
+   choices, then every component refitted on all rows), seconds per component.
+3. Top-K scoring: the top 50 titles of every profile from the ALS factors (blocked matrix
+   products and top-K selection in NumPy), and the served list (every component, the
+   blend, calibrated re-ranking) for a sample of profiles: profiles per second.
+
+Writes bench/results/recs-<profiles>x<titles>-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from pyspark.sql import functions as F
+from run_bench import machine
+
+from feature_store import lake as lk
+from feature_store import runtime
+from feature_store.features.definitions import AS_OF
+from feature_store.recs.diversity import GenreSpace
+from feature_store.recs.models import ImplicitALS
+from feature_store.recs.models.base import USER, Interactions, top_k_indices
+from feature_store.recs.pipeline import train_ensemble
+from feature_store.recs.platform import PLATFORM_ALS, TOP_PER_PROFILE, profile_groups
+from feature_store.recs.platform_data import load_platform_data
+from feature_store.recs.serving import ServingRecommender
+
+RESULTS = Path(__file__).resolve().parent / "results"
+_STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+RANK = 64
+MLLIB_DEFAULT_BLOCKS = 10
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    runtime.add_common_args(parser)
+    parser.add_argument("--lake", help="lake folder (default: <state_dir>/bench-features)")
+    parser.add_argument("--as-of", type=runtime.iso_date, help="default: the latest built date")
+    parser.add_argument(
+        "--iterations",
+        default="1,4",
+        help="Spark fit lengths whose difference gives seconds per iteration",
+    )
+    parser.add_argument("--implicit-iterations", type=int, default=5)
+    parser.add_argument("--spark-defaults", action="store_true", help="also MLlib's blocking")
+    parser.add_argument("--skip-als", action="store_true", help="no ALS comparison")
+    parser.add_argument("--skip-ensemble", action="store_true")
+    parser.add_argument("--score-sample", type=int, default=100_000, help="profiles served")
+    args = parser.parse_args(argv)
+    config = runtime.load(args)
+    lake_root = str(Path(args.lake or Path(config.paths.state_dir) / "bench-features").absolute())
+    config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
+    spark = runtime.session(config, args)
+    as_of = args.as_of or _latest_as_of(spark, lake_root)
+    result: dict = {
+        "benchmark": "recs",
+        "machine": machine(),
+        "spark": spark.version,
+        "implicit": _implicit_version(),
+        "driver_memory": config.spark.driver_memory,
+        "lake": lake_root,
+        "as_of": str(as_of),
+    }
+
+    started = time.perf_counter()
+    data = load_platform_data(spark, lake_root, as_of, label_days=0)
+    groups, _ = profile_groups(spark, lake_root, as_of)
+    matrix = Interactions(data.interactions, catalogue=data.items["item_id"])
+    result["data"] = {
+        "interactions": len(data.interactions),
+        "profiles": matrix.n_users,
+        "titles": matrix.n_items,
+        "load_seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(result["data"]), flush=True)
+    save = _saver(result, matrix)
+    save()
+
+    if not args.skip_als:
+        _compare_als(spark, data, matrix, args, result, save)
+    if not args.skip_ensemble:
+        started = time.perf_counter()
+        trained = train_ensemble(
+            spark,
+            data.interactions,
+            data.items,
+            user_groups=groups,
+            catalogue=data.items["item_id"],
+            als_params=PLATFORM_ALS,
+        )
+        result["ensemble"] = {
+            "seconds": round(time.perf_counter() - started, 1),
+            "validation_seconds": round(trained.validation["seconds"], 1),
+            "refit_seconds": {n: round(s, 1) for n, s in trained.fit_seconds.items()},
+            "blend": trained.validation["blend"],
+        }
+        print(json.dumps(result["ensemble"], indent=2), flush=True)
+        save()
+        serving = ServingRecommender(
+            trained.ensemble,
+            trained.components["trending"],
+            GenreSpace(data.items),
+            calibration_weight=0.3,
+        )
+        result["scoring_served"] = _serve_sample(serving, matrix, args.score_sample)
+        print(json.dumps(result["scoring_served"]), flush=True)
+    path = save()
+    print(f"results: {path}")
+    return 0
+
+
+def _compare_als(spark, data, matrix: Interactions, args, result: dict, save) -> None:
+    """Spark ALS beside implicit on the platform's matrix, then top-K from its factors."""
+    short, long = sorted(int(n) for n in args.iterations.split(","))
+    if short >= long:
+        raise SystemExit("--iterations needs two different fit lengths, e.g. 1,4")
+    als = {**PLATFORM_ALS, "rank": RANK}
+    spark_als, fitted = _spark_als(spark, data, als, short, long)
+    result["als"] = {"params": als, "spark": spark_als}
+    save()
+    if args.spark_defaults:
+        result["als"]["spark_mllib_default_blocks"], _ = _spark_als(
+            spark, data, {**als, "blocks": MLLIB_DEFAULT_BLOCKS}, short, long
+        )
+        save()
+    values = 1.0 + als["alpha"] * data.interactions["rating"].to_numpy(np.float32)
+    confidence = sp.csr_matrix((values, (matrix.rows, matrix.cols)), shape=matrix.matrix.shape)
+    for solver, use_cg in (("cg", True), ("cholesky", False)):
+        result["als"][f"implicit_{solver}"] = _implicit_als(
+            confidence, als, use_cg=use_cg, iterations=args.implicit_iterations
+        )
+        save()
+    spark_seconds = result["als"]["spark"]["seconds_per_iteration"]
+    result["als"]["spark_over_implicit"] = {
+        solver: round(
+            spark_seconds / result["als"][f"implicit_{solver}"]["seconds_per_iteration"], 2
+        )
+        for solver in ("cg", "cholesky")
+    }
+    if args.spark_defaults:
+        default = result["als"]["spark_mllib_default_blocks"]["seconds_per_iteration"]
+        result["als"]["tuning_speedup"] = round(default / spark_seconds, 2)
+    print(json.dumps(result["als"], indent=2), flush=True)
+    save()
+
+    result["scoring_als"] = _score_all_from_factors(fitted)
+    print(json.dumps(result["scoring_als"]), flush=True)
+    save()
+
+
+def _latest_as_of(spark, lake_root: str) -> dt.date:
+    table = lk.Lake(lake_root).features("profile_title_interactions")
+    if not lk.table_exists(spark, table):
+        raise SystemExit(
+            f"no profile_title_interactions under {lake_root}: run bench/bench_features.py first"
+        )
+    return lk.read_table(spark, table).agg(F.max(AS_OF)).first()[0]
+
+
+def _implicit_version() -> str:
+    import implicit
+
+    return implicit.__version__
+
+
+def _spark_als(spark, data, params: dict, short: int, long: int) -> tuple[dict, ImplicitALS]:
+    """Fits of ``short`` and ``long`` iterations; their difference per extra iteration.
+    Returns the figures and the longer fit."""
+    seconds = {}
+    for iterations in (short, long):
+        model = ImplicitALS(spark, **{**params, "iterations": iterations})
+        started = time.perf_counter()
+        model.fit(data.interactions)
+        seconds[iterations] = time.perf_counter() - started
+        print(f"spark ALS {params.get('blocks', 2)} blocks, {iterations} iterations: "
+              f"{seconds[iterations]:.1f}s", flush=True)  # fmt: skip
+    per_iteration = (seconds[long] - seconds[short]) / (long - short)
+    figures = {
+        "blocks": model.blocks,
+        "fit_seconds": {str(n): round(s, 1) for n, s in seconds.items()},
+        "seconds_per_iteration": round(per_iteration, 2),
+        "fixed_seconds": round(seconds[short] - short * per_iteration, 1),
+    }
+    return figures, model
+
+
+def _implicit_als(confidence: sp.csr_matrix, params: dict, *, use_cg: bool, iterations: int):
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    # The matrix already holds 1 + alpha x value, so implicit's alpha stays 1; its
+    # regularisation is a plain lambda, Spark's lambda x the row's count: the cost of an
+    # iteration does not depend on either.
+    model = AlternatingLeastSquares(
+        factors=params["rank"],
+        regularization=params.get("reg", 0.5),
+        alpha=1.0,
+        iterations=iterations,
+        use_cg=use_cg,
+        calculate_training_loss=False,
+        random_state=42,
+    )
+    per_iteration: list[float] = []
+    started = time.perf_counter()
+    model.fit(confidence, show_progress=False, callback=lambda _i, s, _l: per_iteration.append(s))
+    total = time.perf_counter() - started
+    print(f"implicit ALS ({'cg' if use_cg else 'cholesky'}): {per_iteration}", flush=True)
+    return {
+        "iterations": iterations,
+        "fit_seconds": round(total, 1),
+        "iteration_seconds": [round(s, 2) for s in per_iteration],
+        "seconds_per_iteration": round(statistics.median(per_iteration), 2),
+    }
+
+
+def _score_all_from_factors(model: ImplicitALS, block: int = 4096) -> dict:
+    """Top 50 unseen titles for every profile from the ALS factors."""
+    users, items = model.user_factors, model.item_factors.T.copy()
+    seen = model.data.seen
+    started = time.perf_counter()
+    kept = 0
+    for start in range(0, model.data.n_users, block):
+        rows = np.arange(start, min(start + block, model.data.n_users))
+        scores = users[rows] @ items
+        scores[seen[rows].nonzero()] = -np.inf
+        best = top_k_indices(scores, TOP_PER_PROFILE)
+        kept += best.size
+    seconds = time.perf_counter() - started
+    return {
+        "profiles": model.data.n_users,
+        "titles": model.data.n_items,
+        "k": TOP_PER_PROFILE,
+        "seconds": round(seconds, 1),
+        "profiles_per_second": round(model.data.n_users / seconds),
+        "recommendations": kept,
+    }
+
+
+def _serve_sample(serving: ServingRecommender, matrix: Interactions, n: int) -> dict:
+    """The served top 50 (blend and calibration) for ``n`` profiles drawn at random."""
+    rng = np.random.default_rng(42)
+    users = rng.choice(matrix.user_ids, min(n, matrix.n_users), replace=False)
+    started = time.perf_counter()
+    recs = serving.recommend(users, TOP_PER_PROFILE)
+    seconds = time.perf_counter() - started
+    return {
+        "profiles": len(users),
+        "k": TOP_PER_PROFILE,
+        "seconds": round(seconds, 1),
+        "profiles_per_second": round(len(users) / seconds),
+        "rows": len(recs),
+        "all_profiles_projected_seconds": round(matrix.n_users * seconds / len(users)),
+        "users_served": int(recs[USER].nunique()),
+    }
+
+
+def _saver(result: dict, matrix: Interactions):
+    path = RESULTS / f"recs-{matrix.n_users}x{matrix.n_items}-{_STAMP}.json"
+
+    def save() -> Path:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+        return path
+
+    return save
+
+
+if __name__ == "__main__":
+    sys.exit(main())
