@@ -34,13 +34,9 @@ from feature_store.recs.diversity import GenreSpace, beyond_accuracy
 from feature_store.recs.evaluation import ranking_metrics
 from feature_store.recs.models import Popularity, top_k_indices
 from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
+from feature_store.recs.oracle import oracle_recommendations
 from feature_store.recs.pipeline import TrainedEnsemble, train_ensemble
-from feature_store.recs.platform_data import (
-    PlatformData,
-    load_platform_data,
-    oracle_recommendations,
-    sessions_between,
-)
+from feature_store.recs.platform_data import PlatformData, load_platform_data, sessions_between
 from feature_store.recs.ranker import (
     LABEL,
     SESSION,
@@ -316,7 +312,11 @@ def _evaluate(spark, config, data, trained, serving, k):
     lists["ground_truth_ideal"] = oracle_recommendations(
         spark,
         config.lake,
-        data,
+        users,
+        data.items[ITEM].to_numpy(),
+        train,
+        first_day=data.as_of + dt.timedelta(days=1),
+        last_day=data.as_of + dt.timedelta(days=data.label_days),
         pseudonymization_key=config.privacy.pseudonymization_key,
         k=cutoff,
     )

@@ -9,10 +9,8 @@ Ids stay the lake's strings: ``user_id`` is the pseudonymized profile id, ``item
 title id. Frames are pandas (the candidate models are single-node); at member scale that
 is tens of millions of interaction rows, a few GB.
 
-The ceiling: the generator's hidden truth gives each profile's utility for each title
-(taste x genres, latent factors, popularity; no session context and no noise).
-Recommending the highest-utility unseen titles is the best a context-free model could
-learn from the data, reported beside the models as a reference.
+The ceiling, ranking by the generator's hidden truth, is in
+:mod:`feature_store.recs.oracle`.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -28,11 +25,7 @@ from pyspark.sql import functions as F
 from feature_store import lake as lk
 from feature_store.features import transforms as tf
 from feature_store.features.definitions import AS_OF
-from feature_store.generator import load_manifest
-from feature_store.privacy import pseudonymize
-from feature_store.recs.models.base import ITEM, RANK, RATING, SCORE, USER, top_k_indices
-
-_ORACLE_BATCH = 2048
+from feature_store.recs.models.base import ITEM, RATING, USER
 
 
 class RecsDataError(RuntimeError):
@@ -141,67 +134,3 @@ def sessions_between(
         "device",
         "local_hour",
     ).toPandas()
-
-
-def oracle_recommendations(
-    spark: SparkSession,
-    lake_root: str,
-    data: PlatformData,
-    *,
-    pseudonymization_key: str,
-    k: int,
-) -> pd.DataFrame:
-    """The ground truth's own top k unseen titles per profile of ``data.truth``, ranked by
-    the hidden context-free utility (user_id, item_id, score, rank)."""
-    lake = lk.Lake(lake_root)
-    world = load_manifest(spark, lake_root)["world"]
-    profiles = lk.read_table(spark, f"{lake.ground_truth}/profiles").select(
-        pseudonymize(F.col("profile_id"), pseudonymization_key).alias(USER), "taste", "factors"
-    )
-    users = spark.createDataFrame(pd.DataFrame({USER: data.truth[USER].unique()}))
-    taste = profiles.join(users, USER).toPandas()
-    titles = (
-        lk.read_table(spark, f"{lake.ground_truth}/titles")
-        .select(F.col("title_id").alias(ITEM), "genre_vec", "factors", "base_log_pop")
-        .toPandas()
-    )
-    titles = titles[titles[ITEM].isin(data.items[ITEM])].reset_index(drop=True)
-    if taste.empty or titles.empty:
-        return pd.DataFrame(columns=[USER, ITEM, SCORE, RANK])
-    user_taste = np.stack(taste["taste"].to_numpy())
-    user_factors = np.stack(taste["factors"].to_numpy())
-    title_genres = np.stack(titles["genre_vec"].to_numpy())
-    title_factors = np.stack(titles["factors"].to_numpy())
-    popularity = world["popularity_weight"] * titles["base_log_pop"].to_numpy()[np.newaxis, :]
-    item_ids = titles[ITEM].to_numpy()
-    user_ids = taste[USER].to_numpy()
-    seen = data.interactions[
-        data.interactions[USER].isin(user_ids) & data.interactions[ITEM].isin(item_ids)
-    ]
-    seen_rows = pd.Index(user_ids).get_indexer(seen[USER])
-    seen_cols = pd.Index(item_ids).get_indexer(seen[ITEM])
-    frames = []
-    for start in range(0, len(user_ids), _ORACLE_BATCH):
-        stop = min(start + _ORACLE_BATCH, len(user_ids))
-        utility = (
-            world["taste_weight"] * user_taste[start:stop] @ title_genres.T
-            + world["factor_weight"] * user_factors[start:stop] @ title_factors.T
-            + popularity
-        )
-        in_block = (seen_rows >= start) & (seen_rows < stop)
-        utility[seen_rows[in_block] - start, seen_cols[in_block]] = -np.inf
-        best = top_k_indices(utility, k)
-        best_scores = np.take_along_axis(utility, best, axis=1)
-        keep = np.isfinite(best_scores).ravel()
-        n = best.shape[1]
-        frames.append(
-            pd.DataFrame(
-                {
-                    USER: np.repeat(user_ids[start:stop], n)[keep],
-                    ITEM: item_ids[best.ravel()][keep],
-                    SCORE: best_scores.ravel()[keep],
-                    RANK: np.tile(np.arange(1, n + 1), stop - start)[keep],
-                }
-            )
-        )
-    return pd.concat(frames, ignore_index=True)
