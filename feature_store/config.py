@@ -36,6 +36,10 @@ class SparkConfig:
     master: str = "local[2]"
     app_name: str = "marquee"
     driver_memory: str = "4g"
+    # Results collected to the driver at most (Spark's spark.driver.maxResultSize). The
+    # recommender trains on the implicit feedback collected as one frame: at 3M
+    # profiles that is 30M rows, over 1 GB serialized (Spark's default is 1g).
+    max_result_size: str = "4g"
     shuffle_partitions: int = 8
     # Delta reconstructs table state with this many tasks (its default, 50, is built
     # for clusters; on two cores it turns every small read into 50 tiny tasks).

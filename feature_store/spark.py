@@ -93,6 +93,7 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
         SparkSession.builder.master(master or sc.master)
         .appName(sc.app_name)
         .config("spark.driver.memory", sc.driver_memory)
+        .config("spark.driver.maxResultSize", sc.max_result_size)
         .config("spark.sql.session.timeZone", "UTC")
         .config(
             "spark.driver.extraJavaOptions",

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 NORMALISATIONS = ("zscore", "rank", "rrf")
 RRF_OFFSET = 60.0
-BLEND_POOL = 200  # per component, the top items a blend trial ranks (see tune_blend)
 
 
 def normalise(scores: np.ndarray, method: str) -> np.ndarray:
@@ -172,15 +171,6 @@ def tune_blend(
         scores = np.asarray(components[name].score_indices(idx), dtype=np.float64)
         scores[seen] = -np.inf
         raw[name] = scores
-    # Trials rank each user's pool: the union of every component's top BLEND_POOL unseen
-    # items. A blend's top k lies in it unless an item outside every component's top
-    # BLEND_POOL outscores them all; ranking pools instead of the whole catalogue makes a
-    # trial cost users x pool, not users x catalogue (20,000 titles: ~25x less).
-    pool = np.concatenate([top_k_indices(raw[n], BLEND_POOL) for n in names], axis=1)
-    pool.sort(axis=1)
-    repeated = np.zeros(pool.shape, dtype=bool)
-    repeated[:, 1:] = pool[:, 1:] == pool[:, :-1]
-    usable = np.isfinite(np.take_along_axis(raw[names[0]], pool, axis=1)) & ~repeated
     trials = []
     grid = simplex_grid(len(names), step)
     for method in normalisations:
@@ -188,11 +178,11 @@ def tune_blend(
         for name in names:
             part = normalise(raw[name], method)
             part[seen] = 0.0
-            parts[name] = np.take_along_axis(part, pool, axis=1)
+            parts[name] = part
         for weights in grid:
             total = sum(w * parts[n] for n, w in zip(names, weights, strict=True) if w > 0)
-            total = np.where(usable, total, -np.inf)
-            best = np.take_along_axis(pool, top_k_indices(total, k), axis=1)
+            total = np.where(np.isfinite(raw[names[0]]), total, -np.inf)
+            best = top_k_indices(total, k)
             # validation users the components do not know count 0, as in ranking_metrics
             score = ndcg_from_indices(best, relevant, n_relevant, k) * len(users) / n_truth
             trials.append(

@@ -53,8 +53,11 @@ EASE_GRID = (
     {"lambda_": 600.0, "user_weight": 0.25},
 )
 COMPONENTS = ("popularity", "trending", "content", "als", "ease")
-# Validation users the blend is tuned on at most (every trial holds their scores).
+# Validation users the blend is tuned on at most (every trial holds their scores), and
+# at most this many users x catalogue cells: a trial ranks every title for every user,
+# so a 20,000-title catalogue is tuned on ~1,250 users rather than 5,000.
 MAX_BLEND_USERS = 5_000
+MAX_BLEND_CELLS = 25_000_000
 # Validation users EASE's settings and the components are judged on at most: a sample
 # this size ranks the settings as all of them do, and at 3M profiles scoring every
 # validation user once per setting would cost more than the fits.
@@ -140,7 +143,7 @@ def train_ensemble(
     }
     val_blend, trials = tune_blend(
         {name: val_models[name] for name in names},
-        _sample_users(validation, MAX_BLEND_USERS),
+        _sample_users(validation, _blend_users(val_models[names[0]].data.n_items)),
         k=k,
         step=blend_step,
         normalisations=normalisations,
@@ -176,6 +179,10 @@ def train_ensemble(
             "seconds": validation_seconds,
         },
     )
+
+
+def _blend_users(n_items: int) -> int:
+    return max(1, min(MAX_BLEND_USERS, MAX_BLEND_CELLS // max(n_items, 1)))
 
 
 def _sample_users(rows: pd.DataFrame, n: int) -> pd.DataFrame:
