@@ -27,6 +27,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import os
 import statistics
 import sys
 import time
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         "spark": spark.version,
         "implicit": _implicit_version(),
         "driver_memory": config.spark.driver_memory,
+        # native BLAS threads per call, inherited by Spark's JVM (unset: one per core)
+        "openblas_num_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
         "lake": lake_root,
         "as_of": str(as_of),
     }
