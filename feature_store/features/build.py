@@ -115,8 +115,7 @@ def build_features(
     view_lookback = max((t.lookback_days for t in ordered if t.name in VIEW_TABLES), default=0)
     view_rows = None
     if view_lookback:
-        first = as_of - dt.timedelta(days=view_lookback - 1)
-        days = [first + dt.timedelta(days=d) for d in range(view_lookback)]
+        days = tf.window_days(as_of, view_lookback)
         refreshed = refresh_views(spark, lake, bronze["viewing"], days, as_of=as_of)
         if refreshed.version is not None:
             versions[VIEWS_LINEAGE] = refreshed.version

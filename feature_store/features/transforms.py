@@ -55,9 +55,13 @@ def views(viewing: DataFrame, *, as_of: dt.date, lookback_days: int) -> DataFram
     local_hour (at the start), start_ts, last_ts, watch_seconds, completed,
     event_date (of the start) and days_ago; clustered by profile (see `with_days_ago`).
     """
-    first = as_of - dt.timedelta(days=lookback_days - 1)
-    days = [first + dt.timedelta(days=d) for d in range(lookback_days)]
+    days = window_days(as_of, lookback_days)
     return with_days_ago(views_started_on(viewing, days=days, until=as_of), as_of=as_of)
+
+
+def window_days(as_of: dt.date, days: int) -> list[dt.date]:
+    """The dates of the window of ``days`` days ending on ``as_of``, oldest first."""
+    return [as_of - dt.timedelta(days=d) for d in range(days - 1, -1, -1)]
 
 
 def views_started_on(viewing: DataFrame, *, days, until: dt.date | None = None) -> DataFrame:

@@ -65,16 +65,14 @@ def refresh_views(
     if not days or max(days) > as_of:
         raise ValueError(f"refresh_views needs days up to the as-of date {as_of}, got {days}")
     stored_days = sorted(d for d in days if d < as_of)
-    as_of_day = tf.views_started_on(viewing, days=[as_of], until=as_of).withColumn(
-        VIEW_DATE, F.to_date("start_ts")
-    )
+    as_of_day = _dated(tf.views_started_on(viewing, days=[as_of], until=as_of))
     if not stored_days:
         return ViewsRefresh(as_of_day, None, (), ())
     prints = fingerprints(viewing, stored_days)
     stored = _stored_fingerprints(spark, lake, stored_days)
     stale = tuple(d for d in stored_days if stored.get(d) != prints[d])
     if stale:
-        rows = tf.views_started_on(viewing, days=stale).withColumn(VIEW_DATE, F.to_date("start_ts"))
+        rows = _dated(tf.views_started_on(viewing, days=stale))
         lk.replace_slice(
             rows,
             lake.silver("views"),
@@ -91,6 +89,10 @@ def refresh_views(
     reused = tuple(d for d in stored_days if d not in stale)
     log.info("views: %d days recomputed, %d reused (version %d)", len(stale), len(reused), version)
     return ViewsRefresh(views, version, stale, reused)
+
+
+def _dated(views: DataFrame) -> DataFrame:
+    return views.withColumn(VIEW_DATE, F.to_date("start_ts"))
 
 
 def fingerprints(viewing: DataFrame, days: list[dt.date]) -> dict[dt.date, str]:

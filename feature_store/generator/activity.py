@@ -25,6 +25,8 @@ from feature_store.generator.world import LATENT_DIM, POPULARITY_SLOTS, WorldPar
 from feature_store.sources import DEVICES, GENRES, REGIONS
 
 CANDIDATES = 3
+# Local hours at which the hour groups 1, 2 and 3 start (night, morning, midday, evening)
+HOUR_GROUP_STARTS = (6, 11, 17)
 _PAGE_ROWS = ("trending", "top_picks", "because_you_watched")
 _TITLE_COLUMNS = (
     "title_id",
@@ -106,13 +108,16 @@ def sessions(
         ),
         device.alias("device_idx"),
         local_hour.alias("local_hour"),
-        F.when(local_hour < 6, 0)
-        .when(local_hour < 11, 1)
-        .when(local_hour < 17, 2)
-        .otherwise(3)
-        .alias("hour_group"),
+        _hour_group(local_hour).alias("hour_group"),
         start_seconds.alias("start_seconds"),
     ).drop("_mean", "_max_factor")
+
+
+def _hour_group(local_hour):
+    group = F.lit(len(HOUR_GROUP_STARTS))
+    for index, start in reversed(list(enumerate(HOUR_GROUP_STARTS))):
+        group = F.when(local_hour < start, index).otherwise(group)
+    return group
 
 
 def choices(

@@ -29,10 +29,10 @@ from pyspark.sql import functions as F
 
 from feature_store import lake as lk
 from feature_store.generator import load_manifest
-from feature_store.generator.activity import CANDIDATES
+from feature_store.generator.activity import CANDIDATES, HOUR_GROUP_STARTS
 from feature_store.generator.world import REGION_CODES, daily_popularity
 from feature_store.privacy import pseudonymize
-from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, top_k_indices
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, top_k_rows
 from feature_store.sources import GENRES
 
 POPULARITY_DRAWS = CANDIDATES - 1  # the third candidate comes from a favourite genre
@@ -96,7 +96,7 @@ def oracle_recommendations(
     frames = []
     for lo in range(0, len(profiles), _BATCH):
         block = profiles.iloc[lo : lo + _BATCH]
-        hour_group = np.digitize(block["peak_hour"].to_numpy(), [6, 11, 17])
+        hour_group = np.digitize(block["peak_hour"].to_numpy(), HOUR_GROUP_STARTS)
         utility = (
             world["taste_weight"] * np.stack(block["taste"].to_numpy()) @ genre_vec.T
             + world["factor_weight"] * np.stack(block["factors"].to_numpy()) @ title_factors.T
@@ -109,20 +109,7 @@ def oracle_recommendations(
             score = np.log(chance) + utility
         in_block = (seen_rows >= lo) & (seen_rows < lo + len(block))
         score[seen_rows[in_block] - lo, seen_cols[in_block]] = -np.inf
-        best = top_k_indices(score, k)
-        best_scores = np.take_along_axis(score, best, axis=1)
-        found = np.isfinite(best_scores).ravel()
-        n = best.shape[1]
-        frames.append(
-            pd.DataFrame(
-                {
-                    USER: np.repeat(user_ids[lo : lo + len(block)], n)[found],
-                    ITEM: item_ids[best.ravel()][found],
-                    SCORE: best_scores.ravel()[found],
-                    RANK: np.tile(np.arange(1, n + 1), len(block))[found],
-                }
-            )
-        )
+        frames.append(top_k_rows(score, user_ids[lo : lo + len(block)], item_ids, k))
     return pd.concat(frames, ignore_index=True)
 
 

@@ -86,6 +86,25 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
+def top_k_rows(
+    scores: np.ndarray, user_ids: np.ndarray, item_ids: np.ndarray, k: int
+) -> pd.DataFrame:
+    """(user_id, item_id, score, rank) of each row's k best finite scores; row i of
+    ``scores`` belongs to ``user_ids[i]``, column j to ``item_ids[j]``."""
+    best = top_k_indices(scores, k)
+    best_scores = np.take_along_axis(scores, best, axis=1)
+    keep = np.isfinite(best_scores).ravel()
+    n = best.shape[1]
+    return pd.DataFrame(
+        {
+            USER: np.repeat(user_ids, n)[keep],
+            ITEM: item_ids[best.ravel()][keep],
+            SCORE: best_scores.ravel()[keep],
+            RANK: np.tile(np.arange(1, n + 1), len(user_ids))[keep],
+        }
+    )
+
+
 class Recommender:
     """Base class: subclasses implement :meth:`fit` (setting ``self.data``) and
     :meth:`score_indices`."""
@@ -127,19 +146,8 @@ class Recommender:
             scores = np.asarray(self.score_indices(block), dtype=np.float64)
             if exclude_seen:
                 scores[self.data.seen[block].nonzero()] = -np.inf
-            best = top_k_indices(scores, k)
-            best_scores = np.take_along_axis(scores, best, axis=1)
-            keep = np.isfinite(best_scores)
-            n = best.shape[1]
             frames.append(
-                pd.DataFrame(
-                    {
-                        USER: np.repeat(ids[start : start + len(block)], n)[keep.ravel()],
-                        ITEM: self.data.item_ids[best.ravel()][keep.ravel()],
-                        SCORE: best_scores.ravel()[keep.ravel()],
-                        RANK: np.tile(np.arange(1, n + 1), len(block))[keep.ravel()],
-                    }
-                )
+                top_k_rows(scores, ids[start : start + len(block)], self.data.item_ids, k)
             )
         if not frames:
             return pd.DataFrame(
