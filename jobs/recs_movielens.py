@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from feature_store import runtime
-from feature_store.recs.evaluation import DEFAULT_K
+from feature_store.recs.evaluation import DEFAULT_K, MOVIELENS_VALIDATION_FOLDS
 from feature_store.recs.movielens import FORMATS, MovieLensFormatError
 
 
@@ -20,6 +20,12 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     runtime.add_common_args(parser)
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
+    parser.add_argument(
+        "--validation-folds",
+        type=_positive,
+        default=MOVIELENS_VALIDATION_FOLDS,
+        help="validation splits the ensemble's settings are chosen on (mean over them)",
+    )
     return parser
 
 
@@ -46,7 +52,9 @@ def benchmark_main(argv: list[str] | None = None) -> int:
         config = runtime.load(args)
         spark = runtime.session(config, args)
         try:
-            result = benchmark_movielens(spark, args.path, args.fmt, k=args.k)
+            result = benchmark_movielens(
+                spark, args.path, args.fmt, k=args.k, validation_folds=args.validation_folds
+            )
         except MovieLensFormatError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return runtime.EXIT_USAGE
@@ -87,7 +95,14 @@ def recommend_main(argv: list[str] | None = None) -> int:
             )
         config = runtime.load(args)
         spark = runtime.session(config, args)
-        trained = train_ensemble(spark, data.ratings, data.items, tags=data.tags, k=args.k)
+        trained = train_ensemble(
+            spark,
+            data.ratings,
+            data.items,
+            tags=data.tags,
+            k=args.k,
+            validation_folds=args.validation_folds,
+        )
         users = data.ratings[USER].unique()
         recs = trained.ensemble.recommend(users, args.k)
         args.out.parent.mkdir(parents=True, exist_ok=True)

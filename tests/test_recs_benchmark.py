@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from feature_store.recs.benchmark import benchmark_movielens, format_table
+from feature_store.recs.movielens import load_movielens
+from feature_store.recs.pipeline import train_ensemble
 
 
 def synthetic_movielens(folder: Path, seed: int = 5) -> Path:
@@ -70,3 +72,45 @@ def test_benchmark_reports_every_model_and_prints(spark, tmp_path):
     ]
     assert [line.split()[0] for line in lines[3:8]] == list(result["models"])
     assert f"{ndcg['ease']:.4f}" in lines[6]
+
+
+def test_choices_are_made_on_the_mean_over_validation_folds(spark, tmp_path):
+    data = load_movielens(synthetic_movielens(tmp_path / "ml-latest-small"), "ml-latest-small")
+    options = {
+        "ease_grid": ({"lambda_": 5.0}, {"lambda_": 20.0}),
+        "als_params": {"rank": 4, "iterations": 3, "reg": 0.1},
+        "blend_step": 0.5,
+        "normalisations": ("zscore", "rank"),
+    }
+    one = train_ensemble(spark, data.ratings, data.items, **options).validation
+    two = train_ensemble(spark, data.ratings, data.items, validation_folds=2, **options)
+    two = two.validation
+    assert (one["folds"], two["folds"]) == (1, 2)
+    # fold 0 is the seed-42 split of a single fold: same EASE trials, and with the same
+    # EASE chosen, the same blend trials
+    by_trial = {
+        (t["normalisation"], str(t["weights"])): t["ndcg"] for t in one["blend"]["top_trials"]
+    }
+    for trial in two["blend"]["top_trials"]:
+        assert len(trial["fold_ndcg"]) == 2
+        assert trial["ndcg"] == pytest.approx(np.mean(trial["fold_ndcg"]))
+        key = (trial["normalisation"], str(trial["weights"]))
+        if key in by_trial and _chosen_lambda(one) == _chosen_lambda(two):
+            assert trial["fold_ndcg"][0] == pytest.approx(by_trial[key])
+    # the choice is the best mean, not the best of the first fold
+    best = two["blend"]["top_trials"][0]
+    assert (two["blend"]["weights"], two["blend"]["normalisation"]) == (
+        best["weights"],
+        best["normalisation"],
+    )
+    assert best["ndcg"] == max(t["ndcg"] for t in two["blend"]["top_trials"])
+    assert two["ease"][0]["ndcg"] != pytest.approx(one["ease"][0]["ndcg"])
+
+
+def _chosen_lambda(validation: dict) -> float:
+    return max(validation["ease"], key=lambda trial: trial["ndcg"])["lambda"]
+
+
+def test_validation_folds_must_be_positive(spark):
+    with pytest.raises(ValueError, match="validation_folds must be at least 1, not 0"):
+        train_ensemble(spark, None, None, validation_folds=0)

@@ -26,6 +26,7 @@ from feature_store.recs.ensemble import NORMALISATIONS
 from feature_store.recs.evaluation import (
     BENCHMARK_SPLIT,
     DEFAULT_K,
+    MOVIELENS_VALIDATION_FOLDS,
     ranking_metrics,
     stratified_split,
 )
@@ -49,6 +50,7 @@ def benchmark_movielens(
     als_params: dict | None = None,
     blend_step: float = 0.1,
     normalisations: Sequence[str] = NORMALISATIONS,
+    validation_folds: int = MOVIELENS_VALIDATION_FOLDS,
 ) -> dict[str, Any]:
     """Run the benchmark on the MovieLens folder ``path`` in format ``fmt``; per-model
     metrics at ``k``, seconds to fit and to recommend, and the choices made on validation."""
@@ -66,6 +68,7 @@ def benchmark_movielens(
         als_params=als_params,
         blend_step=blend_step,
         normalisations=normalisations,
+        validation_folds=validation_folds,
     )
     test_users = test[USER].unique()
     models: dict[str, dict[str, Any]] = {}
@@ -89,7 +92,10 @@ def benchmark_movielens(
             "relevancy": "top_k (every test rating is relevant)",
             "exclude_seen": True,
             "map": "map_at_k: divided by min(relevant, k); 'map' divides by relevant",
-            "validation": "the same split applied to train; choices made there only",
+            "validation": (
+                f"the same split applied to train with seeds 42..{41 + validation_folds}; "
+                "choices made there only, on the mean over those folds"
+            ),
         },
         "counts": _counts(data, train, test, validation_rows),
         "models": models,

@@ -1,9 +1,11 @@
 """Train the whole recommender on one set of rating rows.
 
 1. Carve a validation set out of the rows with the benchmark's split (per-item stratified
-   75/25, seed 42) and fit every component on the rest.
-2. Choose there: EASE's penalty and user weighting (a small grid), then the ensemble's
-   normalisation and weights (:func:`~feature_store.recs.ensemble.tune_blend`).
+   75/25, seed 42; optionally more folds with seeds 43, 44, ...) and fit every component
+   on the rest.
+2. Choose there, on the mean over the folds: EASE's penalty and user weighting (a small
+   grid), then the ensemble's normalisation and weights
+   (:func:`~feature_store.recs.ensemble.tune_blend`).
 3. Refit every component on all the rows with the chosen settings and blend them.
 
 The MovieLens benchmark calls this on its training split; ``marquee recs recommend``
@@ -90,17 +92,23 @@ def train_ensemble(
     normalisations: Sequence[str] = NORMALISATIONS,
     user_groups: pd.DataFrame | None = None,
     catalogue: Iterable | None = None,
+    validation_folds: int = 1,
 ) -> TrainedEnsemble:
-    """Choose settings on a validation split of ``ratings``, then fit on all of them.
+    """Choose settings on validation splits of ``ratings``, then fit on all of them.
 
     ``items`` (item_id, title, genres) feeds the content model; without it (``None``)
     the ensemble is built from the other components. ``user_groups`` (user_id, region,
     segment) replaces plain popularity by trending per region and segment. ``catalogue``
     makes every component score those items too (titles nobody watched yet).
+
+    ``validation_folds`` > 1 repeats the validation split with the next seeds (43, 44, ...)
+    and makes every choice on the mean over the folds: on a small data set the best blend
+    of one split often wins by less than that split's own noise.
     """
     if not ease_grid:
         raise ValueError("ease_grid needs at least one setting")
-    fit_rows, validation = stratified_split(ratings, **BENCHMARK_SPLIT)
+    if validation_folds < 1:
+        raise ValueError(f"validation_folds must be at least 1, not {validation_folds}")
     als_params = {**ALS_DEFAULTS, **(als_params or {})}
     factories: dict[str, Callable[[], Recommender]] = {
         "als": lambda: ImplicitALS(spark, **als_params),
@@ -118,67 +126,106 @@ def train_ensemble(
             for name, make in factories.items()
         }
 
-    started = time.perf_counter()
-    val_models = {name: make().fit(fit_rows) for name, make in factories.items()}
-    validation = _sample_users(validation, MAX_VALIDATION_USERS)
-    val_users = validation[USER].unique()
-    ease_trials = []
-    best_ease, best_ndcg = None, -1.0
-    for settings in ease_grid:
+    def make_ease(settings: dict) -> Recommender:
         model = EASE(**settings)
-        model = (model if catalogue is None else model.with_catalogue(catalogue)).fit(fit_rows)
-        ndcg = ranking_metrics(validation, model.recommend(val_users, k), k=k)[f"ndcg@{k}"]
-        ease_trials.append({**model.params(), "ndcg": ndcg})
-        log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
-        if ndcg > best_ndcg:
-            best_ease, best_ndcg = model, ndcg
-        del model  # free a losing items x items matrix before the next fit
-    val_models["ease"] = best_ease
-    names = [n for n in COMPONENTS if n in val_models]
-    component_ndcg = {
-        name: ranking_metrics(validation, val_models[name].recommend(val_users, k), k=k)[
-            f"ndcg@{k}"
-        ]
-        for name in names
-    }
-    val_blend, trials = tune_blend(
-        {name: val_models[name] for name in names},
-        _sample_users(validation, _blend_users(val_models[names[0]].data.n_items)),
-        k=k,
-        step=blend_step,
-        normalisations=normalisations,
-    )
-    del val_models
-    validation_seconds = time.perf_counter() - started
-
-    def refit_ease() -> Recommender:
-        model = EASE(lambda_=best_ease.lambda_, user_weight=best_ease.user_weight)
         return model if catalogue is None else model.with_catalogue(catalogue)
 
-    factories["ease"] = refit_ease
+    started = time.perf_counter()
+    folds = [
+        _validation_fold(ratings, BENCHMARK_SPLIT["seed"] + fold)
+        for fold in range(validation_folds)
+    ]
+    # EASE's setting first, on the mean over the folds: the blend is tuned with it
+    ease_trials = [{**EASE(**settings).params(), "ndcg": 0.0} for settings in ease_grid]
+    kept_ease = None  # one fold: its best model is the chosen one, no need to fit it again
+    for fit_rows, validation in folds:
+        best_ndcg = -1.0
+        for trial, settings in zip(ease_trials, ease_grid, strict=True):
+            model = make_ease(settings).fit(fit_rows)
+            ndcg = _validation_ndcg(model, validation, k)
+            log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
+            trial["ndcg"] += ndcg / validation_folds
+            if validation_folds == 1 and ndcg > best_ndcg:
+                kept_ease, best_ndcg = model, ndcg
+            del model  # free a losing items x items matrix before the next fit
+    chosen_ease = ease_grid[int(np.argmax([trial["ndcg"] for trial in ease_trials]))]
+
+    component_ndcg: dict[str, float] = {}
+    blend_ndcg: dict[tuple, list[float]] = {}  # (normalisation, weights) -> nDCG per fold
+    for fit_rows, validation in folds:
+        models = {name: make().fit(fit_rows) for name, make in factories.items()}
+        models["ease"] = (
+            kept_ease if kept_ease is not None else make_ease(chosen_ease).fit(fit_rows)
+        )
+        kept_ease = None
+        names = [n for n in COMPONENTS if n in models]
+        for name in names:
+            ndcg = _validation_ndcg(models[name], validation, k)
+            component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / validation_folds
+        _, trials = tune_blend(
+            {name: models[name] for name in names},
+            _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
+            k=k,
+            step=blend_step,
+            normalisations=normalisations,
+        )
+        for trial in trials:
+            key = (trial["normalisation"], tuple(trial["weights"].items()))
+            blend_ndcg.setdefault(key, []).append(trial["ndcg"])
+        del models
+    blend_trials = sorted(
+        (
+            {
+                "normalisation": method,
+                "weights": dict(weights),
+                "ndcg": float(np.mean(scores)),
+                "fold_ndcg": scores,
+            }
+            for (method, weights), scores in blend_ndcg.items()
+        ),
+        key=lambda trial: -trial["ndcg"],
+    )
+    best_blend = blend_trials[0]
+    log.info("blend: best mean validation nDCG@%d %.4f with %s", k, best_blend["ndcg"], best_blend)
+    validation_seconds = time.perf_counter() - started
+
+    factories["ease"] = lambda: make_ease(chosen_ease)
     fitted: dict[str, Recommender] = {}
     fit_seconds: dict[str, float] = {}
     for name in names:
         started = time.perf_counter()
         fitted[name] = factories[name]().fit(ratings)
         fit_seconds[name] = time.perf_counter() - started
-    ensemble = Blend(fitted, val_blend.weights, normalisation=val_blend.normalisation)
+    ensemble = Blend(fitted, best_blend["weights"], normalisation=best_blend["normalisation"])
     return TrainedEnsemble(
         ensemble=ensemble,
         fit_seconds=fit_seconds,
         validation={
-            "rows": len(validation),
+            "folds": validation_folds,
+            "rows": len(folds[0][1]),
             "ease": ease_trials,
             "component_ndcg": component_ndcg,
             "blend": {
-                "normalisation": val_blend.normalisation,
-                "weights": val_blend.weights,
-                "ndcg": trials[0]["ndcg"],
-                "top_trials": trials[:5],
+                "normalisation": best_blend["normalisation"],
+                "weights": best_blend["weights"],
+                "ndcg": best_blend["ndcg"],
+                "top_trials": blend_trials[:5],
             },
             "seconds": validation_seconds,
         },
     )
+
+
+def _validation_fold(ratings: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The benchmark's split of ``ratings`` with ``seed``: rows to fit on, and the
+    validation rows of at most :data:`MAX_VALIDATION_USERS` users."""
+    fit_rows, validation = stratified_split(ratings, **{**BENCHMARK_SPLIT, "seed": seed})
+    return fit_rows, _sample_users(validation, MAX_VALIDATION_USERS)
+
+
+def _validation_ndcg(model: Recommender, validation: pd.DataFrame, k: int) -> float:
+    recs = model.recommend(validation[USER].unique(), k)
+    return ranking_metrics(validation, recs, k=k)[f"ndcg@{k}"]
 
 
 def _blend_users(n_items: int) -> int:
