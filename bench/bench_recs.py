@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from pyspark.sql import functions as F
 from run_bench import machine
@@ -44,7 +45,7 @@ from feature_store import runtime
 from feature_store.features.definitions import AS_OF
 from feature_store.recs.diversity import GenreSpace
 from feature_store.recs.models import ImplicitALS
-from feature_store.recs.models.base import USER, Interactions, top_k_indices
+from feature_store.recs.models.base import USER, Interactions, in_threads, top_k_indices
 from feature_store.recs.pipeline import train_ensemble
 from feature_store.recs.platform import PLATFORM_ALS, TOP_PER_PROFILE, profile_groups
 from feature_store.recs.platform_data import load_platform_data
@@ -251,21 +252,24 @@ def _implicit_als(confidence: sp.csr_matrix, params: dict, *, use_cg: bool, iter
 
 
 def _score_from_factors(model: ImplicitALS, sample: int, block: int = 4096) -> dict:
-    """Top 50 unseen titles per profile from the ALS factors: for every profile, or for
-    ``sample`` profiles drawn at random (the rate is the same; the total is projected)."""
+    """Top 50 unseen titles per profile from the ALS factors (blocks on one thread per
+    core): for every profile, or for ``sample`` profiles drawn at random (the rate is the
+    same; the total is projected)."""
     n_users = model.data.n_users
     users = np.arange(n_users)
     if 0 < sample < n_users:
         users = np.sort(np.random.default_rng(42).choice(n_users, sample, replace=False))
     factors, items = model.user_factors, model.item_factors.T.copy()
     seen = model.data.seen
-    started = time.perf_counter()
-    kept = 0
-    for start in range(0, len(users), block):
-        rows = users[start : start + block]
+
+    def top_50(part: slice) -> int:
+        rows = users[part]
         scores = factors[rows] @ items
         scores[seen[rows].nonzero()] = -np.inf
-        kept += top_k_indices(scores, TOP_PER_PROFILE).size
+        return top_k_indices(scores, TOP_PER_PROFILE).size
+
+    started = time.perf_counter()
+    kept = sum(in_threads(top_50, len(users), block))
     seconds = time.perf_counter() - started
     return {
         "profiles": len(users),
@@ -279,11 +283,12 @@ def _score_from_factors(model: ImplicitALS, sample: int, block: int = 4096) -> d
 
 
 def _serve_sample(serving: ServingRecommender, matrix: Interactions, n: int) -> dict:
-    """The served top 50 (blend and calibration) for ``n`` profiles drawn at random."""
+    """The served top 50 (blend and calibration) for ``n`` profiles drawn at random, in
+    blocks on one thread per core as batch scoring runs it."""
     rng = np.random.default_rng(42)
     users = rng.choice(matrix.user_ids, min(n, matrix.n_users), replace=False)
     started = time.perf_counter()
-    recs = serving.recommend(users, TOP_PER_PROFILE)
+    recs = pd.concat(serving.recommend_blocks(users, TOP_PER_PROFILE), ignore_index=True)
     seconds = time.perf_counter() - started
     return {
         "profiles": len(users),

@@ -181,6 +181,14 @@ def write_text(spark: SparkSession, path: str, text: str) -> None:
         stream.close()
 
 
+def delete_path(spark: SparkSession, path: str) -> None:
+    """Remove a file or folder (recursively) through Hadoop's FileSystem; absent is fine."""
+    jvm = spark.sparkContext._jvm  # noqa: SLF001
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    hpath.getFileSystem(conf).delete(hpath, True)
+
+
 def read_text(spark: SparkSession, path: str) -> str:
     return "\n".join(row.value for row in spark.read.text(path, wholetext=True).collect())
 

@@ -105,3 +105,60 @@ def test_beyond_accuracy_metrics_by_hand():
     assert m["miscalibration"] == pytest.approx((kl(p10, q10) + kl(p11, q11)) / 2)
     mixed = pd.DataFrame({"user_id": [10, 10], "item_id": [1, 4], "rank": [1, 2]})
     assert beyond_accuracy(mixed, train, space)["intra_list_diversity"] == pytest.approx(1.0)
+
+
+def _greedy_by_the_definition(cands, history, space, k, weight):
+    """Steck's greedy selection written out per user, the whole KL at every step."""
+    p_all = space.user_profiles(history)
+    lists = {}
+    for user, rows in cands.groupby("user_id"):
+        scores = dict(zip(rows["item_id"], rows["score"], strict=True))
+        low, high = min(scores.values()), max(scores.values())
+        relevance = {i: (s - low) / (high - low if high > low else 1.0) for i, s in scores.items()}
+        p = p_all.loc[user].to_numpy()
+        chosen = []
+        while len(chosen) < min(k, len(scores)):
+            rest = [i for i in scores if i not in chosen]
+            chosen.append(
+                max(rest, key=lambda item: _objective([*chosen, item], relevance, p, space, weight))
+            )
+        lists[user] = chosen
+    return lists
+
+
+def _objective(picked, relevance, p, space, weight, smoothing=0.01):
+    q = space.distributions(np.array(picked)).mean(axis=0)
+    q = (1 - smoothing) * q + smoothing * p
+    kl = sum(pg * math.log(pg / qg) for pg, qg in zip(p, q, strict=True) if pg > 0)
+    return (1 - weight) * sum(relevance[i] for i in picked) - weight * kl
+
+
+@pytest.mark.parametrize("weight", [0.2, 0.6, 0.95])
+def test_the_batched_greedy_picks_what_the_definition_picks(weight):
+    rng = np.random.default_rng(7)
+    genres = ["Action", "Comedy", "Drama", "Horror", "Kids", "Sci-Fi"]
+    items = pd.DataFrame(
+        {
+            "item_id": np.arange(60),
+            "genres": [
+                list(rng.choice(genres, rng.integers(1, 4), replace=False)) for _ in range(60)
+            ],
+        }
+    )
+    space = GenreSpace(items)
+    history = pd.DataFrame(
+        {"user_id": np.repeat(np.arange(8), 6), "item_id": rng.integers(0, 60, 48)}
+    )
+    cands = pd.concat(
+        [
+            candidates(
+                user, dict(zip(rng.choice(60, 25, replace=False), rng.random(25), strict=True))
+            )
+            for user in range(8)
+        ],
+        ignore_index=True,
+    )
+    out = calibrated_rerank(cands, history, space, k=10, weight=weight)
+    expected = _greedy_by_the_definition(cands, history, space, 10, weight)
+    for user, chosen in expected.items():
+        assert out[out["user_id"] == user].sort_values("rank")["item_id"].tolist() == chosen

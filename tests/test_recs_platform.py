@@ -11,6 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 from conftest import TEST_KEY, make_config
+from pandas.testing import assert_frame_equal
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
@@ -142,6 +143,27 @@ def test_batch_scoring_writes_top_titles_and_similar_titles(spark, trained):
         (F.col("as_of_date") == AS_OF) & (F.col("confidence") > 0)
     )
     assert top.join(interactions, ["profile_id", "title_id"]).count() == 0
+    # the lists written are the served lists: threads and staging change nothing
+    written = top.select("profile_id", "title_id", "rank").toPandas()
+    known = run.serving.ensemble.data.user_index(written["profile_id"].unique())[0]
+    served = pd.concat(run.serving.recommend_blocks(known, 5, block=7, workers=2))
+    assert_frame_equal(
+        served.rename(columns={"user_id": "profile_id", "item_id": "title_id"})[
+            ["profile_id", "title_id", "rank"]
+        ]
+        .sort_values(["profile_id", "rank"])
+        .reset_index(drop=True),
+        written[written["profile_id"].isin(known)]
+        .sort_values(["profile_id", "rank"])
+        .reset_index(drop=True),
+        check_dtype=False,
+    )
+    in_one_go = run.serving.recommend(known, 5)
+    assert_frame_equal(
+        served.sort_values(["user_id", "rank"]).reset_index(drop=True),
+        in_one_go.sort_values(["user_id", "rank"]).reset_index(drop=True),
+    )
+    assert not lk.list_files(spark, lake.recs("_staging"))
     assert score_profiles(spark, config, run, k=5) == rows  # a re-run replaces the date
     assert lk.read_table(spark, lake.recs("top_titles")).count() == rows
 

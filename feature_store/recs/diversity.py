@@ -55,6 +55,15 @@ class GenreSpace:
         self.matrix = sp.csr_matrix(
             (vals, (rows, cols)), shape=(len(self.item_ids), max(len(self.genres), 1))
         )
+        # the same rows padded to each title's genre count, plus a last all-zero row that
+        # index -1 (a title without metadata) lands on: titles x most genres of a title
+        width = max(int(np.diff(self.matrix.indptr).max(initial=0)), 1)
+        self.padded_genres = np.zeros((len(self.item_ids) + 1, width), dtype=np.int64)
+        self.padded_shares = np.zeros((len(self.item_ids) + 1, width))
+        for i in range(len(self.item_ids)):
+            lo, hi = self.matrix.indptr[i], self.matrix.indptr[i + 1]
+            self.padded_genres[i, : hi - lo] = self.matrix.indices[lo:hi]
+            self.padded_shares[i, : hi - lo] = self.matrix.data[lo:hi]
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Indices of ``item_ids`` in the matrix; -1 for titles without metadata."""
@@ -133,20 +142,28 @@ def _rerank_block(block, profiles, space, k, weight, smoothing) -> pd.DataFrame:
     span = np.where(high > low, high - low, 1.0)
     relevance = np.where(valid, (scores - low) / span, 0.0)
 
-    genres = space.distributions(items.ravel()).reshape(n_users, width, -1)
     p = profiles.reindex(users).to_numpy()
     no_history = np.isnan(p).any(axis=1)
     p = np.nan_to_num(p)
+    # each candidate's genres (index, share), padded: users x candidates x most genres
+    rows = space.rows_of(items.ravel()).reshape(n_users, width)
+    genre, share = space.padded_genres[rows], space.padded_shares[rows]
+    p_at = p[np.arange(n_users)[:, None, None], genre]  # p(g|u) at each candidate genre
+    in_profile = p_at > 0
     take = min(k, width)
     chosen = np.zeros((n_users, take), dtype=np.int64)
     keep = np.zeros((n_users, take), dtype=bool)  # False once a user runs out of candidates
     available = valid.copy()
     list_genres = np.zeros_like(p)  # sum of p(g|i) over the titles chosen so far
-    list_relevance = np.zeros(n_users)
     for step in range(take):
-        q = (list_genres[:, None, :] + genres) / (step + 1)
-        divergence = _kl(p[:, None, :], q, smoothing)
-        objective = (1 - weight) * (list_relevance[:, None] + relevance) - weight * divergence
+        # Adding title i makes q~ = base + c p(.|i), base the smoothed list without it.
+        # KL(p || q~) = const(u) - sum_g p_g log base_g - gain_i, where gain_i (below)
+        # touches only i's genres: the argmax needs gain_i alone, not a sum over genres.
+        base = (1 - smoothing) * list_genres / (step + 1) + smoothing * p  # > 0 where p > 0
+        c = (1 - smoothing) / (step + 1)
+        base_at = np.where(in_profile, base[np.arange(n_users)[:, None, None], genre], 1.0)
+        gain = (p_at * np.log1p(c * share / base_at)).sum(axis=2)
+        objective = (1 - weight) * relevance + weight * gain
         # no history: nothing to calibrate against, keep the model's order
         objective = np.where(no_history[:, None], relevance, objective)
         objective = np.where(available, objective, -np.inf)
@@ -155,8 +172,7 @@ def _rerank_block(block, profiles, space, k, weight, smoothing) -> pd.DataFrame:
         chosen[:, step] = best
         keep[:, step] = np.isfinite(objective[picked, best])
         available[picked, best] = False
-        list_genres += genres[picked, best]
-        list_relevance += relevance[picked, best]
+        np.add.at(list_genres, (picked[:, None], genre[picked, best]), share[picked, best])
     return pd.DataFrame(
         {
             USER: np.repeat(users, take)[keep.ravel()],

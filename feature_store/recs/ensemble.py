@@ -37,11 +37,16 @@ def normalise(scores: np.ndarray, method: str) -> np.ndarray:
         raise ValueError(f"normalisation must be one of {NORMALISATIONS}, not {method!r}")
     valid = np.isfinite(scores)
     if method == "zscore":
-        filled = np.where(valid, scores, np.nan)
-        mean = np.nanmean(filled, axis=1, keepdims=True)
-        std = np.nanstd(filled, axis=1, keepdims=True)
+        # masked sums rather than nanmean/nanstd: a batch is users x catalogue (40M
+        # cells at 20,000 titles) and those make several copies of it
+        n = valid.sum(axis=1, keepdims=True).clip(min=1)
+        out = np.where(valid, scores, 0.0)
+        mean = out.sum(axis=1, keepdims=True) / n
+        out -= mean
+        out[~valid] = 0.0
+        std = np.sqrt(np.einsum("ij,ij->i", out, out)[:, np.newaxis] / n)
         std[~(std > 0)] = 1.0
-        out = (filled - mean) / std
+        out /= std
     else:
         # rank 1 = best; ties broken by column order, like top-k selection
         order = np.argsort(-scores, axis=1, kind="stable")

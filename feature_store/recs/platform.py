@@ -350,33 +350,53 @@ def score_profiles(
         )
         .toPandas()
     )
-    frames = []
-    for start in range(0, len(profiles), _SCORING_BLOCK):
-        block = profiles.iloc[start : start + _SCORING_BLOCK]
-        frames.append(
-            run.serving.recommend(
-                block[USER].to_numpy(),
-                k,
-                regions=block["region"].to_numpy(),
-                segments=block["segment"].to_numpy(),
-            )
+    # 50 titles for 3M profiles is 150M rows: blocks go to a Parquet staging folder as
+    # they come, and one Delta write replaces the date from there
+    staging = lake.recs(f"_staging/top_titles/{run.as_of}")
+    lk.delete_path(spark, staging)
+    rows, pending = 0, []
+    blocks = run.serving.recommend_blocks(
+        profiles[USER].to_numpy(),
+        k,
+        regions=profiles["region"].to_numpy(),
+        segments=profiles["segment"].to_numpy(),
+    )
+    for recs in blocks:
+        pending.append(recs)
+        rows += len(recs)
+        if sum(map(len, pending)) >= _STAGING_ROWS:
+            _append_staging(spark, pending, staging)
+            pending = []
+    _append_staging(spark, pending, staging)  # the rest; an empty write makes the folder
+    frame = (
+        spark.read.schema(_TOP_TITLES_SCHEMA)
+        .parquet(staging)
+        .select(
+            "*",
+            F.lit(run.model_version or "unregistered").alias("model_version"),
+            F.lit(run.as_of).alias(AS_OF),
         )
-    recs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    frame = spark.createDataFrame(
-        recs.rename(columns={USER: "profile_id", ITEM: "title_id"}),
-        "profile_id string, title_id string, score double, rank int",
-    ).select(
-        "*",
-        F.lit(run.model_version or "unregistered").alias("model_version"),
-        F.lit(run.as_of).alias(AS_OF),
     )
     lk.replace_slice(
         frame, lake.recs("top_titles"), slice_values={AS_OF: run.as_of}, partition_by=[AS_OF]
     )
-    return len(recs)
+    lk.delete_path(spark, staging)
+    return rows
 
 
-_SCORING_BLOCK = 20_000
+_STAGING_ROWS = 2_000_000  # rows per staging write (~40,000 profiles' top 50)
+_TOP_TITLES_SCHEMA = "profile_id string, title_id string, score double, rank int"
+
+
+def _append_staging(spark: SparkSession, frames: list[pd.DataFrame], path: str) -> None:
+    recs = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame({USER: [], ITEM: [], SCORE: [], RANK: []})
+    )
+    columns = {USER: "profile_id", ITEM: "title_id"}
+    recs = recs.rename(columns=columns)[["profile_id", "title_id", SCORE, RANK]]
+    spark.createDataFrame(recs, _TOP_TITLES_SCHEMA).write.mode("append").parquet(path)
 
 
 def similar_titles(

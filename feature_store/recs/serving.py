@@ -9,16 +9,19 @@ pickles without a Spark session, so the MLflow pyfunc can load it anywhere.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 
 from feature_store.recs.diversity import GenreSpace, calibrated_rerank
 from feature_store.recs.ensemble import Blend
-from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, in_threads
 from feature_store.recs.models.trending import TrendingPopularity
 from feature_store.recs.ranker import SESSION, Ranker, RankerContext, candidate_rows, with_features
 
 CANDIDATES_PER_USER = 100  # the ensemble's top n the calibration chooses from
+SCORING_BLOCK = 4096  # profiles per block in batch scoring (a few users x catalogue arrays)
 
 
 class ServingRecommender:
@@ -88,6 +91,33 @@ class ServingRecommender:
         cold = self._cold_start(users, set(known_ids), k, regions, segments)
         parts = [part for part in (known, cold) if len(part)]
         return pd.concat(parts, ignore_index=True) if parts else known
+
+    def recommend_blocks(
+        self,
+        users,
+        k: int,
+        *,
+        regions=None,
+        segments=None,
+        block: int = SCORING_BLOCK,
+        workers: int | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """:meth:`recommend` over blocks of ``users`` on ``workers`` threads (default one
+        per core, see :func:`~feature_store.recs.models.base.in_threads`), yielding each
+        block's lists in the order of ``users``."""
+        users = np.asarray(list(users), dtype=object)
+        regions = None if regions is None else np.asarray(list(regions), dtype=object)
+        segments = None if segments is None else np.asarray(list(segments), dtype=object)
+
+        def one(rows: slice) -> pd.DataFrame:
+            return self.recommend(
+                users[rows],
+                k,
+                regions=None if regions is None else regions[rows],
+                segments=None if segments is None else segments[rows],
+            )
+
+        return in_threads(one, len(users), block, workers)
 
     def ranked(self, sessions: pd.DataFrame) -> pd.DataFrame:
         """The ranker's order of each session's candidates (sessions: user_id, device,

@@ -10,11 +10,17 @@ bounded by ``batch_size x catalogue``. Users unknown to the model get no rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import collections
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+T = TypeVar("T")
 
 USER, ITEM, RATING, SCORE, RANK = "user_id", "item_id", "rating", "score", "rank"
 RECS_COLUMNS = [USER, ITEM, SCORE, RANK]
@@ -84,6 +90,28 @@ def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def in_threads(
+    work: Callable[[slice], T], n: int, block: int, workers: int | None = None
+) -> Iterator[T]:
+    """``work(rows)`` for consecutive blocks of ``n`` rows on ``workers`` threads (default
+    one per core), yielded in row order.
+
+    Threads rather than processes: NumPy and SciPy let go of the GIL in the heavy parts
+    (matrix products, sums, selections), and fitted models (3 GB of EASE weights at
+    20,000 titles) are shared rather than copied. At most two blocks per thread are in
+    flight, so memory stays flat however many rows there are.
+    """
+    workers = workers or os.cpu_count() or 1
+    with ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+        for start in range(0, n, block):
+            pending.append(pool.submit(work, slice(start, min(n, start + block))))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def top_k_rows(

@@ -153,4 +153,7 @@ class ContentSimilarity(Recommender):
         return self
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
-        return np.asarray((self._profiles[user_idx] @ self.features.T).todense())
+        # sparse titles x features times dense features x users: costs the features'
+        # nonzeros per user (sparse x sparse with a dense result is ~5x slower)
+        scores = self.features @ self._profiles[user_idx].T.toarray()
+        return np.ascontiguousarray(scores.T)
