@@ -14,12 +14,14 @@ similarity of the co-occurrence counts, in sparse form.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import numpy as np
 import pandas as pd
 import scipy.linalg
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from feature_store.recs.models.base import Recommender
 
@@ -73,6 +75,13 @@ class EASE(Recommender):
         return np.asarray(self._x[user_idx] @ self.weights)
 
 
+# SciPy's bundled OpenBLAS (32-bit indices) dies with a segmentation fault in its
+# multithreaded Cholesky once the matrix nears 2 GiB: 16,300 and 19,390 titles in
+# float64 crashed here, 14,500 ran, and 17,000 ran on one thread. Above this size the
+# factorisation runs on one thread (19,390 titles: ~2.5 minutes instead of a crash).
+THREADED_FACTORISATION_MAX_BYTES = 1.5 * 2**30
+
+
 def _ease_weights(gram: np.ndarray) -> np.ndarray:
     """B = -P / diag(P) with a zero diagonal, P = gram^-1 (gram is overwritten).
 
@@ -82,12 +91,18 @@ def _ease_weights(gram: np.ndarray) -> np.ndarray:
     """
     lapack_order = gram.T if gram.flags.c_contiguous else gram  # the same symmetric matrix
     potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (lapack_order,))
-    chol, info = potrf(lapack_order, lower=True, overwrite_a=True, clean=False)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: X'X + lambda I is not positive definite ({info})")
-    inv, info = potri(chol, lower=True, overwrite_c=True)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"EASE: inverting the Cholesky factor failed ({info})")
+    threads = (
+        threadpool_limits(1, "blas")
+        if gram.nbytes > THREADED_FACTORISATION_MAX_BYTES
+        else contextlib.nullcontext()
+    )
+    with threads:
+        chol, info = potrf(lapack_order, lower=True, overwrite_a=True, clean=False)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: X'X + lambda I is not positive definite ({info})")
+        inv, info = potri(chol, lower=True, overwrite_c=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: inverting the Cholesky factor failed ({info})")
     _mirror_lower(inv)
     weights = inv.T if inv.flags.f_contiguous else inv  # symmetric: the transpose is P
     diag = np.diag(weights).copy()
