@@ -35,7 +35,7 @@ import duckdb_features
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from run_bench import folder_bytes, machine
+from run_bench import folder_bytes, machine, save_result
 
 from feature_store import lake as lk
 from feature_store import runtime
@@ -45,9 +45,7 @@ from feature_store.features.tables import REGISTRY
 from feature_store.generator import GenerationSpec, generate_bronze, load_manifest
 from feature_store.sources import SOURCES
 
-RESULTS = Path(__file__).resolve().parent / "results"
 EVENT_SOURCES = ("viewing", "impressions", "ratings", "searches", "subscriptions")
-_STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,21 +88,21 @@ def main(argv: list[str] | None = None) -> int:
         "as_of": str(as_of),
     }
     result["data"] = _bronze(spark, lake_root, spec, config, reuse=args.reuse_data)
-    _save(result, spec)
+    save_result(result, f"features-{spec.accounts}x{spec.days}d")
 
     if not args.only_incremental:
         # cold: the views of every day from bronze; daily: the steady state, where the
         # views of earlier days were made by earlier builds
         result["spark_build_cold"] = _spark_build(spark, config, as_of, views="cold")
-        _save(result, spec)
+        save_result(result, f"features-{spec.accounts}x{spec.days}d")
         result["spark_build"] = _spark_build(spark, config, as_of, views="daily")
-        _save(result, spec)
+        save_result(result, f"features-{spec.accounts}x{spec.days}d")
         print(json.dumps(result["spark_build"]["tables"], indent=2), flush=True)
 
         result["duckdb_build"] = _duckdb_build(spark, lake_root, as_of, args.duckdb_memory)
         result["ratios"] = _ratios(result["spark_build"], result["duckdb_build"])
         result["ratios_cold"] = _ratios(result["spark_build_cold"], result["duckdb_build"])
-        _save(result, spec)
+        save_result(result, f"features-{spec.accounts}x{spec.days}d")
         print(json.dumps({"daily": result["ratios"], "cold": result["ratios_cold"]}, indent=2))
 
     if args.history_days and args.history_days < spec.days:
@@ -112,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             spark, config, as_of, history_days=args.history_days, repeats=args.repeats
         )
         print(json.dumps(result["incremental"], indent=2), flush=True)
-    path = _save(result, spec)
+    path = save_result(result, f"features-{spec.accounts}x{spec.days}d")
     print(f"results: {path}")
     return 0
 
@@ -272,13 +270,6 @@ def _incremental(
         "best_seconds": best,
         "difference": round(abs(longer - shorter) / shorter, 3),
     }
-
-
-def _save(result: dict, spec: GenerationSpec) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"features-{spec.accounts}x{spec.days}d-{_STAMP}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True))
-    return path
 
 
 if __name__ == "__main__":

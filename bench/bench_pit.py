@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from run_bench import machine
+from run_bench import machine, save_result
 
 from feature_store import runtime
 from feature_store.config import REPO_ROOT
@@ -40,7 +40,6 @@ from feature_store.features.definitions import (
 )
 from feature_store.features.training import point_in_time_join
 
-RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_FOLDER = REPO_ROOT / ".marquee" / "bench-pit"
 START = dt.date(2026, 1, 1)
 KEY = "profile_id"
@@ -211,16 +210,6 @@ def _stop_jvm(spark: SparkSession) -> None:
         proc.wait(timeout=120)
 
 
-_STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def _save(result: dict, spine_rows: int, feature_rows: int) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"pit-{spine_rows}x{feature_rows}-{_STAMP}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True))
-    return path
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     runtime.add_common_args(parser)
@@ -294,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         result["spark_seconds"] = round(seconds, 2)
         result["spark_rows_per_second"] = round(spine_rows / seconds)
         print(f"spark point_in_time_join: {seconds:.1f} s", flush=True)
-        _save(result, args.spine_rows, args.feature_rows)
+        save_result(result, f"pit-{args.spine_rows}x{args.feature_rows}")
         if args.verify:  # untimed: keep Spark's rows for DuckDB to compare
             frame.write.mode("overwrite").parquet(str(folder / "spark-result"))
     _stop_jvm(spark)  # give the JVM's memory and cores back before DuckDB runs
@@ -314,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         result["ratio_spark_to_duckdb"] = round(
             result["spark_seconds"] / result["duckdb_seconds"], 2
         )
-    path = _save(result, args.spine_rows, args.feature_rows)
+    path = save_result(result, f"pit-{args.spine_rows}x{args.feature_rows}")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     print(f"results: {path}")
     return 0

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from pyspark.sql import functions as F
-from run_bench import machine
+from run_bench import machine, save_result
 from threadpoolctl import threadpool_limits
 
 from feature_store import lake as lk
@@ -51,8 +51,6 @@ from feature_store.recs.platform import PLATFORM_ALS, TOP_PER_PROFILE, profile_g
 from feature_store.recs.platform_data import load_platform_data
 from feature_store.recs.serving import ServingRecommender
 
-RESULTS = Path(__file__).resolve().parent / "results"
-_STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 RANK = 64
 MLLIB_DEFAULT_BLOCKS = 10
 
@@ -104,7 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result["data"]), flush=True)
-    save = _saver(result, matrix)
+    name = f"recs-{matrix.n_users}x{matrix.n_items}"
+
+    def save() -> Path:
+        return save_result(result, name)
+
     save()
 
     if not args.skip_als:
@@ -299,17 +301,6 @@ def _serve_sample(serving: ServingRecommender, matrix: Interactions, n: int) -> 
         "all_profiles_projected_seconds": round(matrix.n_users * seconds / len(users)),
         "users_served": int(recs[USER].nunique()),
     }
-
-
-def _saver(result: dict, matrix: Interactions):
-    path = RESULTS / f"recs-{matrix.n_users}x{matrix.n_items}-{_STAMP}.json"
-
-    def save() -> Path:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
-        return path
-
-    return save
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         "landing_lines_per_second": round(generated.lines / gen_seconds),
         "landing_bytes": folder_bytes(Path(lake_root) / "landing"),
     }
-    _save(result, spec)
+    save_result(result, f"foundation-{spec.accounts}x{spec.days}d")
     print(json.dumps(result["generate"], indent=2), flush=True)
 
     per_day = []
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps(per_day[-1]), flush=True)
         result["ingest"] = {"days": per_day}
-        _save(result, spec)
+        save_result(result, f"foundation-{spec.accounts}x{spec.days}d")
     ingest_seconds = time.perf_counter() - ingest_started
     bronze_viewing = (
         lk.read_table(spark, lk.Lake(lake_root).bronze("viewing")).agg(F.count(F.lit(1))).first()[0]
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "days": per_day,
     }
     result["total_seconds"] = round(time.perf_counter() - started, 1)
-    path = _save(result, spec)
+    path = save_result(result, f"foundation-{spec.accounts}x{spec.days}d")
     print(f"results: {path}")
     return 0
 
@@ -139,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
 _STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _save(result: dict, spec: GenerationSpec) -> Path:
+def save_result(result: dict, name: str) -> Path:
+    """Write ``result`` to bench/results/<name>-<UTC start time of the run>.json; called
+    again as a run goes on, it rewrites the same file, so a crash keeps what was done."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"foundation-{spec.accounts}x{spec.days}d-{_STAMP}.json"
-    path.write_text(json.dumps(result, indent=2, sort_keys=True))
+    path = RESULTS / f"{name}-{_STAMP}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
     return path
 
 
