@@ -162,13 +162,14 @@ def train_ensemble(
         for name in names:
             ndcg = _validation_ndcg(models[name], validation, k)
             component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / validation_folds
-        _, trials = tune_blend(
+        # the blend tune_blend returns holds this fold's models: keep only the trials
+        trials = tune_blend(
             {name: models[name] for name in names},
             _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
             k=k,
             step=blend_step,
             normalisations=normalisations,
-        )
+        )[1]
         for trial in trials:
             key = (trial["normalisation"], tuple(trial["weights"].items()))
             blend_ndcg.setdefault(key, []).append(trial["ndcg"])
@@ -188,6 +189,10 @@ def train_ensemble(
     best_blend = blend_trials[0]
     log.info("blend: best mean validation nDCG@%d %.4f with %s", k, best_blend["ndcg"], best_blend)
     validation_seconds = time.perf_counter() - started
+    validation_rows = len(folds[0][1])
+    # free the folds' rows and models before the refit: at 3M profiles the fold models
+    # (EASE alone is 3 GB) and 22M fold rows kept alive beside the refit ran out of memory
+    del folds, fit_rows, validation
 
     factories["ease"] = lambda: make_ease(chosen_ease)
     fitted: dict[str, Recommender] = {}
@@ -202,7 +207,7 @@ def train_ensemble(
         fit_seconds=fit_seconds,
         validation={
             "folds": validation_folds,
-            "rows": len(folds[0][1]),
+            "rows": validation_rows,
             "ease": ease_trials,
             "component_ndcg": component_ndcg,
             "blend": {
