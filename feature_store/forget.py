@@ -102,6 +102,9 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
                  time.perf_counter() - started)  # fmt: skip
     touched = tuple(p for p, n in deleted.items() if n)
     _vacuum(spark, touched, config.privacy.vacuum_retention_hours)
+    # A batch scoring run that died leaves its Parquet staging (every profile's list,
+    # not Delta); the next run would replace it, but the member must not wait for that.
+    lk.delete_path(spark, lake.recs("_staging"))
     deleted.update(_forget_in_snapshots(spark, config, member_rows))
 
     report = ForgetReport(

@@ -203,6 +203,13 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
         "detail string",
     ).write.format("delta").save(lake.quarantine)  # fmt: skip
 
+    # The Parquet staging a batch scoring run that died left behind, with the member.
+    staging = lake.recs(f"_staging/top_titles/{AS_OF}")
+    spark.createDataFrame(
+        [(pseudonym("p1"), "t1", 1.0, 1)],
+        "profile_id string, title_id string, score double, rank int",
+    ).write.parquet(staging)
+
     snapshot = export_online(spark, config, AS_OF, ["profile_daily", "account_daily"])
     manifest = json.loads((snapshot.path / MANIFEST).read_text())
     assert manifest["tables"]["account_daily"]["rows"] == 2
@@ -231,6 +238,7 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
         if path in others_remain:
             assert ids, f"{path}: the other members must stay"
     assert lk.read_table(spark, lake.quarantine).count() == 0
+    assert not Path(lake.recs("_staging")).exists()
 
     manifest = json.loads((snapshot.path / MANIFEST).read_text())
     assert manifest["tables"]["account_daily"]["rows"] == 1
