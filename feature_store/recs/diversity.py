@@ -57,13 +57,14 @@ class GenreSpace:
         )
         # the same rows padded to each title's genre count, plus a last all-zero row that
         # index -1 (a title without metadata) lands on: titles x most genres of a title
-        width = max(int(np.diff(self.matrix.indptr).max(initial=0)), 1)
+        counts = np.diff(self.matrix.indptr)
+        width = max(int(counts.max(initial=0)), 1)
+        row = np.repeat(np.arange(len(self.item_ids)), counts)
+        slot = np.arange(self.matrix.nnz) - np.repeat(self.matrix.indptr[:-1], counts)
         self.padded_genres = np.zeros((len(self.item_ids) + 1, width), dtype=np.int64)
         self.padded_shares = np.zeros((len(self.item_ids) + 1, width))
-        for i in range(len(self.item_ids)):
-            lo, hi = self.matrix.indptr[i], self.matrix.indptr[i + 1]
-            self.padded_genres[i, : hi - lo] = self.matrix.indices[lo:hi]
-            self.padded_shares[i, : hi - lo] = self.matrix.data[lo:hi]
+        self.padded_genres[row, slot] = self.matrix.indices
+        self.padded_shares[row, slot] = self.matrix.data
 
     def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
         """Indices of ``item_ids`` in the matrix; -1 for titles without metadata."""

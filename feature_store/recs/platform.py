@@ -354,7 +354,7 @@ def score_profiles(
     # they come, and one Delta write replaces the date from there
     staging = lake.recs(f"_staging/top_titles/{run.as_of}")
     lk.delete_path(spark, staging)
-    rows, pending = 0, []
+    rows, pending, pending_rows = 0, [], 0
     blocks = run.serving.recommend_blocks(
         profiles[USER].to_numpy(),
         k,
@@ -364,9 +364,10 @@ def score_profiles(
     for recs in blocks:
         pending.append(recs)
         rows += len(recs)
-        if sum(map(len, pending)) >= _STAGING_ROWS:
+        pending_rows += len(recs)
+        if pending_rows >= _STAGING_ROWS:
             _append_staging(spark, pending, staging)
-            pending = []
+            pending, pending_rows = [], 0
     _append_staging(spark, pending, staging)  # the rest; an empty write makes the folder
     frame = (
         spark.read.schema(_TOP_TITLES_SCHEMA)
