@@ -98,6 +98,9 @@ class GeneratorConfig:
     sessions_per_day: float = 0.5
     # none, or gzip: landing zones often hold compressed JSON lines (about 8x smaller).
     landing_compression: str = "none"
+    # At most this many of the last days arrive as landing files; the days before them
+    # are written straight into bronze as history (0: every day as landing files).
+    landing_days: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +273,8 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
         fail("generator.landing_compression", "must be none or gzip")
     if gen.sessions_per_day <= 0:
         fail("generator.sessions_per_day", "must be positive")
+    if gen.landing_days < 0:
+        fail("generator.landing_days", "must not be negative (0: every day as landing files)")
 
 
 def _resolve(base: Path, value: str) -> str:

@@ -27,6 +27,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--late-share", type=float, help="share of events arriving 1-3 days late")
     parser.add_argument("--sessions-per-day", type=float, help="mean sessions per profile per day")
     parser.add_argument("--landing-compression", choices=("none", "gzip"))
+    parser.add_argument(
+        "--landing-days",
+        type=int,
+        help="only the last N days as landing files, the days before straight into bronze",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser.parse_args(argv)
 
@@ -36,16 +41,18 @@ def spec_from(args: argparse.Namespace, defaults) -> GenerationSpec:
         value = getattr(args, name)
         return getattr(defaults, name) if value is None else value
 
+    days, landing_days = pick("days"), pick("landing_days")
     return GenerationSpec(
         seed=pick("seed"),
         accounts=pick("accounts"),
         titles=pick("titles"),
-        days=pick("days"),
+        days=days,
         start_date=pick("start_date"),
         dirty_share=pick("dirty_share"),
         late_share=pick("late_share"),
         sessions_per_day=pick("sessions_per_day"),
         landing_compression=pick("landing_compression"),
+        history_days=max(0, days - landing_days) if landing_days else 0,
     )
 
 
@@ -53,7 +60,9 @@ def _main(args: argparse.Namespace) -> int:
     config = runtime.load(args)
     spec = spec_from(args, config.generator)
     spark = runtime.session(config, args)
-    result = generate(spark, config.lake, spec)
+    result = generate(
+        spark, config.lake, spec, pseudonymization_key=config.privacy.pseudonymization_key
+    )
     if args.json:
         print(
             json.dumps(

@@ -222,3 +222,31 @@ def test_ground_truth_is_saved_beside_the_data(spark, world):
     manifest = load_manifest(spark, config.lake)
     assert manifest["spec"]["seed"] == SPEC.seed
     assert manifest["world"] == WorldParams.draw(SPEC.seed).__dict__
+
+
+def test_history_days_go_straight_to_bronze_and_the_rest_through_landing(spark, tmp_path):
+    """A lake started with its history: the first days in bronze at once, the later ones
+    as landing files; once those are ingested, bronze holds what generate_bronze writes."""
+    spec = dataclasses.replace(
+        SPEC, accounts=200, dirty_share=0.0, late_share=0.0, history_days=2
+    )
+    config = make_config(tmp_path / "history")
+    generate(spark, config.lake, spec, pseudonymization_key=TEST_KEY)
+    landing = Path(config.lake) / "landing" / "viewing"
+    assert sorted(p.name for p in landing.iterdir()) == [
+        f"date={d.isoformat()}" for d in spec.landing_dates
+    ]
+    for date in spec.landing_dates:
+        ingest_date(spark, config, date)
+    direct = str(tmp_path / "direct")
+    generate_bronze(spark, direct, spec, pseudonymization_key=TEST_KEY)
+    for source in SOURCES:
+        columns = [f.name for f in SOURCES[source].bronze_fields] + ["event_date"]
+        staged = lk.read_table(spark, lk.Lake(config.lake).bronze(source)).select(*columns)
+        written = lk.read_table(spark, lk.Lake(direct).bronze(source)).select(*columns)
+        assert staged.exceptAll(written).count() == 0, source
+        assert written.exceptAll(staged).count() == 0, source
+    with pytest.raises(ValueError, match="pass the pseudonymization key"):
+        generate(spark, config.lake, spec)
+    with pytest.raises(ValueError, match="history_days must be from 0 to days - 1 = 3"):
+        dataclasses.replace(SPEC, history_days=4)

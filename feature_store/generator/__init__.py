@@ -68,6 +68,16 @@ class GenerationSpec:
     late_share: float
     sessions_per_day: float
     landing_compression: str = "none"
+    # The first history_days days go straight into bronze (`generate` only): a platform
+    # adopting Marquee brings its history in tables; only the newest days arrive as files.
+    history_days: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.history_days < self.days:
+            raise ValueError(
+                f"history_days must be from 0 to days - 1 = {self.days - 1}, "
+                f"got {self.history_days}"
+            )
 
     @property
     def end_date(self) -> dt.date:
@@ -76,6 +86,11 @@ class GenerationSpec:
     @property
     def dates(self) -> list[dt.date]:
         return [self.start_date + dt.timedelta(days=d) for d in range(self.days)]
+
+    @property
+    def landing_dates(self) -> list[dt.date]:
+        """The days written as landing files (after the history written to bronze)."""
+        return self.dates[self.history_days :]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,20 +118,39 @@ class _Stopwatch:
         log.info("generate: %s done in %.1fs", name, self.timings[name])
 
 
-def generate(spark: SparkSession, lake_root: str, spec: GenerationSpec) -> GenerationResult:
-    """Draw the world and write daily landing files (with dirty records) for every source."""
+def generate(
+    spark: SparkSession,
+    lake_root: str,
+    spec: GenerationSpec,
+    *,
+    pseudonymization_key: str | None = None,
+) -> GenerationResult:
+    """Draw the world and write daily landing files (with dirty records) for every source.
+
+    With ``spec.history_days``, the records of those first days go straight into bronze
+    instead, clean, as `generate_bronze` writes them (which needs the pseudonymization
+    key); the landing files start the day after.
+    """
+    if spec.history_days and not pseudonymization_key:
+        raise ValueError("history_days > 0 writes bronze rows: pass the pseudonymization key")
     lake = lk.Lake(lake_root)
     stage = _Stopwatch()
     world, landing_records = _draw(spark, lake, spec, stage)
+    history = dataclasses.replace(spec, days=spec.history_days, history_days=0)
+    first_landing = spec.landing_dates[0]
     counts = {}
     for name, frame in landing_records.items():
+        source = SOURCES[name]
+        if spec.history_days:
+            _write_bronze(spark, lake, source, frame, history, pseudonymization_key)
+            frame = frame.filter(F.to_date(F.col(source.ts_field)) >= F.lit(first_landing))
         counts[name] = write_landing(
-            frame.select(*[f.name for f in SOURCES[name].fields]),
-            source=SOURCES[name],
+            frame.select(*[f.name for f in source.fields]),
+            source=source,
             root=lake.root,
             seed=spec.seed,
-            start=spec.start_date,
-            days=spec.days,
+            start=first_landing,
+            days=len(spec.landing_dates),
             dirty_share=spec.dirty_share,
             late_share=spec.late_share,
             compression=spec.landing_compression,
@@ -142,21 +176,36 @@ def generate_bronze(
     world, landing_records = _draw(spark, lake, spec, stage)
     counts = {}
     for name, frame in landing_records.items():
-        source = SOURCES[name]
-        rows = bronze_records(
-            frame, source=source, spec=spec, pseudonymization_key=pseudonymization_key
-        )
-        observation = Observation(f"bronze_{name}")
-        with lk.concurrent_partition_writes(spark):
-            lk.overwrite(
-                rows.observe(observation, F.count(F.lit(1)).alias("rows")),
-                lake.bronze(name),
-                partition_by=["event_date"],
-            )
-        counts[name] = {"lines": int(observation.get["rows"]), "late": 0}
+        counts[name] = {
+            "lines": _write_bronze(spark, lake, SOURCES[name], frame, spec, pseudonymization_key),
+            "late": 0,
+        }
         stage(f"bronze {name}")
     _write_manifest(spark, lake, spec, world, counts)
     return GenerationResult(spec, counts, stage.timings)
+
+
+def _write_bronze(
+    spark: SparkSession,
+    lake: lk.Lake,
+    source: Source,
+    records: DataFrame,
+    spec: GenerationSpec,
+    pseudonymization_key: str,
+) -> int:
+    """Replace the source's bronze table with its clean records of ``spec``'s days;
+    returns the number of rows."""
+    rows = bronze_records(
+        records, source=source, spec=spec, pseudonymization_key=pseudonymization_key
+    )
+    observation = Observation(f"bronze_{source.name}")
+    with lk.concurrent_partition_writes(spark):
+        lk.overwrite(
+            rows.observe(observation, F.count(F.lit(1)).alias("rows")),
+            lake.bronze(source.name),
+            partition_by=["event_date"],
+        )
+    return int(observation.get["rows"])
 
 
 def bronze_records(
