@@ -70,6 +70,7 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/bench_pit.py --verify --set spark.driver_memory=12g --set spark.shuffle_partitions=64
 	$(PY) bench/bench_features.py
 	$(PY) bench/bench_recs.py
+	$(PY) bench/bench_models.py
 
 lint: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check .

@@ -35,14 +35,14 @@ import duckdb_features
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from run_bench import folder_bytes, machine, save_result
+from run_bench import bronze_lake, machine, save_result, with_lake
 
 from feature_store import lake as lk
 from feature_store import runtime
 from feature_store.features import transforms as tf
 from feature_store.features.build import build_features
 from feature_store.features.tables import REGISTRY
-from feature_store.generator import GenerationSpec, generate_bronze, load_manifest
+from feature_store.generator import GenerationSpec
 from feature_store.sources import SOURCES
 
 EVENT_SOURCES = ("viewing", "impressions", "ratings", "searches", "subscriptions")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = runtime.load(args)
     lake_root = str(Path(args.lake or Path(config.paths.state_dir) / "bench-features").absolute())
-    config = _with_lake(config, lake_root)
+    config = with_lake(config, lake_root)
     spark = runtime.session(config, args)
     spec = GenerationSpec(
         seed=config.generator.seed,
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
         "as_of": str(as_of),
     }
-    result["data"] = _bronze(spark, lake_root, spec, config, reuse=args.reuse_data)
+    result["data"] = bronze_lake(spark, lake_root, spec, config, reuse=args.reuse_data)
     save_result(result, f"features-{spec.accounts}x{spec.days}d")
 
     if not args.only_incremental:
@@ -113,38 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     path = save_result(result, f"features-{spec.accounts}x{spec.days}d")
     print(f"results: {path}")
     return 0
-
-
-def _with_lake(config, lake_root: str):
-    return dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
-
-
-def _bronze(spark: SparkSession, lake_root: str, spec: GenerationSpec, config, *, reuse: bool):
-    lake = lk.Lake(lake_root)
-    if reuse and lk.table_exists(spark, lake.bronze("viewing")):
-        stored = load_manifest(spark, lake_root)["spec"]
-        wanted = {**dataclasses.asdict(spec), "start_date": spec.start_date.isoformat()}
-        if stored != wanted:
-            raise SystemExit(f"--reuse-data: the lake at {lake_root} holds {stored}, not {wanted}")
-        seconds, by_stage = None, None
-    else:
-        shutil.rmtree(lake_root, ignore_errors=True)
-        started = time.perf_counter()
-        generated = generate_bronze(
-            spark, lake_root, spec, pseudonymization_key=config.privacy.pseudonymization_key
-        )
-        seconds, by_stage = round(time.perf_counter() - started, 1), generated.seconds_by_stage
-    rows = {
-        s: lk.read_table(spark, lake.bronze(s)).agg(F.count(F.lit(1))).first()[0] for s in SOURCES
-    }
-    data = {
-        "generate_seconds": seconds,
-        "generate_seconds_by_stage": by_stage,
-        "bronze_rows": rows,
-        "bronze_bytes": folder_bytes(Path(lake_root) / "bronze"),
-    }
-    print(json.dumps(data, indent=2), flush=True)
-    return data
 
 
 def _clear_features(spark: SparkSession, lake_root: str, as_of: dt.date, views: str) -> None:
@@ -251,7 +219,7 @@ def _incremental(
         DeltaTable.forPath(spark, short.bronze(source)).delete(
             F.col("event_date") < F.lit(first_kept)
         )
-    lakes = {"full": config, f"last_{history_days}_days": _with_lake(config, short_root)}
+    lakes = {"full": config, f"last_{history_days}_days": with_lake(config, short_root)}
     seconds: dict[str, list[float]] = {name: [] for name in lakes}
     for lake_config in lakes.values():  # the views of the earlier days, as in production
         _spark_build(spark, lake_config, as_of, tables, views="cold")

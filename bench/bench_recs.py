@@ -24,7 +24,6 @@ Writes bench/results/recs-<profiles>x<titles>-<UTC time>.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import os
@@ -37,7 +36,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from pyspark.sql import functions as F
-from run_bench import machine, save_result
+from run_bench import machine, save_result, with_lake
 from threadpoolctl import threadpool_limits
 
 from feature_store import lake as lk
@@ -76,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = runtime.load(args)
     lake_root = str(Path(args.lake or Path(config.paths.state_dir) / "bench-features").absolute())
-    config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
+    config = with_lake(config, lake_root)
     spark = runtime.session(config, args)
     as_of = args.as_of or _latest_as_of(spark, lake_root)
     result: dict = {

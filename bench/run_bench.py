@@ -22,8 +22,9 @@ from pyspark.sql import functions as F
 
 from feature_store import lake as lk
 from feature_store import runtime
-from feature_store.generator import GenerationSpec, generate
+from feature_store.generator import GenerationSpec, generate, generate_bronze, load_manifest
 from feature_store.ingest import ingest_date
+from feature_store.sources import SOURCES
 from feature_store.spark import check_java
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     config = runtime.load(args)
     lake_root = args.lake or str(Path(config.paths.state_dir) / "bench-lake")
     shutil.rmtree(lake_root, ignore_errors=True)
-    config = dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
+    config = with_lake(config, lake_root)
     spark = runtime.session(config, args)
 
     spec = GenerationSpec(
@@ -134,6 +135,41 @@ def main(argv: list[str] | None = None) -> int:
     path = save_result(result, f"foundation-{spec.accounts}x{spec.days}d")
     print(f"results: {path}")
     return 0
+
+
+def bronze_lake(spark, lake_root: str, spec: GenerationSpec, config, *, reuse: bool) -> dict:
+    """Clean bronze tables of ``spec`` straight from the generator (``reuse``: keep the
+    lake's, after checking it holds the same spec); rows per source and sizes."""
+    lake = lk.Lake(lake_root)
+    if reuse and lk.table_exists(spark, lake.bronze("viewing")):
+        stored = load_manifest(spark, lake_root)["spec"]
+        wanted = {**dataclasses.asdict(spec), "start_date": spec.start_date.isoformat()}
+        if stored != wanted:
+            raise SystemExit(f"--reuse-data: the lake at {lake_root} holds {stored}, not {wanted}")
+        seconds, by_stage = None, None
+    else:
+        shutil.rmtree(lake_root, ignore_errors=True)
+        started = time.perf_counter()
+        generated = generate_bronze(
+            spark, lake_root, spec, pseudonymization_key=config.privacy.pseudonymization_key
+        )
+        seconds, by_stage = round(time.perf_counter() - started, 1), generated.seconds_by_stage
+    rows = {
+        s: lk.read_table(spark, lake.bronze(s)).agg(F.count(F.lit(1))).first()[0] for s in SOURCES
+    }
+    data = {
+        "generate_seconds": seconds,
+        "generate_seconds_by_stage": by_stage,
+        "bronze_rows": rows,
+        "bronze_bytes": folder_bytes(Path(lake_root) / "bronze"),
+    }
+    print(json.dumps(data, indent=2), flush=True)
+    return data
+
+
+def with_lake(config, lake_root: str):
+    """``config`` with its lake moved to ``lake_root`` (each benchmark has its own)."""
+    return dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
 
 
 _STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
