@@ -84,6 +84,8 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
     targets.append((lake.silver("views"), member_rows))
     # Batch recommendations name profiles (the serving copies of the models' output).
     targets.append((lake.recs("top_titles"), member_rows))
+    # Churn scores name accounts (with the reasons, derived from the member's features).
+    targets.append((lake.predictions("churn_scores"), member_rows))
     # The landing quarantine keeps raw lines: match the raw id as a JSON string value
     # (profile ids start with their account's id, so they match too).
     quoted = '"' + raw_account_id

@@ -69,6 +69,10 @@ class Lake:
         # Batch recommendations for serving (top titles per profile, similar titles).
         return f"{self.root}/recs/{table}"
 
+    def predictions(self, table: str) -> str:
+        # Other models' batch outputs for serving: churn scores, forecasts, CDN plans.
+        return f"{self.root}/predictions/{table}"
+
     @property
     def ground_truth(self) -> str:
         return f"{self.root}/ground_truth"

@@ -210,6 +210,17 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
         "profile_id string, title_id string, score double, rank int",
     ).write.parquet(staging)
 
+    # Churn scores of the member and of another account.
+    lk.replace_slice(
+        spark.createDataFrame(
+            [(pseudonym("a1"), 0.4, "high", AS_OF), (pseudonym("a2"), 0.01, "low", AS_OF)],
+            "account_id string, churn_probability double, risk_band string, as_of_date date",
+        ),
+        lake.predictions("churn_scores"),
+        slice_values={"as_of_date": AS_OF},
+        partition_by=["as_of_date"],
+    )
+
     snapshot = export_online(spark, config, AS_OF, ["profile_daily", "account_daily"])
     manifest = json.loads((snapshot.path / MANIFEST).read_text())
     assert manifest["tables"]["account_daily"]["rows"] == 2
@@ -223,9 +234,11 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
                                        "impressions", "subscriptions")]  # fmt: skip
     tables += [lake.features(t) for t in ("profile_daily", "account_daily",
                                           "profile_title_interactions")]  # fmt: skip
+    tables.append(lake.predictions("churn_scores"))
     others_remain = {lake.bronze(s) for s in ("accounts", "profiles", "impressions",
                                               "subscriptions")}  # fmt: skip
     others_remain |= {lake.features("profile_daily"), lake.features("account_daily")}
+    others_remain.add(lake.predictions("churn_scores"))
     for path in tables:
         # Every Parquet file in the folder, referenced by Delta or not: vacuum removed the rest.
         files = [str(p) for p in Path(path).rglob("*.parquet") if "_delta_log" not in p.parts]

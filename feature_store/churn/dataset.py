@@ -1,0 +1,357 @@
+"""Labelled churn snapshots, built with the point-in-time API.
+
+A snapshot date S stands for "the end of day S": the accounts in `account_daily` as of
+S are the ones still subscribed, and each gets
+- the features of `account_daily` and of its profiles' `profile_daily` rows, joined
+  point-in-time at the first instant after S (so a row dated after S cannot reach it,
+  whatever was written later), the profile rows aggregated per account;
+- the label 1 when bronze `subscriptions` holds a cancel event of the account dated
+  S + 1 to S + horizon, else 0. A snapshot whose horizon reaches past the last day with
+  subscription events is refused: an unobserved window would read as "stayed".
+
+Cancels come from the subscription log, never from the generator's truth; the truth is
+read only for the ceiling (`truth_probability`: the hidden hazard's own chance of a
+cancel in the window, the best any model could rank).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from feature_store import lake as lk
+from feature_store.features.definitions import AS_OF
+from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
+from feature_store.features.training import feature_column_name, get_training_set
+from feature_store.generator import load_manifest, members
+from feature_store.generator.world import WorldParams
+from feature_store.privacy import pseudonymize
+
+HORIZON_DAYS = 30
+SNAPSHOT_TABLES = (ACCOUNT_DAILY.name, PROFILE_DAILY.name)  # what a snapshot date needs built
+SNAPSHOT = "snapshot_date"
+LABEL = "label"
+CANCEL_DATE = "cancel_date"
+TS = "ts"
+
+ACCOUNT_FEATURES = (
+    "plan",
+    "region",
+    "tenure_days",
+    "count_payment_failures_30d",
+    "count_plan_changes_30d",
+    "count_profiles",
+    "count_active_profiles_7d",
+    "count_active_profiles_28d",
+    "sum_watch_hours_7d",
+    "sum_watch_hours_28d",
+    "count_sessions_28d",
+    "trend_watch_hours_per_day_7d_vs_prior_21d",
+    "days_since_last_watch",
+)
+PROFILE_FEATURES = (
+    "count_distinct_titles_28d",
+    "completion_rate_28d",
+    "count_searches_28d",
+    "count_thumbs_up_28d",
+    "count_thumbs_down_28d",
+    "trend_watch_hours_per_day_7d_vs_prior_21d",
+    "sum_watch_hours_28d",
+)
+
+
+def _profile(feature: str) -> Column:
+    return F.col(feature_column_name(PROFILE_DAILY.name, feature))
+
+
+def _profile_aggregates() -> dict[str, Column]:
+    """Per account, over its profiles: what the household totals hide (one profile gone
+    quiet, a household that searches but finds nothing it finishes). A function: column
+    expressions need a running Spark."""
+    return {
+        "sum_profile_distinct_titles_28d": F.sum(_profile("count_distinct_titles_28d")),
+        "mean_profile_completion_rate_28d": F.avg(_profile("completion_rate_28d")),
+        "sum_profile_searches_28d": F.sum(_profile("count_searches_28d")),
+        "sum_profile_thumbs_up_28d": F.sum(_profile("count_thumbs_up_28d")),
+        "sum_profile_thumbs_down_28d": F.sum(_profile("count_thumbs_down_28d")),
+        "min_profile_trend_watch_hours_per_day": F.min(
+            _profile("trend_watch_hours_per_day_7d_vs_prior_21d")
+        ),
+        "share_idle_profiles_28d": F.avg(
+            F.when(F.coalesce(_profile("sum_watch_hours_28d"), F.lit(0.0)) > 0, 0.0).otherwise(1.0)
+        ),
+    }
+
+
+PROFILE_AGGREGATES = (
+    "sum_profile_distinct_titles_28d",
+    "mean_profile_completion_rate_28d",
+    "sum_profile_searches_28d",
+    "sum_profile_thumbs_up_28d",
+    "sum_profile_thumbs_down_28d",
+    "min_profile_trend_watch_hours_per_day",
+    "share_idle_profiles_28d",
+)
+
+
+class ChurnDataError(ValueError):
+    """The lake cannot give the snapshots asked for; the message says what is missing."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ChurnSnapshots:
+    """Snapshot rows (account_id, snapshot_date, features[, label, cancel_date]) and
+    what they were built from."""
+
+    frame: DataFrame
+    snapshots: tuple[dt.date, ...]
+    horizon_days: int | None  # None: unlabelled (for scoring)
+    table_versions: dict[str, int]  # feature tables and bronze.subscriptions
+    labels_through: dt.date | None
+
+    def lineage(self) -> dict:
+        return {
+            "snapshots": [s.isoformat() for s in self.snapshots],
+            "horizon_days": self.horizon_days,
+            "table_versions": dict(self.table_versions),
+            "labels_through": self.labels_through.isoformat() if self.labels_through else None,
+            "features": {
+                ACCOUNT_DAILY.name: list(ACCOUNT_FEATURES),
+                PROFILE_DAILY.name: list(PROFILE_FEATURES),
+            },
+        }
+
+
+# --- pure transforms -------------------------------------------------------------------
+
+
+def _snapshot_rows(rows: DataFrame, keys: Sequence[str], snapshots: Sequence[dt.date]):
+    if not snapshots:
+        raise ValueError("no snapshot dates given")
+    return rows.filter(F.col(AS_OF).isin(list(snapshots))).select(
+        *keys,
+        F.col(AS_OF).alias(SNAPSHOT),
+        # The first instant after the snapshot day: the point-in-time join then serves
+        # the features as of that day and nothing later.
+        F.date_add(F.col(AS_OF), 1).cast("timestamp").alias(TS),
+    )
+
+
+def snapshot_spine(account_rows: DataFrame, *, snapshots: Sequence[dt.date]) -> DataFrame:
+    """(account_id, snapshot_date, ts): the accounts subscribed at the end of each date."""
+    return _snapshot_rows(account_rows, ["account_id"], snapshots)
+
+
+def profile_spine(profile_rows: DataFrame, *, snapshots: Sequence[dt.date]) -> DataFrame:
+    """(profile_id, account_id, snapshot_date, ts): the profiles of each snapshot date."""
+    return _snapshot_rows(profile_rows, ["profile_id", "account_id"], snapshots)
+
+
+def aggregate_profiles(profile_set: DataFrame) -> DataFrame:
+    """Per (account_id, snapshot_date): the profile aggregates of a point-in-time joined
+    profile spine."""
+    return profile_set.groupBy("account_id", SNAPSHOT).agg(
+        *[column.alias(name) for name, column in _profile_aggregates().items()]
+    )
+
+
+def with_labels(spine: DataFrame, cancels: DataFrame, *, horizon_days: int) -> DataFrame:
+    """Add `label` (1: a cancel dated snapshot + 1 .. snapshot + horizon) and the first
+    such `cancel_date` to spine rows keyed by (account_id, snapshot_date).
+
+    `cancels`: (account_id, event_date) of cancel events.
+    """
+    if horizon_days < 1:
+        raise ValueError(f"horizon_days must be >= 1, got {horizon_days}")
+    keys = spine.select("account_id", SNAPSHOT).distinct()
+    in_window = (
+        keys.join(cancels.select("account_id", "event_date"), "account_id")
+        .filter(
+            (F.col("event_date") > F.col(SNAPSHOT))
+            & (F.col("event_date") <= F.date_add(F.col(SNAPSHOT), horizon_days))
+        )
+        .groupBy("account_id", SNAPSHOT)
+        .agg(F.min("event_date").alias(CANCEL_DATE))
+    )
+    return spine.join(in_window, ["account_id", SNAPSHOT], "left").withColumn(
+        LABEL, F.col(CANCEL_DATE).isNotNull().cast("int")
+    )
+
+
+def truth_probability(
+    spine: DataFrame,
+    truth_accounts: DataFrame,
+    *,
+    start_date: dt.date,
+    horizon_days: int,
+    world: WorldParams,
+) -> DataFrame:
+    """(account_id, snapshot_date, truth_probability): the hidden hazard's chance that
+    the account cancels in the label window, 1 - prod(1 - h(d)) over its days.
+
+    `truth_accounts` are the generator's accounts with `account_id` already in the
+    spine's (pseudonymized) form; day numbers count from the generator's start date.
+    """
+    day0 = F.datediff(F.col(SNAPSHOT), F.lit(start_date))
+    days = F.sequence(day0 + 1, day0 + horizon_days)
+    log_survival = F.aggregate(
+        days, F.lit(0.0), lambda acc, d: acc + F.log1p(-members.hazard(d, world))
+    )
+    return (
+        spine.select("account_id", SNAPSHOT)
+        .join(truth_accounts, "account_id")
+        .select("account_id", SNAPSHOT, (1.0 - F.exp(log_survival)).alias("truth_probability"))
+    )
+
+
+# --- from the lake ---------------------------------------------------------------------
+
+
+def feature_dates(spark: SparkSession, lake_root: str) -> list[dt.date]:
+    """The as-of dates with both account_daily and profile_daily partitions."""
+    lake = lk.Lake(lake_root)
+    dates = None
+    for table in (ACCOUNT_DAILY, PROFILE_DAILY):
+        path = lake.features(table.name)
+        if not lk.table_exists(spark, path):
+            raise ChurnDataError(
+                f"feature table {table.name} has no Delta table at {path}; "
+                "build the features first (marquee features build)"
+            )
+        found = {r[0] for r in lk.read_table(spark, path).select(AS_OF).distinct().collect()}
+        dates = found if dates is None else dates & found
+    return sorted(dates or ())
+
+
+def labels_observed_through(spark: SparkSession, lake_root: str) -> dt.date:
+    """The last day of the subscription log: cancels are known up to it."""
+    path = lk.Lake(lake_root).bronze("subscriptions")
+    if not lk.table_exists(spark, path):
+        raise ChurnDataError(f"bronze subscriptions has no Delta table at {path}; ingest first")
+    last = lk.read_table(spark, path).select(F.max("event_date")).first()[0]
+    if last is None:
+        raise ChurnDataError(f"bronze subscriptions at {path} is empty")
+    return last
+
+
+def viewing_starts(spark: SparkSession, lake_root: str) -> dt.date:
+    """The first day of the viewing log: windowed features are partial before a while."""
+    path = lk.Lake(lake_root).bronze("viewing")
+    if not lk.table_exists(spark, path):
+        raise ChurnDataError(f"bronze viewing has no Delta table at {path}; ingest first")
+    first = lk.read_table(spark, path).select(F.min("event_date")).first()[0]
+    if first is None:
+        raise ChurnDataError(f"bronze viewing at {path} is empty")
+    return first
+
+
+def load_snapshots(
+    spark: SparkSession,
+    lake_root: str,
+    snapshots: Sequence[dt.date],
+    *,
+    horizon_days: int | None = HORIZON_DAYS,
+) -> ChurnSnapshots:
+    """Snapshot rows for `snapshots`, labelled over `horizon_days` (None: unlabelled).
+
+    The feature tables are read at one Delta version each, the spine included, and the
+    versions recorded; the subscription log's version too when labelling.
+    """
+    snapshots = tuple(sorted(set(snapshots)))
+    if not snapshots:
+        raise ChurnDataError("no snapshot dates given")
+    lake = lk.Lake(lake_root)
+    available = set(feature_dates(spark, lake_root))
+    missing = [s.isoformat() for s in snapshots if s not in available]
+    if missing:
+        raise ChurnDataError(
+            f"no account_daily/profile_daily partition for snapshot dates {missing}; "
+            f"built dates: {_span(sorted(available))}"
+        )
+    versions = {
+        t.name: lk.table_version(spark, lake.features(t.name))
+        for t in (ACCOUNT_DAILY, PROFILE_DAILY)
+    }
+    accounts = lk.read_table(
+        spark, lake.features(ACCOUNT_DAILY.name), version=versions[ACCOUNT_DAILY.name]
+    )
+    profiles = lk.read_table(
+        spark, lake.features(PROFILE_DAILY.name), version=versions[PROFILE_DAILY.name]
+    )
+
+    account_set = get_training_set(
+        spark,
+        lake_root,
+        snapshot_spine(accounts, snapshots=snapshots),
+        {ACCOUNT_DAILY.name: ACCOUNT_FEATURES},
+        versions={ACCOUNT_DAILY.name: versions[ACCOUNT_DAILY.name]},
+    ).frame
+    profile_set = get_training_set(
+        spark,
+        lake_root,
+        profile_spine(profiles, snapshots=snapshots),
+        {PROFILE_DAILY.name: PROFILE_FEATURES},
+        versions={PROFILE_DAILY.name: versions[PROFILE_DAILY.name]},
+    ).frame
+    frame = account_set.select(
+        "account_id",
+        SNAPSHOT,
+        *[F.col(feature_column_name(ACCOUNT_DAILY.name, f)).alias(f) for f in ACCOUNT_FEATURES],
+    ).join(aggregate_profiles(profile_set), ["account_id", SNAPSHOT], "left")
+
+    labels_through = None
+    if horizon_days is not None:
+        labels_through = labels_observed_through(spark, lake_root)
+        late = [s for s in snapshots if s + dt.timedelta(days=horizon_days) > labels_through]
+        if late:
+            raise ChurnDataError(
+                f"snapshots {[s.isoformat() for s in late]} need cancellations through "
+                f"{(late[-1] + dt.timedelta(days=horizon_days)).isoformat()} "
+                f"({horizon_days}-day horizon), but the subscription log ends on "
+                f"{labels_through.isoformat()}"
+            )
+        path = lake.bronze("subscriptions")
+        versions["bronze.subscriptions"] = lk.table_version(spark, path)
+        cancels = (
+            lk.read_table(spark, path, version=versions["bronze.subscriptions"])
+            .filter(F.col("event_type") == "cancel")
+            .select("account_id", "event_date")
+        )
+        frame = with_labels(frame, cancels, horizon_days=horizon_days)
+    return ChurnSnapshots(frame, snapshots, horizon_days, versions, labels_through)
+
+
+def load_truth_probability(
+    spark: SparkSession,
+    lake_root: str,
+    rows: DataFrame,
+    *,
+    horizon_days: int,
+    pseudonymization_key: str,
+) -> DataFrame | None:
+    """`truth_probability` for rows (account_id, snapshot_date) of a generated lake, or
+    None when the lake has no ground truth (real data)."""
+    truth = lk.Lake(lake_root).ground_truth
+    if not lk.table_exists(spark, f"{truth}/accounts"):
+        return None
+    manifest = load_manifest(spark, lake_root)
+    accounts = lk.read_table(spark, f"{truth}/accounts").withColumn(
+        "account_id", pseudonymize(F.col("account_id"), pseudonymization_key)
+    )
+    return truth_probability(
+        rows,
+        accounts,
+        start_date=dt.date.fromisoformat(manifest["spec"]["start_date"]),
+        horizon_days=horizon_days,
+        world=WorldParams(**manifest["world"]),
+    )
+
+
+def _span(dates: list[dt.date]) -> str:
+    if not dates:
+        return "none"
+    return f"{len(dates)} from {dates[0].isoformat()} to {dates[-1].isoformat()}"

@@ -1,0 +1,188 @@
+"""The churn model in MLflow: one run per training, the model registered as ``churn``.
+
+A run logs the settings (horizon, snapshots, both models' parameters, class weights), the
+training set's lineage (Delta versions of the feature tables and the subscription log),
+every model's metrics with the hidden hazard's as the ceiling, the feature importances,
+and three plots: the reliability diagram, the lift chart and the importances. The model
+is a pyfunc around the Spark pipeline and the scorer (bands, reasons): snapshot feature
+rows in, probability, risk band and reasons out.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from feature_store.churn.dataset import ACCOUNT_FEATURES, PROFILE_AGGREGATES
+from feature_store.churn.platform import ChurnRun
+from feature_store.churn.scoring import ChurnScorer
+from feature_store.features.tables import ACCOUNT_DAILY
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "churn"
+EXPERIMENT = "churn"
+_NAMES = {"gbt": "gradient-boosted trees", "logistic": "logistic regression"}
+
+
+class ChurnModel(mlflow.pyfunc.PythonModel):
+    """pyfunc: rows of account_id and the snapshot features (`ACCOUNT_FEATURES` as in
+    account_daily, `PROFILE_AGGREGATES` as doubles) in; account_id, churn_probability,
+    risk_band and reasons out. Runs the Spark pipeline in the active (or a local) session."""
+
+    def load_context(self, context) -> None:
+        from pyspark.sql import SparkSession
+
+        self.spark = SparkSession.getActiveSession() or (
+            SparkSession.builder.master("local[1]").appName("churn-model").getOrCreate()
+        )
+        self.scorer = ChurnScorer.load(Path(context.artifacts["scorer"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+        from pyspark.sql import types as T
+
+        schema = T.StructType(
+            [T.StructField("account_id", T.StringType())]
+            + [T.StructField(f, ACCOUNT_DAILY.column(f).spark_type) for f in ACCOUNT_FEATURES]
+            + [T.StructField(f, T.DoubleType()) for f in PROFILE_AGGREGATES]
+        )
+        columns = [f.name for f in schema.fields]
+        missing = [c for c in columns if c not in model_input.columns]
+        if missing:
+            raise ValueError(f"churn model input lacks columns {missing}")
+        values = [_python_values(model_input[f.name], f.dataType) for f in schema.fields]
+        frame = self.spark.createDataFrame(list(zip(*values, strict=True)), schema)
+        return self.scorer.score(frame).toPandas()
+
+
+def _python_values(column: pd.Series, data_type) -> list:
+    """A pandas column as Python values Spark accepts for ``data_type`` (NaN: None)."""
+    from pyspark.sql import types as T
+
+    if isinstance(data_type, T.DoubleType):
+        convert = float
+    elif isinstance(data_type, (T.IntegerType, T.LongType)):
+        convert = int
+    else:
+        convert = str
+    return [None if pd.isna(v) else convert(v) for v in column]
+
+
+def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
+    """Log ``run`` to the active experiment; returns the registered version (or None)."""
+    window = {
+        "data.as_of": run.as_of.isoformat(),
+        "data.horizon_days": str(run.horizon_days),
+        "data.train_snapshots": ",".join(s.isoformat() for s in run.train_snapshots),
+        "data.test_snapshot": run.test_snapshot.isoformat(),
+    }
+    classifier = run.scorer.classifier
+    with mlflow.start_run(run_name=f"churn-{run.as_of.isoformat()}") as active:
+        mlflow.set_tags(window)
+        mlflow.log_params(
+            {
+                "horizon_days": run.horizon_days,
+                **{f"gbt.{k}": v for k, v in classifier.params.items()},
+                **{f"logistic.{k}": v for k, v in run.logistic.params.items()},
+                "class_weight.positive": round(classifier.weights.positive, 6),
+                "class_weight.negative": round(classifier.weights.negative, 6),
+                **{f"lineage.{t}.version": v for t, v in run.lineage["table_versions"].items()},
+                **run.rows,
+                "risk_band.high_threshold": round(run.scorer.high_threshold, 6),
+                "risk_band.medium_threshold": round(run.scorer.medium_threshold, 6),
+            }
+        )
+        mlflow.log_dict(run.lineage, "training_set.json")
+        for name, values in run.evaluation.items():
+            prefix = "ceiling" if name == "hidden_hazard" else name
+            mlflow.log_metrics({f"{prefix}.{m}": v for m, v in values.items()})
+        mlflow.log_metrics({f"importance.{f}": v for f, v in run.importances.items()})
+        mlflow.log_metrics({f"seconds.{k}": v for k, v in run.seconds.items()})
+        mlflow.log_dict(
+            {"reliability": run.reliability, "lift_by_decile": run.lift}, "evaluation.json"
+        )
+        _log_plots(run)
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "scorer"
+            run.scorer.save(folder)
+            info = mlflow.pyfunc.log_model(
+                name="churn",
+                python_model=ChurnModel(),
+                artifacts={"scorer": str(folder)},
+                registered_model_name=MODEL_NAME if register else None,
+                signature=_signature(),
+                infer_code_paths=True,
+            )
+        version = None
+        if register and info.registered_model_version is not None:
+            version = str(info.registered_model_version)
+            client = mlflow.MlflowClient()
+            for key, value in {**window, "run_id": active.info.run_id}.items():
+                client.set_model_version_tag(MODEL_NAME, version, key, value)
+        log.info("churn run %s logged; model version %s", active.info.run_id, version)
+    return version
+
+
+def _signature():
+    """The outputs only. An input schema would make MLflow refuse int64 counts where it
+    declares doubles and NaN-holding float columns where it declares longs -- and a
+    pandas column of a nullable count is either, depending on the batch. ``predict``
+    checks the columns by name and converts each to its feature table's type instead."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema
+
+    outputs = Schema(
+        [
+            ColSpec("string", "account_id"),
+            ColSpec("double", "churn_probability"),
+            ColSpec("string", "risk_band"),
+        ]
+    )
+    return ModelSignature(outputs=outputs)
+
+
+def _log_plots(run: ChurnRun) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = {**_NAMES, "hidden_hazard": "hidden hazard (ceiling)"}
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    top = 0.0
+    for name, points in run.reliability.items():
+        x = [p["mean_predicted"] for p in points]
+        y = [p["observed_rate"] for p in points]
+        top = max(top, *x, *y)
+        ax.plot(x, y, marker="o", label=labels.get(name, name))
+    ax.plot([0, top], [0, top], color="grey", linestyle="--", label="perfectly calibrated")
+    ax.set_xlabel("mean predicted probability (tenths of the accounts)")
+    ax.set_ylabel("observed cancel rate")
+    ax.set_title(f"churn within {run.horizon_days} days: reliability")
+    ax.legend(fontsize=8)
+    mlflow.log_figure(fig, "plots/reliability.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(1, len(run.lift))
+    for i, (name, lifts) in enumerate(run.lift.items()):
+        ax.bar([d + i * width for d in range(1, 11)], lifts, width, label=labels.get(name, name))
+    ax.axhline(1.0, color="grey", linestyle="--")
+    ax.set_xlabel("decile of accounts by predicted risk (1 = riskiest)")
+    ax.set_ylabel("lift (cancel rate / overall rate)")
+    ax.set_title("lift by decile")
+    ax.legend(fontsize=8)
+    mlflow.log_figure(fig, "plots/lift.png")
+    plt.close(fig)
+
+    names = list(run.importances)[:15][::-1]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.barh(names, [run.importances[n] for n in names])
+    ax.set_xlabel("importance (gradient-boosted trees)")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/feature_importances.png")
+    plt.close(fig)

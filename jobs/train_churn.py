@@ -1,0 +1,59 @@
+"""Train the churn model as of a date on labelled snapshots before it, evaluate it against
+logistic regression and the hidden hazard, register it in MLflow as `churn` and write
+every account's risk to Delta.
+
+spark-submit jobs/train_churn.py --date 2026-02-18 [--horizon-days 30] [--every-days 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feature_store import runtime
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="marquee churn train", description=__doc__.splitlines()[0]
+    )
+    runtime.add_common_args(parser)
+    parser.add_argument("--date", type=runtime.iso_date, required=True, help="training as-of date")
+    parser.add_argument(
+        "--horizon-days", type=int, default=30, help="a cancel within this many days is churn"
+    )
+    parser.add_argument("--every-days", type=int, default=7, help="days between snapshots")
+    parser.add_argument("--max-train-snapshots", type=int, default=4)
+    parser.add_argument("--no-register", action="store_true", help="log the run only")
+    return parser.parse_args(argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from feature_store.churn.dataset import ChurnDataError
+    from feature_store.churn.platform import train_register_and_score
+
+    config = runtime.load(args)
+    spark = runtime.session(config, args)
+    try:
+        run = train_register_and_score(
+            spark,
+            config,
+            args.date,
+            register=not args.no_register,
+            horizon_days=args.horizon_days,
+            every_days=args.every_days,
+            max_train_snapshots=args.max_train_snapshots,
+        )
+    except ChurnDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return runtime.EXIT_FAILED
+    print(run.format_table())
+    return runtime.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runtime.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
