@@ -91,8 +91,18 @@ def _features(argv: list[str]) -> int:
     return runtime.EXIT_USAGE
 
 
+def _dispatch(group: str, actions: dict, argv: list[str]) -> int:
+    """Run `marquee GROUP ACTION ...`: ACTION's main with the rest of the arguments."""
+    if not argv or argv[0] not in actions:
+        print(f"usage: marquee {group} <action> [options]\n\nactions:")
+        for name, (_, help_text) in actions.items():
+            print(f"  {name:<21}{help_text}")
+        return runtime.EXIT_OK if argv and argv[0] in ("-h", "--help") else runtime.EXIT_USAGE
+    return actions[argv[0]][0](argv[1:])
+
+
 def _recs(argv: list[str]) -> int:
-    """`marquee recs benchmark-movielens|recommend`."""
+    """`marquee recs train|benchmark-movielens|recommend`."""
     from jobs import recs_movielens, train_recommender
 
     actions = {
@@ -109,12 +119,33 @@ def _recs(argv: list[str]) -> int:
             "train the ensemble on a ratings file, write each user's top K as CSV",
         ),
     }
-    if not argv or argv[0] not in actions:
-        print("usage: marquee recs <action> [options]\n\nactions:")
-        for name, (_, help_text) in actions.items():
-            print(f"  {name:<21}{help_text}")
-        return runtime.EXIT_OK if argv and argv[0] in ("-h", "--help") else runtime.EXIT_USAGE
-    return actions[argv[0]][0](argv[1:])
+    return _dispatch("recs", actions, argv)
+
+
+def _churn(argv: list[str]) -> int:
+    """`marquee churn train`."""
+    from jobs import train_churn
+
+    actions = {
+        "train": (
+            train_churn.main,
+            "train, evaluate and register the churn model as of --date; score accounts",
+        ),
+    }
+    return _dispatch("churn", actions, argv)
+
+
+def _forecast(argv: list[str]) -> int:
+    """`marquee forecast train`."""
+    from jobs import train_forecast
+
+    actions = {
+        "train": (
+            train_forecast.main,
+            "backtest, train and register the regional forecast as of --date; CDN plan",
+        ),
+    }
+    return _dispatch("forecast", actions, argv)
 
 
 def _commands():
@@ -126,6 +157,8 @@ def _commands():
         "demo": (run_demo.main, "generate demo data, ingest every day, print a summary"),
         "features": (_features, "feature tables: list, describe, build, validate, export-online"),
         "recs": (_recs, "recommendations: train, benchmark-movielens, recommend"),
+        "churn": (_churn, "churn prediction: train"),
+        "forecast": (_forecast, "regional popularity forecasts and the CDN plan: train"),
         "forget": (forget_member.main, "delete a member from every table (--account ID)"),
         "doctor": (_doctor, "check Java, Delta jars and native BLAS; --warm caches the jars"),
     }

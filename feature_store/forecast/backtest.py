@@ -1,0 +1,206 @@
+"""Rolling-origin backtest: how well each forecaster did on days it had not seen.
+
+Origins: the last one leaves ``horizon`` days of actuals before the end of the series,
+the earlier ones step back ``step`` days each, as many as asked for and as the history
+allows. At every origin O the model is retrained from scratch on examples whose target
+day is on or before O (origins before O, at most ``max_train_origins`` of them), then
+forecasts O+1..O+14 for every series. So each fold is exactly the situation of a run on
+day O.
+
+Metrics, per horizon and over all horizons, for all series and for each region's top
+titles (by views over the 28 days up to the origin, the ones that matter for content
+and CDN decisions):
+- WAPE = sum |y - yhat| / sum |y|: views-weighted absolute error, defined on
+  intermittent series where MAPE is not.
+- MASE, pooled: sum |y - yhat| / sum s_i, where s_i is the in-sample seasonal-naive MAE
+  of row i's series over the 28 days up to its origin. Pooled rather than a mean of
+  per-series ratios because many regional series are nearly all zeros: their s_i is 0
+  and a per-series MASE would be infinite. Below 1 means better than seasonal naive did
+  in sample.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+import pandas as pd
+from pyspark import StorageLevel
+from pyspark.ml import PipelineModel
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from feature_store.forecast.features import (
+    HORIZON,
+    LOOKBACK_DAYS,
+    ORIGIN,
+    SEASONAL_SCALE,
+    SUM_28D,
+    TARGET_DATE,
+    TARGET_VIEWS,
+)
+from feature_store.forecast.model import (
+    MODEL,
+    MODELS,
+    SEASONAL_NAIVE,
+    TRAILING_MEAN,
+    GBTParams,
+    fit,
+)
+from feature_store.forecast.model import with_predictions as predict
+from feature_store.forecast.series import REGION, TITLE
+
+log = logging.getLogger(__name__)
+
+ALL, TOP = "all", "top"
+IS_TOP = "is_top"
+
+
+def min_history_days(*, horizon: int, min_train_origins: int) -> int:
+    """Days of series a backtest needs: 28 days of features, ``min_train_origins`` origins
+    whose 14-day targets are all observed before the backtest origin, and 14 days of
+    actuals after it."""
+    return LOOKBACK_DAYS + 2 * horizon + min_train_origins - 1
+
+
+def backtest_origins(
+    first: dt.date,
+    end: dt.date,
+    *,
+    horizon: int,
+    count: int,
+    step: int,
+    min_train_origins: int,
+) -> list[dt.date]:
+    """Up to ``count`` origins, ``step`` days apart, the last ``horizon`` days before
+    ``end``, none earlier than the history allows; oldest first."""
+    earliest = first + dt.timedelta(days=LOOKBACK_DAYS - 1 + horizon + min_train_origins - 1)
+    last = end - dt.timedelta(days=horizon)
+    origins = [last - dt.timedelta(days=step * i) for i in range(count)]
+    return sorted(o for o in origins if o >= earliest)
+
+
+def training_rows(examples: DataFrame, *, origin: dt.date, max_train_origins: int) -> DataFrame:
+    """Examples a model trained on day ``origin`` could have: targets observed by then,
+    from the latest ``max_train_origins`` origins."""
+    oldest = origin - dt.timedelta(days=max_train_origins)
+    return examples.filter(
+        (F.col(ORIGIN) >= F.lit(oldest))
+        & (F.col(ORIGIN) < F.lit(origin))
+        & (F.col(TARGET_DATE) <= F.lit(origin))
+        & F.col(TARGET_VIEWS).isNotNull()
+    )
+
+
+def with_top_flag(rows: DataFrame, *, top_n: int) -> DataFrame:
+    """``is_top``: the series is among its region's ``top_n`` by views over the 28 days up
+    to the origin (ties broken by title id, so exactly ``top_n`` per region)."""
+    by_views = Window.partitionBy(ORIGIN, REGION).orderBy(F.col(SUM_28D).desc(), F.col(TITLE))
+    # every horizon row of a series shares (sum, title): dense_rank numbers series, not rows
+    return rows.withColumn(IS_TOP, F.dense_rank().over(by_views) <= top_n)
+
+
+def error_sums(
+    rows: DataFrame, *, models: tuple[str, ...] = MODELS, by: tuple[str, ...] = ()
+) -> DataFrame:
+    """Per segment (all / top), ``by`` columns (e.g. region) and horizon: rows, actual
+    views, in-sample scale and each model's absolute error, summed. Sums add up, so the
+    figures over all horizons come from these."""
+    segments = rows.withColumn(
+        "segment",
+        F.explode(
+            F.when(F.col(IS_TOP), F.array(F.lit(ALL), F.lit(TOP))).otherwise(F.array(F.lit(ALL)))
+        ),
+    )
+    return segments.groupBy("segment", *by, HORIZON).agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(TARGET_VIEWS).alias("actual"),
+        F.sum(SEASONAL_SCALE).alias("scale"),
+        *[F.sum(F.abs(F.col(m) - F.col(TARGET_VIEWS))).alias(f"abs_error_{m}") for m in models],
+    )
+
+
+def metrics_table(
+    sums: pd.DataFrame, *, models: tuple[str, ...] = MODELS, by: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """WAPE and pooled MASE per segment, ``by`` columns, model and horizon (0 = all
+    horizons together), from :func:`error_sums`."""
+    keys = ["segment", *by]
+    overall = sums.drop(columns=[HORIZON]).groupby(keys, as_index=False).sum()
+    overall[HORIZON] = 0
+    both = pd.concat([sums, overall], ignore_index=True)
+    rows = []
+    for record in both.to_dict("records"):
+        for m in models:
+            error = record[f"abs_error_{m}"]
+            rows.append(
+                {
+                    **{k: record[k] for k in keys},
+                    "model": m,
+                    HORIZON: int(record[HORIZON]),
+                    "wape": error / record["actual"] if record["actual"] else float("nan"),
+                    "mase": error / record["scale"] if record["scale"] else float("nan"),
+                    "actual_views": float(record["actual"]),
+                    "rows": int(record["rows"]),
+                }
+            )
+    return pd.DataFrame(rows).sort_values([*keys, "model", HORIZON], ignore_index=True)
+
+
+@dataclasses.dataclass
+class BacktestResult:
+    origins: list[dt.date]
+    metrics: pd.DataFrame  # segment, model, horizon (0 = all), wape, mase, actual_views, rows
+    predictions: DataFrame  # every backtest row: features, actuals, each model's forecast
+    # the same per region, over all horizons only (horizon 0)
+    by_region: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+
+    def wape(self, model: str, *, segment: str = ALL, horizon: int = 0) -> float:
+        m = self.metrics
+        hit = m[(m["segment"] == segment) & (m["model"] == model) & (m[HORIZON] == horizon)]
+        return float(hit["wape"].iloc[0]) if len(hit) else float("nan")
+
+    def improvement(self, *, segment: str = ALL, baseline: str = SEASONAL_NAIVE) -> float:
+        """Relative WAPE reduction of the model against ``baseline`` (0.15 = 15% lower)."""
+        return 1.0 - self.wape(MODEL, segment=segment) / self.wape(baseline, segment=segment)
+
+
+def run_backtest(
+    examples: DataFrame,
+    *,
+    origins: list[dt.date],
+    params: GBTParams,
+    max_train_origins: int,
+    top_n: int,
+) -> BacktestResult:
+    """Retrain at every origin on what was known then; score the next days.
+
+    ``examples``: :func:`~feature_store.forecast.features.forecast_examples` rows
+    (persisted by the caller: every fold filters them).
+    """
+    folds = []
+    for origin in origins:
+        train = training_rows(examples, origin=origin, max_train_origins=max_train_origins)
+        log.info("backtest origin %s: fitting the model", origin)
+        model: PipelineModel = fit(train, params)
+        test = examples.filter((F.col(ORIGIN) == F.lit(origin)) & F.col(TARGET_VIEWS).isNotNull())
+        folds.append(predict(test, model))
+    predictions = folds[0]
+    for fold in folds[1:]:
+        predictions = predictions.unionByName(fold)
+    # persisted: the metrics, the CDN evaluation and the plots all read these rows
+    predictions = with_top_flag(predictions, top_n=top_n).persist(StorageLevel.MEMORY_AND_DISK)
+    metrics = metrics_table(error_sums(predictions).toPandas())
+    regional = metrics_table(error_sums(predictions, by=(REGION,)).toPandas(), by=(REGION,))
+    result = BacktestResult(
+        origins, metrics, predictions, regional[regional[HORIZON] == 0].reset_index(drop=True)
+    )
+    log.info(
+        "backtest over %d origins: WAPE gbt %.4f, seasonal naive %.4f, trailing mean %.4f",
+        len(origins),
+        result.wape(MODEL),
+        result.wape(SEASONAL_NAIVE),
+        result.wape(TRAILING_MEAN),
+    )
+    return result

@@ -1,0 +1,190 @@
+"""The popularity forecast in MLflow: one run per as-of date, the model registered as
+``popularity_forecast``.
+
+A run logs the settings, the Delta versions of the tables it read (lineage), the
+backtest metrics of the model and both baselines (WAPE and MASE per horizon, all series
+and top titles), the WAPE improvement over seasonal naive, the CDN hit rates, two plots
+(forecast against actuals for the biggest titles of the last fold; WAPE by horizon) and
+the fitted Spark PipelineModel. Loaded back (``mlflow.spark.load_model`` or as a pyfunc),
+it turns forecast rows (:mod:`feature_store.forecast.features`) into views.
+
+The registered version is tagged with its data window. Promotion (aliases) is the
+registry's business, not the training run's.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+import pandas as pd
+import pyspark
+from pyspark.ml import PipelineModel
+
+from feature_store.forecast import cdn
+from feature_store.forecast.backtest import ALL, TOP
+from feature_store.forecast.features import (
+    CATEGORICAL_FEATURES,
+    HORIZON,
+    NUMERIC_FEATURES,
+    TARGET_DATE,
+    TARGET_VIEWS,
+)
+from feature_store.forecast.model import MODEL, MODELS, SEASONAL_NAIVE, TRAILING_MEAN
+from feature_store.forecast.platform import MODEL_NAME, ForecastRun
+from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "popularity_forecast"
+ARTIFACT = "popularity_forecast"
+
+
+def data_window(run: ForecastRun) -> dict[str, str]:
+    return {
+        "data.first_date": run.first_date.isoformat(),
+        "data.as_of": run.as_of.isoformat(),
+        "data.backtest_origins": ",".join(o.isoformat() for o in run.backtest.origins),
+        "data.horizon_days": str(run.settings.horizon),
+    }
+
+
+def run_metrics(run: ForecastRun) -> dict[str, float]:
+    """``<segment>.<model>.wape`` / ``.mase`` over all horizons, ``..._h<h>`` per horizon,
+    the improvement over the baselines and the CDN hit rates."""
+    out: dict[str, float] = {}
+    for row in run.backtest.metrics.itertuples(index=False):
+        suffix = "" if row.horizon == 0 else f"_h{row.horizon}"
+        for name in ("wape", "mase"):
+            value = getattr(row, name)
+            if pd.notna(value):
+                out[f"{row.segment}.{row.model}.{name}{suffix}"] = float(value)
+    for segment in (ALL, TOP):
+        for baseline in (SEASONAL_NAIVE, TRAILING_MEAN):
+            value = run.backtest.improvement(segment=segment, baseline=baseline)
+            if pd.notna(value):
+                out[f"{segment}.wape_improvement_vs_{baseline}"] = value
+    for strategy in (cdn.PLAN, cdn.YESTERDAY, cdn.ORACLE):
+        value = run.hit_rate(strategy)
+        if pd.notna(value):
+            out[f"cdn.hit_rate.{strategy}"] = value
+    plan = run.plan_summary
+    if len(plan) and plan["expected_total"].sum():
+        out["cdn.expected_hit_rate"] = float(
+            plan["expected_served"].sum() / plan["expected_total"].sum()
+        )
+    out["final.training_rows"] = float(run.training_rows)
+    return out
+
+
+def log_forecast_run(
+    run: ForecastRun, model: PipelineModel, *, register: bool = True
+) -> str | None:
+    """Log ``run`` and ``model`` to the active experiment; returns the registered version
+    (None with ``register=False``)."""
+    window = data_window(run)
+    with mlflow.start_run(run_name=f"popularity-forecast-{run.as_of.isoformat()}") as active:
+        mlflow.set_tags(window)
+        mlflow.log_params(
+            {
+                **run.settings.params(),
+                **{f"lineage.{t}.version": v for t, v in run.table_versions.items()},
+                "features": ",".join([*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]),
+                "series": run.series_count,
+            }
+        )
+        mlflow.log_metrics(run_metrics(run))
+        mlflow.log_dict(
+            {
+                "table_versions": run.table_versions,
+                "window": window,
+                "feature_importances": run.importances,
+            },
+            "lineage.json",
+        )
+        mlflow.log_table(run.backtest.metrics, "backtest/metrics.json")
+        mlflow.log_table(run.backtest.by_region, "backtest/metrics_by_region.json")
+        mlflow.log_table(run.cdn_backtest, "backtest/cdn_hit_rates.json")
+        mlflow.log_table(run.plan_summary, "plan/summary.json")
+        _log_plots(run)
+        # mlflow.spark.log_model in MLflow 3.17 still names the model by `artifact_path`
+        # (it has no `name` parameter, unlike the pyfunc and sklearn flavours)
+        # requirements given, not inferred: MLflow infers them by reloading the model in a
+        # new Python process, which starts a second Spark JVM (slow, and heavy on 2 cores)
+        info = mlflow.spark.log_model(
+            model,
+            artifact_path=ARTIFACT,
+            registered_model_name=MODEL_NAME if register else None,
+            pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
+        )
+        version = None
+        if register:
+            registered = getattr(info, "registered_model_version", None)
+            version = str(registered) if registered else _registered_version(active.info.run_id)
+            client = mlflow.MlflowClient()
+            for key, value in {**window, "run_id": active.info.run_id}.items():
+                client.set_model_version_tag(MODEL_NAME, version, key, value)
+        log.info("forecast run %s logged; model version %s", active.info.run_id, version)
+    return version
+
+
+def _registered_version(run_id: str) -> str:
+    """The version this run registered, looked up by run: on a local artifact store
+    mlflow.spark.log_model may return model info without the version it registered."""
+    client = mlflow.MlflowClient()
+    versions = [
+        v for v in client.search_model_versions(f"name = '{MODEL_NAME}'") if v.run_id == run_id
+    ]
+    if not versions:
+        raise RuntimeError(f"run {run_id} registered no version of {MODEL_NAME}")
+    return str(max(int(v.version) for v in versions))
+
+
+def _log_plots(run: ForecastRun) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    history, sample = run.plot_history, run.plot_forecasts
+    pairs = sample[[REGION, TITLE]].drop_duplicates().itertuples(index=False)
+    pairs = list(pairs)
+    if pairs:
+        fig, axes = plt.subplots(len(pairs), 1, figsize=(9, 2.6 * len(pairs)), squeeze=False)
+        for ax, (region, title) in zip(axes[:, 0], pairs, strict=True):
+            past = history[(history[REGION] == region) & (history[TITLE] == title)]
+            past = past.sort_values(DATE)
+            ahead = sample[(sample[REGION] == region) & (sample[TITLE] == title)]
+            ahead = ahead.sort_values(HORIZON)
+            ax.plot(past[DATE], past[VIEWS], color="black", label="observed")
+            ax.plot(ahead[TARGET_DATE], ahead[TARGET_VIEWS], color="black", ls=":", marker=".",
+                    label="actual")  # fmt: skip
+            for model in MODELS:
+                ax.plot(ahead[TARGET_DATE], ahead[model], marker="o", ms=3, label=model)
+            ax.set_title(f"{title} in {region}", fontsize=9)
+            ax.set_ylabel("views per day")
+        axes[0, 0].legend(fontsize=7, ncol=5)
+        fig.suptitle(f"forecast against actuals, origin {run.backtest.origins[-1]}")
+        fig.tight_layout()
+        mlflow.log_figure(fig, "plots/forecast_vs_actuals_top_titles.png")
+        plt.close(fig)
+
+    metrics = run.backtest.metrics
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, segment in zip(axes, (ALL, TOP), strict=True):
+        for model in MODELS:
+            rows = metrics[
+                (metrics["segment"] == segment)
+                & (metrics["model"] == model)
+                & (metrics[HORIZON] > 0)
+            ].sort_values(HORIZON)
+            ax.plot(rows[HORIZON], rows["wape"], marker="o", label=model,
+                    lw=2.5 if model == MODEL else 1.2)  # fmt: skip
+        label = "all series" if segment == ALL else f"top {run.settings.top_n} per region"
+        ax.set_title(f"WAPE by horizon, {label}")
+        ax.set_xlabel("horizon (days)")
+    axes[0].set_ylabel("WAPE")
+    axes[0].legend()
+    fig.tight_layout()
+    mlflow.log_figure(fig, "plots/wape_by_horizon.png")
+    plt.close(fig)

@@ -1,0 +1,70 @@
+"""Forecast every region x title's daily views for the next 14 days as of a date, backtest
+the model against seasonal naive and a trailing mean, register it in MLflow and write the
+forecasts and the CDN pre-positioning plan to Delta.
+
+spark-submit jobs/train_forecast.py --date 2026-03-10 [--budget-gb 2000] [--plan-days 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from feature_store import runtime
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="marquee forecast train", description=__doc__.splitlines()[0]
+    )
+    runtime.add_common_args(parser)
+    parser.add_argument(
+        "--date", type=runtime.iso_date, required=True, help="last observed day (the origin)"
+    )
+    parser.add_argument(
+        "--budget-gb", type=float, default=2000.0, help="CDN storage per region, in GB"
+    )
+    parser.add_argument(
+        "--plan-days", type=int, default=7, help="days of forecast views the plan serves"
+    )
+    parser.add_argument(
+        "--backtest-origins", type=int, default=3, help="rolling origins, 7 days apart"
+    )
+    parser.add_argument("--top-n", type=int, default=100, help="top titles per region judged")
+    parser.add_argument("--no-register", action="store_true", help="log the run only")
+    return parser.parse_args(argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from feature_store.forecast.platform import ForecastSettings, train_forecast
+    from feature_store.forecast.series import ForecastDataError
+
+    try:
+        settings = ForecastSettings(
+            backtest_origins=args.backtest_origins,
+            top_n=args.top_n,
+            plan_days=args.plan_days,
+            budget_gb=args.budget_gb,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return runtime.EXIT_USAGE
+    config = runtime.load(args)
+    spark = runtime.session(config, args)
+    try:
+        run = train_forecast(
+            spark, config, args.date, settings=settings, register=not args.no_register
+        )
+    except ForecastDataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return runtime.EXIT_FAILED
+    print(run.format_table())
+    return runtime.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runtime.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
