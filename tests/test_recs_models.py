@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pandas.testing as pdt
 import pytest
+import scipy.sparse as sp
 
 from feature_store.recs.ensemble import (
     Blend,
@@ -24,6 +25,7 @@ from feature_store.recs.models import (
     item_to_item,
     top_k_indices,
 )
+from feature_store.recs.models.item import _dense_gram
 
 # Two taste groups: users 1-6 rate items 10-14, users 7-12 rate items 20-24; each user
 # skips exactly one item of their group (user u skips the ((u - 1) % 5)-th).
@@ -238,3 +240,12 @@ def test_blend_refuses_components_fitted_on_other_rows():
     b = Popularity().fit(train[train["user_id"] != 1])
     with pytest.raises(ValueError, match="other training rows"):
         Blend({"a": a, "b": b}, {"a": 0.5, "b": 0.5})
+
+
+def test_ease_gram_in_column_bands_equals_the_whole_product():
+    rng = np.random.default_rng(3)
+    x = sp.csr_matrix((rng.random((40, 11)) < 0.3).astype(float))
+    weighted = sp.diags(rng.random(40)) @ x
+    np.testing.assert_allclose(
+        _dense_gram(weighted, x, block=3), (x.T @ weighted).toarray(), rtol=1e-12
+    )
