@@ -136,12 +136,12 @@ def generate(
     lake = lk.Lake(lake_root)
     stage = _Stopwatch()
     world, landing_records = _draw(spark, lake, spec, stage)
-    history = dataclasses.replace(spec, days=spec.history_days, history_days=0)
     first_landing = spec.landing_dates[0]
     counts = {}
     for name, frame in landing_records.items():
         source = SOURCES[name]
         if spec.history_days:
+            history = dataclasses.replace(spec, days=spec.history_days, history_days=0)
             _write_bronze(spark, lake, source, frame, history, pseudonymization_key)
             frame = frame.filter(F.to_date(F.col(source.ts_field)) >= F.lit(first_landing))
         counts[name] = write_landing(
