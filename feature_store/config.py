@@ -73,6 +73,10 @@ class IngestConfig:
     # A run fails (and writes no bronze data) when more than this share of a
     # source's lines is quarantined.
     max_quarantine_share: float = 0.05
+    # ... once at least this many lines are quarantined: a source with six lines a day
+    # (the day's new profiles) is at 17% with one bad line, which says nothing about
+    # the file.
+    min_quarantined_lines: int = 3
     # Events older than this many days before the file date are beyond the
     # watermark: quarantined as `beyond_watermark`, never silently merged.
     watermark_days: int = 7

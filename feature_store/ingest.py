@@ -272,7 +272,8 @@ def ingest_date(
     """Ingest every source's landing files for one file date.
 
     Raises IngestError (and writes no bronze data) when a source's quarantine share
-    passes `ingest.max_quarantine_share`; the rejected lines are still kept.
+    passes `ingest.max_quarantine_share` with at least `ingest.min_quarantined_lines`
+    lines quarantined; the rejected lines are still kept.
     """
     lake = lk.Lake(config.lake)
     names = list(sources) if sources else list(SOURCES)
@@ -292,7 +293,12 @@ def ingest_date(
         report = IngestReport(date, tuple(s.reconciliation for s in staged), committed=False)
         _write_quarantine(spark, lake, staged, date)
         limit = config.ingest.max_quarantine_share
-        over = [s.reconciliation for s in staged if s.reconciliation.quarantine_share > limit]
+        over = [
+            s.reconciliation
+            for s in staged
+            if s.reconciliation.quarantine_share > limit
+            and s.reconciliation.quarantined >= config.ingest.min_quarantined_lines
+        ]
         if over:
             refusal = IngestError(
                 f"ingest {date.isoformat()} refused: quarantine share above "

@@ -13,7 +13,7 @@ from feature_store.ingest import IngestError, ingest_date
 from feature_store.privacy import pseudonymize_value
 from jobs import ingest_events
 
-D1, D2 = dt.date(2026, 1, 5), dt.date(2026, 1, 6)
+D1, D2, D3 = dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)
 
 
 def view(event_id, ts="2026-01-05T20:00:00Z", profile=1, seconds=0, event_type="play"):
@@ -185,6 +185,13 @@ def test_quarantine_threshold_refuses_the_day_and_keeps_earlier_bronze(spark, tm
     assert code == 1
     assert "refused" in captured.err and "No bronze data was written" in captured.err
     assert "NOT COMMITTED" in captured.out
+
+    # one bad line of three is above the share, but under ingest.min_quarantined_lines:
+    # a source with a handful of lines a day is not refused for one stray line
+    good = [view("d", ts="2026-01-07T08:00:00Z"), view("e", ts="2026-01-07T09:00:00Z")]
+    write_landing(lake_config.lake, "viewing", D3, [*good, "{oops"])
+    assert ingest_date(spark, lake_config, D3).committed
+    assert {"d", "e"} <= {r["event_id"] for r in bronze(spark, lake_config).collect()}
 
 
 def test_unreadable_input_is_quarantined_or_reported_and_the_rest_of_the_day_lands(spark, tmp_path):
