@@ -227,9 +227,7 @@ def test_ground_truth_is_saved_beside_the_data(spark, world):
 def test_history_days_go_straight_to_bronze_and_the_rest_through_landing(spark, tmp_path):
     """A lake started with its history: the first days in bronze at once, the later ones
     as landing files; once those are ingested, bronze holds what generate_bronze writes."""
-    spec = dataclasses.replace(
-        SPEC, accounts=200, dirty_share=0.0, late_share=0.0, history_days=2
-    )
+    spec = dataclasses.replace(SPEC, accounts=200, dirty_share=0.0, late_share=0.0, history_days=2)
     config = make_config(tmp_path / "history")
     generate(spark, config.lake, spec, pseudonymization_key=TEST_KEY)
     landing = Path(config.lake) / "landing" / "viewing"
