@@ -55,10 +55,11 @@ run: setup
 
 # Two pytest workers, one test module each at a time (module fixtures build Delta
 # lakes once): Spark tests on tiny data wait on job scheduling more than on the CPU.
+# --durations: the slowest tests in every log, to keep the suite inside CI's budget.
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 
 # The reference tools the benchmarks compare with that the tests do not need (implicit).
 $(BENCH_STAMP): bench/requirements.lock $(INSTALL_STAMP)

@@ -36,3 +36,42 @@ def configure_mlflow(config: Config, experiment: str) -> str:
         mlflow.create_experiment(experiment, artifact_location=artifacts)
     mlflow.set_experiment(experiment)
     return uri
+
+
+# What a logged model needs to load and predict, pinned to the versions it was trained
+# with. Listed rather than inferred: MLflow infers requirements by reloading the model in
+# a second Python process, which for these models starts a second Spark JVM.
+MODEL_RUNTIME_PACKAGES = (
+    "mlflow",
+    "pyspark",
+    "delta-spark",
+    "pandas",
+    "pyarrow",
+    "numpy",
+    "scipy",
+    "threadpoolctl",
+    "pyyaml",
+)
+
+
+def model_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{package}=={version(package)}" for package in MODEL_RUNTIME_PACKAGES]
+
+
+def package_code_path() -> str:
+    """The whole ``feature_store`` package, for ``code_paths`` of a pyfunc model.
+
+    The whole package rather than MLflow's inferred subset: loading a model puts its code
+    folder first on ``sys.path``, so a partial copy would shadow the installed package
+    for every later import in that process (and in the processes it starts)."""
+    return str(Path(__file__).resolve().parent)
+
+
+def tag_model_version(model_name: str, version: str, tags: dict[str, str]) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, value)

@@ -31,6 +31,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--backtest-origins", type=int, default=3, help="rolling origins, 7 days apart"
     )
     parser.add_argument("--top-n", type=int, default=100, help="top titles per region judged")
+    parser.add_argument(
+        "--max-training-rows",
+        type=int,
+        default=400_000,
+        help="rows a model fits on at most; beyond, a sample of whole series",
+    )
     parser.add_argument("--no-register", action="store_true", help="log the run only")
     return parser.parse_args(argv)
 
@@ -45,6 +51,7 @@ def _main(args: argparse.Namespace) -> int:
             top_n=args.top_n,
             plan_days=args.plan_days,
             budget_gb=args.budget_gb,
+            max_training_rows=args.max_training_rows,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -6,7 +6,10 @@ account scored to Delta with a band and reasons."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import subprocess
+import sys
 
 import mlflow
 import numpy as np
@@ -392,7 +395,7 @@ def test_churn_is_registered_with_its_plots_and_lineage(churn_run):
 
 
 def test_every_account_gets_a_risk_band_and_reasons_and_the_registered_model_agrees(
-    spark, churn_run
+    spark, churn_run, tmp_path
 ):
     config, run = churn_run
     path = lk.Lake(config.lake).predictions(SCORES_TABLE)
@@ -426,3 +429,20 @@ def test_every_account_gets_a_risk_band_and_reasons_and_the_registered_model_agr
     assert len(merged) == 20
     np.testing.assert_allclose(merged["churn_probability"], merged["churn_probability_batch"])
     assert (merged["risk_band"] == merged["risk_band_batch"]).all()
+
+    # loading put the model's code folder first on sys.path; every module of the package
+    # must still import with that path -- as MLflow's requirement inference does when the
+    # next model is logged in this process (a partial copy of the package broke it in CI)
+    imports = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+            "import feature_store.recs.tracking, feature_store.cli",
+            json.dumps(sys.path),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert imports.returncode == 0, imports.stderr

@@ -26,6 +26,7 @@ from feature_store.forecast.backtest import (
     error_sums,
     metrics_table,
     min_history_days,
+    sample_series,
 )
 from feature_store.forecast.features import (
     HORIZON,
@@ -210,6 +211,26 @@ def test_backtest_origins_step_back_from_the_end_within_the_history():
     origins = backtest_origins(first, end, horizon=14, count=5, step=7, min_train_origins=7)
     # the last leaves 14 days of actuals; none before day 27 + 13 + 7 = 47
     assert origins == [day(48), day(55)]
+
+
+def test_a_capped_training_set_keeps_whole_series_the_same_ones_every_time(spark):
+    rows = spark.createDataFrame(
+        [(f"r{r}", f"t{t}", h) for r in range(4) for t in range(250) for h in range(4)],
+        "region string, title_id string, horizon int",
+    )
+    assert sample_series(rows, max_rows=4000, seed=7) is rows  # at the cap: untouched
+
+    sample = sample_series(rows, max_rows=1000, seed=7).toPandas()
+    per_series = sample.groupby(["region", "title_id"])["horizon"].apply(sorted)
+    assert all(h == [0, 1, 2, 3] for h in per_series)  # whole series, never part of one
+    assert 150 <= len(per_series) <= 350  # a quarter of the 1,000 series, give or take
+    again = sample_series(rows, max_rows=1000, seed=7).toPandas()
+    assert_frame_equal(
+        sample.sort_values(list(sample.columns), ignore_index=True),
+        again.sort_values(list(again.columns), ignore_index=True),
+    )
+    other = sample_series(rows, max_rows=1000, seed=8).toPandas()
+    assert set(zip(other["region"], other["title_id"], strict=True)) != set(per_series.index)
 
 
 # --- the CDN plan -------------------------------------------------------------------

@@ -21,6 +21,7 @@ from feature_store.churn.dataset import ACCOUNT_FEATURES, PROFILE_AGGREGATES
 from feature_store.churn.platform import ChurnRun
 from feature_store.churn.scoring import ChurnScorer
 from feature_store.features.tables import ACCOUNT_DAILY
+from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,13 @@ def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
                 artifacts={"scorer": str(folder)},
                 registered_model_name=MODEL_NAME if register else None,
                 signature=_signature(),
-                infer_code_paths=True,
+                code_paths=[package_code_path()],
+                pip_requirements=model_requirements(),
             )
         version = None
         if register and info.registered_model_version is not None:
             version = str(info.registered_model_version)
-            client = mlflow.MlflowClient()
-            for key, value in {**window, "run_id": active.info.run_id}.items():
-                client.set_model_version_tag(MODEL_NAME, version, key, value)
+            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
         log.info("churn run %s logged; model version %s", active.info.run_id, version)
     return version
 

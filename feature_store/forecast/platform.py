@@ -99,6 +99,8 @@ class ForecastSettings:
     # hold 28 days of features, 14 training origins and 14 days of actuals
     min_train_origins: int = 1
     max_train_origins: int = 42  # the latest origins a model learns from (6 weeks)
+    # rows a model fits on at most (a sample of whole series beyond): see sample_series
+    max_training_rows: int = 400_000
     top_n: int = 100  # "top titles" of a region, by views over the 28 days up to the origin
     plan_days: int = 7  # the CDN plan stores what the next days are expected to watch
     budget_gb: float | Mapping[str, float] = 2000.0  # storage per region (or per region)
@@ -106,7 +108,7 @@ class ForecastSettings:
 
     def __post_init__(self) -> None:
         counts = ("horizon", "backtest_origins", "backtest_step_days", "min_train_origins")
-        for name in (*counts, "max_train_origins", "top_n", "plan_days"):
+        for name in (*counts, "max_train_origins", "max_training_rows", "top_n", "plan_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"forecast setting {name} must be at least 1")
         if self.plan_days > self.horizon:
@@ -293,6 +295,7 @@ def train_forecast(
             params=settings.gbt,
             max_train_origins=settings.max_train_origins,
             top_n=settings.top_n,
+            max_training_rows=settings.max_training_rows,
         )
         sizes = cdn.title_sizes(data.titles)
         candidates = cdn.backtest_candidates(
@@ -301,7 +304,13 @@ def train_forecast(
         cdn_backtest = cdn.backtest_hit_rates(candidates, budget_gb=settings.budget_gb)
         history, sample = _plot_samples(series, backtest, top=PLOT_SERIES)
 
-        train = training_rows(examples, origin=as_of, max_train_origins=settings.max_train_origins)
+        train = training_rows(
+            examples,
+            origin=as_of,
+            max_train_origins=settings.max_train_origins,
+            max_rows=settings.max_training_rows,
+            seed=settings.gbt.seed,
+        )
         log.info("forecast: fitting the final model on origins up to %s", as_of)
         model = fit(train, settings.gbt)
         forecast = (

@@ -18,7 +18,6 @@ import logging
 
 import mlflow
 import pandas as pd
-import pyspark
 from pyspark.ml import PipelineModel
 
 from feature_store.forecast import cdn
@@ -33,6 +32,7 @@ from feature_store.forecast.features import (
 from feature_store.forecast.model import MODEL, MODELS, SEASONAL_NAIVE, TRAILING_MEAN
 from feature_store.forecast.platform import MODEL_NAME, ForecastRun
 from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
+from feature_store.tracking import model_requirements, tag_model_version
 
 log = logging.getLogger(__name__)
 
@@ -109,21 +109,17 @@ def log_forecast_run(
         _log_plots(run)
         # mlflow.spark.log_model in MLflow 3.17 still names the model by `artifact_path`
         # (it has no `name` parameter, unlike the pyfunc and sklearn flavours)
-        # requirements given, not inferred: MLflow infers them by reloading the model in a
-        # new Python process, which starts a second Spark JVM (slow, and heavy on 2 cores)
         info = mlflow.spark.log_model(
             model,
             artifact_path=ARTIFACT,
             registered_model_name=MODEL_NAME if register else None,
-            pip_requirements=[f"pyspark=={pyspark.__version__}", f"mlflow=={mlflow.__version__}"],
+            pip_requirements=model_requirements(),
         )
         version = None
         if register:
             registered = getattr(info, "registered_model_version", None)
             version = str(registered) if registered else _registered_version(active.info.run_id)
-            client = mlflow.MlflowClient()
-            for key, value in {**window, "run_id": active.info.run_id}.items():
-                client.set_model_version_tag(MODEL_NAME, version, key, value)
+            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
         log.info("forecast run %s logged; model version %s", active.info.run_id, version)
     return version
 

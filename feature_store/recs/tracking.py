@@ -19,6 +19,7 @@ import mlflow
 import pandas as pd
 
 from feature_store.recs.platform import RecommenderRun
+from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +103,13 @@ def log_recommender_run(run: RecommenderRun, *, k: int, register: bool = True) -
                 artifacts={"serving": str(path)},
                 registered_model_name=MODEL_NAME if register else None,
                 signature=_signature(k),
-                infer_code_paths=True,
+                code_paths=[package_code_path()],
+                pip_requirements=model_requirements(),
             )
         version = None
         if register and info.registered_model_version is not None:
             version = str(info.registered_model_version)
-            client = mlflow.MlflowClient()
-            for key, value in {**window, "run_id": active.info.run_id}.items():
-                client.set_model_version_tag(MODEL_NAME, version, key, value)
+            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
         log.info("recommender run %s logged; model version %s", active.info.run_id, version)
     return version
 
