@@ -148,8 +148,30 @@ def _forecast(argv: list[str]) -> int:
     return _dispatch("forecast", actions, argv)
 
 
+def _models(argv: list[str]) -> int:
+    """`marquee models promote|rollback|list`."""
+    from jobs import manage_models
+
+    actions = {
+        "promote": (
+            manage_models.promote_main,
+            "NAME --version V: gate the version (mlflow/registry.yaml), then champion",
+        ),
+        "rollback": (manage_models.rollback_main, "NAME: restore the previous champion"),
+        "list": (manage_models.list_main, "[NAME]: versions, aliases, data window, key metrics"),
+    }
+    return _dispatch("models", actions, argv)
+
+
 def _commands():
-    from jobs import forget_member, generate_data, ingest_events, run_demo
+    from jobs import (
+        forget_member,
+        generate_data,
+        ingest_events,
+        publish_artifacts,
+        pull_artifact,
+        run_demo,
+    )
 
     return {
         "generate": (generate_data.main, "generate synthetic landing data and its ground truth"),
@@ -159,7 +181,10 @@ def _commands():
         "recs": (_recs, "recommendations: train, benchmark-movielens, recommend"),
         "churn": (_churn, "churn prediction: train"),
         "forecast": (_forecast, "regional popularity forecasts and the CDN plan: train"),
+        "models": (_models, "model registry: promote (gated), rollback, list"),
         "forget": (forget_member.main, "delete a member from every table (--account ID)"),
+        "publish": (publish_artifacts.main, "write versioned, checksummed artifacts for serving"),
+        "pull": (pull_artifact.main, "fetch a published artifact version, verified, into --to"),
         "doctor": (_doctor, "check Java, Delta jars and native BLAS; --warm caches the jars"),
     }
 

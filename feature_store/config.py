@@ -66,6 +66,9 @@ class PathsConfig:
     lake: str = ".marquee/lake"
     mlflow: str = ".marquee/mlflow"
     published: str = ".marquee/published"
+    # The promotion policy (gates per registered model), kept as data in the repository.
+    # Absolute by default so that a configuration file elsewhere still finds it.
+    registry_policy: str = str(REPO_ROOT / "mlflow" / "registry.yaml")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +120,13 @@ class PrivacyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PublishConfig:
+    # Versions kept per published artifact (`marquee publish`); older ones are removed,
+    # never the one `latest` names.
+    retention_versions: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     source: str
     spark: SparkConfig = dataclasses.field(default_factory=SparkConfig)
@@ -124,6 +134,7 @@ class Config:
     ingest: IngestConfig = dataclasses.field(default_factory=IngestConfig)
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     privacy: PrivacyConfig = dataclasses.field(default_factory=PrivacyConfig)
+    publish: PublishConfig = dataclasses.field(default_factory=PublishConfig)
 
     @property
     def lake(self) -> str:
@@ -140,6 +151,7 @@ _SECTIONS = {
     "ingest": IngestConfig,
     "generator": GeneratorConfig,
     "privacy": PrivacyConfig,
+    "publish": PublishConfig,
 }
 
 
@@ -257,6 +269,8 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
         fail("spark.driver_memory", f"must look like 4g or 512m, got {spark.driver_memory!r}")
     if sections.get("privacy", PrivacyConfig()).vacuum_retention_hours < 0:
         fail("privacy.vacuum_retention_hours", "must not be negative")
+    if sections.get("publish", PublishConfig()).retention_versions < 1:
+        fail("publish.retention_versions", "must be at least 1")
     ingest = sections.get("ingest", IngestConfig())
     if not 0.0 <= ingest.max_quarantine_share <= 1.0:
         fail("ingest.max_quarantine_share", "must be between 0 and 1")

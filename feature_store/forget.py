@@ -6,8 +6,9 @@ the feature tables (Delta DELETE), and matched as text in the landing quarantine
 which keeps raw lines. VACUUM then removes the data files that still hold the
 deleted rows, once they are older than `privacy.vacuum_retention_hours` (Delta's
 time-travel window: until then a rebuild by time travel can still see them).
-Online snapshots are rewritten without the member. The audit table records the
-request with the pseudonym and what was deleted, never the raw id.
+Online snapshots and every retained published version (`feature_store.publish`) are
+rewritten without the member, each with a fresh manifest that records the request. The
+audit table records the request with the pseudonym and what was deleted, never the raw id.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -27,8 +26,8 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
+from feature_store import publish
 from feature_store.config import Config
-from feature_store.features import online
 from feature_store.features.tables import REGISTRY
 from feature_store.privacy import pseudonymize_value
 from feature_store.sources import SOURCES
@@ -65,6 +64,14 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
     """Delete one account and its profiles from every table that holds member rows."""
     if not raw_account_id or not raw_account_id.strip():
         raise ValueError("forget: the account id is empty")
+    # Held throughout: a publish running meanwhile could copy the member's rows out of a
+    # table before the delete and make them visible after the published versions are clean.
+    with publish.lock(config.paths.published):
+        return _forget_account(spark, config, raw_account_id)
+
+
+def _forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> ForgetReport:
+    request_id = str(uuid.uuid4())
     lake = lk.Lake(config.lake)
     account = pseudonymize_value(raw_account_id, config.privacy.pseudonymization_key)
     profiles = _profiles_of(spark, lake, account)
@@ -107,10 +114,10 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
     # A batch scoring run that died leaves its Parquet staging (every profile's list,
     # not Delta); the next run would replace it, but the member must not wait for that.
     lk.delete_path(spark, lake.recs("_staging"))
-    deleted.update(_forget_in_snapshots(spark, config, member_rows))
+    deleted.update(publish.forget_in_published(spark, config, member_rows, request_id))
 
     report = ForgetReport(
-        request_id=str(uuid.uuid4()),
+        request_id=request_id,
         account_pseudonym=account,
         profiles=len(profiles),
         deleted=deleted,
@@ -120,38 +127,6 @@ def forget_account(spark: SparkSession, config: Config, raw_account_id: str) -> 
     _audit(spark, lake, report)
     log.info("forget %s: %s rows deleted", report.request_id, f"{sum(deleted.values()):,}")
     return report
-
-
-def _forget_in_snapshots(
-    spark: SparkSession, config: Config, condition: Callable[[set[str]], Column]
-) -> dict[str, int]:
-    """Rewrite every online snapshot table that holds the member, with a new manifest."""
-    deleted = {}
-    for snapshot in online.snapshots(config):
-        manifest = json.loads((snapshot / online.MANIFEST).read_text())
-        changed = False
-        for name in list(manifest["tables"]):
-            folder = snapshot / name
-            rows = spark.read.parquet(folder.as_uri())
-            columns = set(rows.columns)
-            if not columns & {"account_id", "profile_id"}:
-                continue
-            is_member = F.coalesce(condition(columns), F.lit(False))
-            removed = rows.filter(is_member).count()
-            if not removed:
-                continue
-            staging = snapshot / f".forget-{uuid.uuid4().hex}"
-            rows.filter(~is_member).write.parquet(staging.as_uri())
-            retired = snapshot / f".retired-{uuid.uuid4().hex}"
-            os.replace(folder, retired)
-            os.replace(staging, folder)
-            shutil.rmtree(retired)
-            manifest["tables"][name].update(online.describe_files(spark, folder))
-            deleted[str(folder)] = removed
-            changed = True
-        if changed:
-            online.write_manifest(snapshot, manifest)
-    return deleted
 
 
 def _member_condition(account: str, profiles: set[str]) -> Callable[[set[str]], Column]:

@@ -74,6 +74,11 @@ class Lake:
         return f"{self.root}/predictions/{table}"
 
     @property
+    def registry_audit(self) -> str:
+        # Append-only trail of every model alias change (challenger, champion, rollback).
+        return f"{self.root}/registry/model_aliases"
+
+    @property
     def ground_truth(self) -> str:
         return f"{self.root}/ground_truth"
 

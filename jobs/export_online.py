@@ -1,7 +1,8 @@
-"""Export the latest features per entity as a versioned online snapshot.
+"""Publish the latest features per entity as the versioned artifact online_features.
 
 spark-submit jobs/export_online.py --date 2026-01-09 [--table profile_daily ...]
-Writes <published>/online_features/<version>/ with Parquet per table and manifest.json.
+Writes <published>/online_features/<version>/ (Parquet per table, manifest.json with
+checksums) the way `marquee publish` writes every artifact, and moves `latest`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import argparse
 import sys
 
 from feature_store import runtime
-from feature_store.features.online import export_online
+from feature_store.features.online import ARTIFACT
+from feature_store.publish import PublishError, publish_artifact
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -27,15 +29,16 @@ def _main(args: argparse.Namespace) -> int:
     config = runtime.load(args)
     spark = runtime.session(config, args)
     try:
-        snapshot = export_online(spark, config, args.date, args.table)
-    except (FileNotFoundError, KeyError) as exc:
+        published = publish_artifact(spark, config, ARTIFACT, as_of=args.date, tables=args.table)
+    except PublishError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return runtime.EXIT_FAILED
-    print(f"online snapshot {snapshot.version} at {snapshot.path}")
-    for name, info in snapshot.manifest["tables"].items():
+    state = "unchanged, already published as" if published.reused else "published as"
+    print(f"online features as of {args.date}: {state} {published.version} at {published.path}")
+    for name, info in published.manifest["tables"].items():
         print(
             f"  {name:<28}{info['rows']:>12,} rows  (feature table version "
-            f"{info['feature_table_version']})"
+            f"{info['source']['delta_version']})"
         )
     return runtime.EXIT_OK
 

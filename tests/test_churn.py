@@ -378,7 +378,7 @@ def test_churn_is_trained_out_of_time_and_beats_chance_below_its_ceiling(churn_r
     assert "ceiling: hidden hazard" in table and "scored" in table.splitlines()[-1]
 
 
-def test_churn_is_registered_with_its_plots_and_lineage(churn_run):
+def test_churn_is_registered_with_its_plots_and_lineage(churn_run, tmp_path):
     config, run = churn_run
     client = mlflow.MlflowClient()
     version = client.get_model_version(MODEL_NAME, run.model_version)
@@ -392,6 +392,13 @@ def test_churn_is_registered_with_its_plots_and_lineage(churn_run):
     )
     artifacts = {a.path for a in client.list_artifacts(version.run_id, "plots")}
     assert artifacts == {"plots/reliability.png", "plots/lift.png", "plots/feature_importances.png"}
+    # the held-out rows, for the promotion gate to score a champion on the same data
+    assert version.tags["evaluation.data"].startswith("sha256:")
+    rows = pd.read_parquet(
+        client.download_artifacts(version.run_id, "evaluation/rows.parquet", str(tmp_path))
+    )
+    assert len(rows) == run.rows["test_rows"] and rows["label"].sum() == run.rows["test_cancels"]
+    assert set(rows["snapshot_date"]) == {run.test_snapshot}
 
 
 def test_every_account_gets_a_risk_band_and_reasons_and_the_registered_model_agrees(

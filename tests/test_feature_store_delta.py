@@ -12,14 +12,15 @@ from feature_world import AS_OF, bronze_frame, ts, view_events, world
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
+from feature_store import serving
 from feature_store.features import transforms as tf
 from feature_store.features.build import build_features, revalidate
-from feature_store.features.online import MANIFEST, export_online, sha256_of
 from feature_store.features.views import refresh_views
 from feature_store.forget import forget_account
 from feature_store.privacy import pseudonymize_value
 from jobs import build_features as build_job
 from jobs import validate_features as validate_job
+from jobs.export_online import main as export_online_main
 
 NEXT = AS_OF + dt.timedelta(days=1)
 RAW_IDS = {"a1": "acc000000001", "a2": "acc000000002", "a3": "acc000000003"}
@@ -221,8 +222,14 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
         partition_by=["as_of_date"],
     )
 
-    snapshot = export_online(spark, config, AS_OF, ["profile_daily", "account_daily"])
-    manifest = json.loads((snapshot.path / MANIFEST).read_text())
+    assert export_online_main(
+        ["--date", AS_OF.isoformat(), "--table", "profile_daily", "--table", "account_daily",
+         "--set", f"paths.lake={config.lake}", "--set", f"paths.state_dir={config.paths.state_dir}",
+         "--set", f"paths.published={config.paths.published}"]
+    ) == 0  # fmt: skip
+    published = Path(config.paths.published)
+    version = serving.latest_version(published, "online_features")
+    manifest = serving.load_manifest(serving.resolve(published, "online_features", version))
     assert manifest["tables"]["account_daily"]["rows"] == 2
     assert manifest["tables"]["profile_daily"]["rows"] == 4
 
@@ -253,16 +260,15 @@ def test_online_export_then_forget_leaves_nothing_of_the_member(spark, built, tm
     assert lk.read_table(spark, lake.quarantine).count() == 0
     assert not Path(lake.recs("_staging")).exists()
 
-    manifest = json.loads((snapshot.path / MANIFEST).read_text())
+    # the published snapshot was rewritten without the member and still verifies
+    pulled = serving.pull(published, "online_features", tmp_path / "pulled", version=version)
+    manifest = serving.load_manifest(pulled.path)
     assert manifest["tables"]["account_daily"]["rows"] == 1
-    online = spark.read.parquet(str(snapshot.path / "profile_daily"))
-    assert {r[0] for r in online.select("account_id").collect()} == {
-        pseudonym("a2"),
-        pseudonym("a3"),
-    }
-    for name, info in manifest["tables"].items():
-        for file, digest in info["files"].items():
-            assert sha256_of(snapshot.path / name / file) == digest
+    assert [r["rows_removed"] for r in manifest["redactions"]] == [
+        {"account_daily": 1, "profile_daily": 2}
+    ]
+    online = serving.read_table(pulled.path, "profile_daily")
+    assert set(online["account_id"]) == {pseudonym("a2"), pseudonym("a3")}
 
     audit = lk.read_table(spark, lake.forget_requests)
     row = audit.first()

@@ -22,6 +22,7 @@ import logging
 import time
 
 import numpy as np
+import pandas as pd
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -82,6 +83,9 @@ class ChurnRun:
     scored_accounts: int = 0
     band_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     model_version: str | None = None
+    # the held-out snapshot rows as loaded (features and label, before ``prepare``): logged
+    # with the model so the promotion gate can score a champion on the very same rows
+    evaluation_rows: pd.DataFrame | None = None
 
     def format_table(self) -> str:
         columns = ["roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "lift_top_decile"]
@@ -237,6 +241,9 @@ def train_churn(
         logistic=logistic,
         lineage={**data.lineage(), "class_weights": dataclasses.asdict(weights)},
         seconds=seconds,
+        evaluation_rows=data.frame.filter(
+            (F.col(SNAPSHOT) == F.lit(test_date)) & _held_out()
+        ).toPandas(),
     )
     train.unpersist()
     rows.unpersist()

@@ -18,9 +18,11 @@ import mlflow
 import pandas as pd
 
 from feature_store.churn.dataset import ACCOUNT_FEATURES, PROFILE_AGGREGATES
-from feature_store.churn.platform import ChurnRun
+from feature_store.churn.platform import HOLDOUT_BUCKETS, ChurnRun
 from feature_store.churn.scoring import ChurnScorer
 from feature_store.features.tables import ACCOUNT_DAILY
+from feature_store.registry.evaluators import log_evaluation_rows
+from feature_store.registry.identity import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,15 @@ def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
         "data.horizon_days": str(run.horizon_days),
         "data.train_snapshots": ",".join(s.isoformat() for s in run.train_snapshots),
         "data.test_snapshot": run.test_snapshot.isoformat(),
+        # what the metrics were computed on: the promotion gate compares only like with like
+        EVALUATION_DATA_TAG: evaluation_data_id(
+            {
+                "test_snapshot": run.test_snapshot,
+                "horizon_days": run.horizon_days,
+                "holdout": f"pmod(xxhash64(account_id), {HOLDOUT_BUCKETS}) == 0",
+                "table_versions": run.lineage["table_versions"],
+            }
+        ),
     }
     classifier = run.scorer.classifier
     with mlflow.start_run(run_name=f"churn-{run.as_of.isoformat()}") as active:
@@ -107,6 +118,10 @@ def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
             {"reliability": run.reliability, "lift_by_decile": run.lift}, "evaluation.json"
         )
         _log_plots(run)
+        # The held-out rows with labels, so that a promotion gate can re-score another
+        # version on them (feature_store.registry.evaluators); absent on older runs.
+        if run.evaluation_rows is not None:
+            log_evaluation_rows(run.evaluation_rows)
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "scorer"
             run.scorer.save(folder)

@@ -32,6 +32,7 @@ from feature_store.forecast.features import (
 from feature_store.forecast.model import MODEL, MODELS, SEASONAL_NAIVE, TRAILING_MEAN
 from feature_store.forecast.platform import MODEL_NAME, ForecastRun
 from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
+from feature_store.registry.identity import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.tracking import model_requirements, tag_model_version
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,17 @@ def data_window(run: ForecastRun) -> dict[str, str]:
         "data.as_of": run.as_of.isoformat(),
         "data.backtest_origins": ",".join(o.isoformat() for o in run.backtest.origins),
         "data.horizon_days": str(run.settings.horizon),
+        # what the backtest metrics were computed on: the promotion gate compares only like
+        # with like
+        EVALUATION_DATA_TAG: evaluation_data_id(
+            {
+                "first_date": run.first_date,
+                "backtest_origins": run.backtest.origins,
+                "horizon_days": run.settings.horizon,
+                "top_n": run.settings.top_n,
+                "table_versions": run.table_versions,
+            }
+        ),
     }
 
 

@@ -19,6 +19,7 @@ import mlflow
 import pandas as pd
 
 from feature_store.recs.platform import RecommenderRun
+from feature_store.registry.identity import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,14 @@ def log_recommender_run(run: RecommenderRun, *, k: int, register: bool = True) -
         "data.as_of": run.as_of.isoformat(),
         "data.interactions_lookback_days": "56",
         "data.label_days": str(data.label_days),
+        # what the metrics were computed on: the promotion gate compares only like with like
+        EVALUATION_DATA_TAG: evaluation_data_id(
+            {
+                "as_of": run.as_of,
+                "label_days": data.label_days,
+                "table_versions": run.feature_versions,
+            }
+        ),
     }
     with mlflow.start_run(run_name=f"recommender-{run.as_of.isoformat()}") as active:
         mlflow.set_tags(window)

@@ -1,0 +1,450 @@
+"""The serving side of published artifacts: list, resolve, verify, pull and read them.
+
+A published root (``paths.published``) holds one folder per artifact:
+
+    <root>/<artifact>/<version>/manifest.json           what the version is, file by file
+    <root>/<artifact>/<version>/<table>/part-*.parquet   the data
+    <root>/<artifact>/latest                             one line: the version to serve
+
+A version folder appears whole: the publisher writes it elsewhere and renames it into
+place, then moves ``latest``. The manifest lists every file with its size and sha256.
+`pull` refuses a version whose manifest is missing, truncated or malformed, whose files
+differ from the manifest in any way, or which holds files the manifest does not list; it
+copies into a temporary folder beside the destination and renames it into place only
+once every byte is verified, so a refused pull leaves nothing behind.
+
+This module is what serving hosts import: the standard library only (pyarrow and pandas
+for `read_table`), never Spark or MLflow. The publisher (`feature_store.publish`) uses
+the same layout helpers, so both sides agree on the format by construction. All path
+handling is on local paths here; an object store would slot in behind these helpers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+MANIFEST = "manifest.json"
+LATEST = "latest"
+MANIFEST_VERSION = 1  # bumped on any incompatible change of the manifest's shape
+FORMAT = "parquet"
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # artifact and table names
+_VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # no separators: never a path
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+class ArtifactError(Exception):
+    """A published artifact cannot be used; names the artifact, version and problem."""
+
+    def __init__(self, artifact: str, version: str | None, problem: str) -> None:
+        self.artifact, self.version, self.problem = artifact, version, problem
+        where = f"{artifact} version {version}" if version else artifact
+        super().__init__(f"{where}: {problem}")
+
+
+class UnknownArtifactError(ArtifactError):
+    """Nothing has ever been published under this artifact name."""
+
+
+class UnknownVersionError(ArtifactError):
+    """The version (or the one `latest` names) does not exist."""
+
+
+class ManifestError(ArtifactError):
+    """manifest.json is missing, truncated, not JSON or not a valid manifest."""
+
+
+class IntegrityError(ArtifactError):
+    """A file is missing, has the wrong size or checksum, or is not in the manifest."""
+
+
+class DestinationError(ArtifactError):
+    """The pull destination holds something else; it is never overwritten."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Pulled:
+    artifact: str
+    version: str
+    path: Path
+    manifest: dict[str, Any]
+    copied: bool  # False: the destination already held this verified version
+
+
+# ---- layout ---------------------------------------------------------------------------
+
+
+def artifact_dir(root: str | os.PathLike[str], artifact: str) -> Path:
+    if not _NAME.match(artifact):
+        raise UnknownArtifactError(artifact, None, "not a valid artifact name")
+    return Path(root) / artifact
+
+
+def list_artifacts(root: str | os.PathLike[str]) -> list[str]:
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and _NAME.match(p.name))
+
+
+def list_versions(root: str | os.PathLike[str], artifact: str) -> list[str]:
+    """Version folders, oldest first (names sort in version order). Staging and retired
+    folders are hidden (dot names) and never listed."""
+    folder = artifact_dir(root, artifact)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and _VERSION.match(p.name))
+
+
+def latest_version(root: str | os.PathLike[str], artifact: str) -> str | None:
+    """The version `latest` names (None when nothing was published)."""
+    pointer = artifact_dir(root, artifact) / LATEST
+    try:
+        text = pointer.read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not _VERSION.match(text):
+        raise UnknownVersionError(artifact, LATEST, f"the latest pointer is malformed: {text!r}")
+    return text
+
+
+def resolve(root: str | os.PathLike[str], artifact: str, version: str | None = None) -> Path:
+    """The folder of ``version`` (None or "latest": the one `latest` names). Checks that
+    it exists, not what it holds: `verify` and `pull` do that."""
+    folder = artifact_dir(root, artifact)
+    if not folder.is_dir():
+        known = ", ".join(list_artifacts(root)) or "none"
+        raise UnknownArtifactError(
+            artifact, None, f"nothing published under {root} (artifacts: {known})"
+        )
+    if version in (None, LATEST):
+        version = latest_version(root, artifact)
+        if version is None:
+            raise UnknownVersionError(artifact, LATEST, "no latest pointer: nothing published")
+    elif not _VERSION.match(version):
+        raise UnknownVersionError(artifact, version, "not a valid version name")
+    path = folder / version
+    if not path.is_dir():
+        recent = ", ".join(list_versions(root, artifact)[-5:]) or "none"
+        raise UnknownVersionError(artifact, version, f"unknown version (recent: {recent})")
+    return path
+
+
+# ---- the manifest -----------------------------------------------------------------------
+
+
+def load_manifest(
+    folder: str | os.PathLike[str], *, artifact: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """Parse and check manifest.json of a version folder (its shape, not the files).
+
+    ``artifact`` and ``version``, when given, must be what the manifest describes (in a
+    published root they are the folder names; a pulled copy may live under any name)."""
+    folder = Path(folder)
+    try:
+        raw = (folder / MANIFEST).read_bytes()
+    except FileNotFoundError:
+        where = (artifact or str(folder), version)
+        raise ManifestError(*where, f"{MANIFEST} is missing") from None
+    return parse_manifest(raw, artifact=artifact, version=version, folder=folder)
+
+
+def parse_manifest(
+    raw: bytes, *, artifact: str | None, version: str | None, folder: Path | None = None
+) -> dict[str, Any]:
+    try:
+        manifest = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = (artifact or str(folder), version)
+        raise ManifestError(*where, f"{MANIFEST} is truncated or not valid JSON ({exc})") from None
+    check_manifest(manifest, artifact=artifact, version=version)
+    return manifest
+
+
+def check_manifest(manifest: Any, *, artifact: str | None, version: str | None) -> None:
+    """Raise ManifestError naming the first key that is missing or of the wrong type, or
+    the artifact or version when they are not the expected ones."""
+    if isinstance(manifest, dict):  # name the error after what it claims to be, if unsure
+        artifact = artifact or str(manifest.get("artifact", "?"))
+        version = version or str(manifest.get("version", "?"))
+    expected = artifact, version
+
+    def fail(problem: str) -> None:
+        raise ManifestError(artifact or "?", version, f"invalid manifest: {problem}")
+
+    def need(mapping: dict, key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+        if not isinstance(mapping, dict) or key not in mapping:
+            fail(f"missing key '{where}{key}'")
+        value = mapping[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+            fail(f"key '{where}{key}' has the wrong type ({type(value).__name__})")
+        return value
+
+    if not isinstance(manifest, dict):
+        fail("not a JSON object")
+    if need(manifest, "manifest_version", int) != MANIFEST_VERSION:
+        fail(f"manifest_version {manifest['manifest_version']} is not {MANIFEST_VERSION}")
+    if need(manifest, "artifact", str) != expected[0]:
+        fail(f"it describes artifact {manifest['artifact']!r}")
+    if need(manifest, "version", str) != expected[1]:
+        fail(f"it describes version {manifest['version']!r}")
+    if need(manifest, "format", str) != FORMAT:
+        fail(f"format {manifest['format']!r} is not {FORMAT}")
+    for key in ("created_at", "as_of_date"):
+        try:
+            dt.datetime.fromisoformat(need(manifest, key, str))
+        except ValueError:
+            fail(f"key '{key}' is not an ISO date or time")
+    model = manifest.get("model", "missing")
+    if model == "missing":
+        fail("missing key 'model'")
+    if model is not None:
+        need(model, "name", str, "model.")
+        need(model, "version", (str, type(None)), "model.")
+        need(model, "run_id", (str, type(None)), "model.")
+    need(manifest, "feature_table_versions", dict)
+    tables = need(manifest, "tables", dict)
+    if not tables:
+        fail("'tables' is empty")
+    total = 0
+    for name, table in tables.items():
+        where = f"tables.{name}."
+        if not _NAME.match(name):
+            fail(f"table name {name!r} is not valid")
+        if need(table, "path", str, where) != name:
+            fail(f"key '{where}path' must be {name!r}")
+        rows = need(table, "rows", int, where)
+        if rows < 0:
+            fail(f"key '{where}rows' is negative")
+        total += rows
+        for i, column in enumerate(need(table, "schema", list, where)):
+            need(column, "name", str, f"{where}schema[{i}].")
+            need(column, "type", str, f"{where}schema[{i}].")
+        need(table, "source", dict, where)
+    if need(manifest, "rows", int) != total:
+        fail(f"'rows' is {manifest['rows']} but the tables hold {total}")
+    seen = set()
+    for i, entry in enumerate(need(manifest, "files", list)):
+        where = f"files[{i}]."
+        path = need(entry, "path", str, where)
+        parts = PurePosixPath(path).parts
+        if path.startswith("/") or "\\" in path or ".." in parts or len(parts) != 2:
+            fail(f"file path {path!r} must be <table>/<file>")
+        if parts[0] not in tables or parts[1] == MANIFEST:
+            fail(f"file {path!r} belongs to no table")
+        if path in seen:
+            fail(f"file {path!r} is listed twice")
+        seen.add(path)
+        if need(entry, "bytes", int, where) < 0:
+            fail(f"key '{where}bytes' is negative")
+        if not _SHA256.match(need(entry, "sha256", str, where)):
+            fail(f"key '{where}sha256' is not a sha256 hex digest")
+
+
+# ---- files ------------------------------------------------------------------------------
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_in(folder: str | os.PathLike[str]) -> list[str]:
+    """Every file below ``folder`` but the manifest, as sorted relative POSIX paths."""
+    base = Path(folder)
+    found = (p.relative_to(base).as_posix() for p in base.rglob("*") if not p.is_dir())
+    return sorted(p for p in found if p != MANIFEST)
+
+
+def fsync_tree(folder: str | os.PathLike[str]) -> None:
+    """Flush every file and folder below ``folder`` to disk (before a rename publishes it)."""
+    base = Path(folder)
+    for path in [*sorted(base.rglob("*"), reverse=True), base]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a small file so that readers see the old or the new content, never half."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+# ---- verification and pulling ---------------------------------------------------------
+
+
+def verify(
+    folder: str | os.PathLike[str], *, artifact: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """Check a version folder in place: manifest, every file's size and sha256, nothing
+    unlisted. Returns the manifest; raises ManifestError or IntegrityError."""
+    folder = Path(folder)
+    manifest = load_manifest(folder, artifact=artifact, version=version)
+    artifact, version = manifest["artifact"], manifest["version"]
+    _check_listing(folder, manifest, artifact, version)
+    for entry in manifest["files"]:
+        if sha256_file(folder / entry["path"]) != entry["sha256"]:
+            raise IntegrityError(artifact, version, f"checksum mismatch for {entry['path']}")
+    return manifest
+
+
+def _check_listing(folder: Path, manifest: dict, artifact: str, version: str) -> None:
+    """Cheap checks before reading any data: missing, unlisted and mis-sized files."""
+    listed = {e["path"]: e for e in manifest["files"]}
+    present = files_in(folder)
+    unlisted = [p for p in present if p not in listed]
+    if unlisted:
+        raise IntegrityError(artifact, version, f"unlisted file {unlisted[0]}")
+    for path, entry in listed.items():
+        file = folder / path
+        if not file.is_file():
+            raise IntegrityError(artifact, version, f"missing file {path}")
+        size = file.stat().st_size
+        if size != entry["bytes"]:
+            raise IntegrityError(
+                artifact, version, f"{path} is {size} bytes, the manifest says {entry['bytes']}"
+            )
+
+
+def pull(
+    root: str | os.PathLike[str],
+    artifact: str,
+    dest: str | os.PathLike[str],
+    version: str | None = None,
+) -> Pulled:
+    """Copy a verified version (default: latest) to the folder ``dest``.
+
+    Files are hashed as they are copied, so what lands is what was checked. The copy is
+    built in a hidden folder beside ``dest`` and renamed to ``dest`` when complete; on
+    any failure that folder is removed and ``dest`` is left as it was. A ``dest`` that
+    already holds this verified version is kept as it is; anything else there is refused.
+    """
+    source = resolve(root, artifact, version)
+    version = source.name
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        try:
+            manifest = verify(dest, artifact=artifact, version=version)
+        except ArtifactError:
+            raise DestinationError(
+                artifact, version, f"{dest} exists and is not a verified copy of this version"
+            ) from None
+        return Pulled(artifact, version, dest, manifest, copied=False)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # A forget request may swap in a rewritten copy of the version while we read it:
+    # then the manifest changed under us and one more attempt reads the new one.
+    for attempt in range(2):
+        raw = _read_manifest_bytes(source, artifact, version)
+        try:
+            manifest = _copy_verified(source, raw, dest, artifact, version)
+        except (IntegrityError, ManifestError):
+            if attempt or _read_manifest_bytes(source, artifact, version) == raw:
+                raise
+            continue
+        return Pulled(artifact, version, dest, manifest, copied=True)
+    raise AssertionError("unreachable")
+
+
+def _read_manifest_bytes(folder: Path, artifact: str, version: str) -> bytes:
+    try:
+        return (folder / MANIFEST).read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(artifact, version, f"{MANIFEST} is missing") from None
+
+
+def _copy_verified(source: Path, raw: bytes, dest: Path, artifact: str, version: str) -> dict:
+    manifest = parse_manifest(raw, artifact=artifact, version=version)
+    _check_listing(source, manifest, artifact, version)
+    tmp = dest.parent / f".{dest.name}.pull-{uuid.uuid4().hex}"
+    try:
+        for entry in manifest["files"]:
+            target = tmp / entry["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                size, digest = _copy_hashing(source / entry["path"], target)
+            except FileNotFoundError:  # removed since the listing was checked
+                raise IntegrityError(artifact, version, f"missing file {entry['path']}") from None
+            if size != entry["bytes"] or digest != entry["sha256"]:
+                raise IntegrityError(artifact, version, f"checksum mismatch for {entry['path']}")
+        (tmp / MANIFEST).write_bytes(raw)
+        fsync_tree(tmp)
+        os.rename(tmp, dest)  # replaces an empty dest folder; fails rather than merge
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fsync_dir(dest.parent)
+    return manifest
+
+
+def _copy_hashing(source: Path, target: Path) -> tuple[int, str]:
+    """Copy a file, returning its size and sha256 as read (one pass over the bytes)."""
+    digest, size = hashlib.sha256(), 0
+    with open(source, "rb") as reader, open(target, "wb") as writer:
+        while chunk := reader.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            writer.write(chunk)
+    return size, digest.hexdigest()
+
+
+# ---- reading ----------------------------------------------------------------------------
+
+
+def read_table(
+    folder: str | os.PathLike[str], table: str | None = None, *, columns: list[str] | None = None
+):
+    """One table of a (pulled) version folder as a pandas DataFrame; ``table`` may be
+    omitted when the artifact has only one. Reads exactly the files the manifest lists."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    manifest = load_manifest(folder)
+    tables = manifest["tables"]
+    if table is None:
+        if len(tables) != 1:
+            raise ValueError(f"{folder}: choose a table among {', '.join(sorted(tables))}")
+        (table,) = tables
+    if table not in tables:
+        raise KeyError(f"{folder}: no table {table!r} (tables: {', '.join(sorted(tables))})")
+    files = [e["path"] for e in manifest["files"] if e["path"].split("/")[0] == table]
+    if not files:
+        names = columns or [c["name"] for c in tables[table]["schema"]]
+        return pd.DataFrame({name: [] for name in names})
+    parts = [pq.read_table(folder / f, columns=columns) for f in files]
+    return pa.concat_tables(parts).to_pandas()
