@@ -13,7 +13,7 @@ BLAS_STAMP := $(STATE)/.blas-checked
 JARS_STAMP := $(STATE)/.delta-jars-warm
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup run test bench lint format clean
+.PHONY: setup run test bench lint format clean airflow
 
 setup: $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
 
@@ -72,6 +72,19 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/bench_features.py
 	$(PY) bench/bench_recs.py
 	$(PY) bench/bench_models.py
+
+# Airflow on this machine: SQLite and every component in one `airflow standalone`, the DAGs
+# of dags/, state under .marquee/airflow. The Spark jobs go to the `marquee_spark`
+# connection, local mode here; point it at a cluster with spark://host:7077 instead. The
+# UI is on http://localhost:8080 (login: see the standalone output).
+AIRFLOW_HOME_DIR := $(CURDIR)/$(STATE)/airflow
+
+airflow: setup
+	@mkdir -p $(AIRFLOW_HOME_DIR)
+	AIRFLOW_HOME=$(AIRFLOW_HOME_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW_CONN_MARQUEE_SPARK='{"conn_type": "spark", "host": "local[2]"}' \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/airflow standalone
 
 lint: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check .

@@ -77,3 +77,22 @@ def run(main_body, args: argparse.Namespace) -> int:
     except SparkSetupError as exc:
         print(f"spark set-up error: {exc}", file=sys.stderr)
         return EXIT_FAILED
+
+
+def add_tag_arg(parser: argparse.ArgumentParser) -> None:
+    """``--tag KEY=VALUE`` (repeatable): tags for the model version a training job registers."""
+    parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        type=_key_value,
+        metavar="KEY=VALUE",
+        help="also tag the registered version (repeatable), e.g. the orchestrator's run id",
+    )
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"not KEY=VALUE: {text!r}")
+    return key, value

@@ -25,6 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--every-days", type=int, default=7, help="days between snapshots")
     parser.add_argument("--max-train-snapshots", type=int, default=4)
     parser.add_argument("--no-register", action="store_true", help="log the run only")
+    runtime.add_tag_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -47,6 +48,11 @@ def _main(args: argparse.Namespace) -> int:
     except ChurnDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return runtime.EXIT_FAILED
+    if args.tag and run.model_version:
+        from feature_store.churn.tracking import MODEL_NAME
+        from feature_store.tracking import tag_model_version
+
+        tag_model_version(MODEL_NAME, run.model_version, dict(args.tag))
     print(run.format_table())
     return runtime.EXIT_OK
 

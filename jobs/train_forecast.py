@@ -37,11 +37,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=400_000,
         help="rows a model fits on at most; beyond, a sample of whole series",
     )
+    parser.add_argument(
+        "--gbt-max-iter",
+        type=int,
+        help="boosting iterations of each model (default: the model's; fewer: faster)",
+    )
     parser.add_argument("--no-register", action="store_true", help="log the run only")
+    runtime.add_tag_arg(parser)
     return parser.parse_args(argv)
 
 
 def _main(args: argparse.Namespace) -> int:
+    from feature_store.forecast.model import GBTParams
     from feature_store.forecast.platform import ForecastSettings, train_forecast
     from feature_store.forecast.series import ForecastDataError
 
@@ -52,6 +59,7 @@ def _main(args: argparse.Namespace) -> int:
             plan_days=args.plan_days,
             budget_gb=args.budget_gb,
             max_training_rows=args.max_training_rows,
+            gbt=GBTParams(**({"max_iter": args.gbt_max_iter} if args.gbt_max_iter else {})),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -65,6 +73,11 @@ def _main(args: argparse.Namespace) -> int:
     except ForecastDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return runtime.EXIT_FAILED
+    if args.tag and run.model_version:
+        from feature_store.forecast.platform import MODEL_NAME
+        from feature_store.tracking import tag_model_version
+
+        tag_model_version(MODEL_NAME, run.model_version, dict(args.tag))
     print(run.format_table())
     return runtime.EXIT_OK
 

@@ -23,6 +23,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=10, help="list length evaluated")
     parser.add_argument("--calibration-weight", type=float, default=0.3)
     parser.add_argument("--no-register", action="store_true", help="log the run only")
+    runtime.add_tag_arg(parser)
     return parser.parse_args(argv)
 
 
@@ -46,6 +47,11 @@ def _main(args: argparse.Namespace) -> int:
     except RecsDataError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return runtime.EXIT_FAILED
+    if args.tag and run.model_version:
+        from feature_store.recs.tracking import MODEL_NAME
+        from feature_store.tracking import tag_model_version
+
+        tag_model_version(MODEL_NAME, run.model_version, dict(args.tag))
     print(format_summary(run, config, args.k))
     return runtime.EXIT_OK
 
