@@ -57,7 +57,14 @@ class SparkConfig:
     # A folder of jars fetched by Maven (`marquee doctor --maven`) used instead of
     # Spark's own package resolution, for machines where that resolution fails.
     jars_dir: str = ""
+    # More Maven packages for Spark to resolve beside Delta's, comma-separated: e.g.
+    # org.apache.hadoop:hadoop-aws:<Spark's Hadoop version> for s3a:// lake paths.
+    extra_packages: str = ""
     extra_conf: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def extra_package_list(self) -> list[str]:
+        return [p.strip() for p in self.extra_packages.split(",") if p.strip()]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,10 +24,7 @@ run in client mode: the driver needs this checkout and its virtual environment.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import logging
-import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,7 @@ from airflow.sdk.exceptions import (
 log = logging.getLogger(__name__)
 
 CONN_ID = "marquee_spark"
-JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"
+JOBS_DIR = Path(__file__).resolve().parent.parent / "jobs"  # as feature_store.submit's
 START_DATE = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 # The daily DAG's outputs. Events carry {"date": "YYYY-MM-DD"}: the day they hold.
@@ -126,39 +123,6 @@ def config_args(params: Mapping[str, Any]) -> list[str]:
     return args
 
 
-def submit_settings(config) -> dict[str, Any]:
-    """What ``build_session`` sets for the JVM itself, as spark-submit options."""
-    from feature_store.spark import _PROVIDED_BY_SPARK, delta_maven_coordinates
-
-    sc = config.spark
-    home = importlib.util.find_spec("pyspark").submodule_search_locations[0]
-    settings: dict[str, Any] = {
-        "driver_memory": sc.driver_memory,
-        "conf": {
-            "spark.driver.extraJavaOptions": (
-                f"-Duser.timezone=UTC -Dderby.system.home={config.paths.state_dir}"
-            ),
-            "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-            "spark.log.level": sc.log_level,
-            # The driver imports feature_store: this virtual environment's Python.
-            "spark.pyspark.python": sys.executable,
-            "spark.pyspark.driver.python": sys.executable,
-            **sc.extra_conf,
-        },
-        # pyspark's own spark-submit and Spark, never a system installation.
-        "env_vars": {"SPARK_HOME": home, "PATH": f"{home}/bin{os.pathsep}{os.environ['PATH']}"},
-        "packages": None,
-        "exclude_packages": None,
-        "jars": None,
-    }
-    if sc.jars_dir:
-        settings["jars"] = ",".join(sorted(str(p) for p in Path(sc.jars_dir).glob("*.jar")))
-    else:
-        settings["packages"] = ",".join(delta_maven_coordinates())
-        settings["exclude_packages"] = ",".join(_PROVIDED_BY_SPARK)
-    return settings
-
-
 class SparkJobOperator(SparkSubmitOperator):
     """``spark-submit jobs/<job>.py [job_args] --date D [job_args param] [config] --master M``.
 
@@ -203,6 +167,8 @@ class SparkJobOperator(SparkSubmitOperator):
 
         params = context["params"]
         config = load_config(params)  # a bad config fails here, before any JVM starts
+        from feature_store.submit import submit_settings
+
         settings = submit_settings(config)
         self.conf = {**settings.pop("conf"), **(self.conf or {})}
         self.env_vars = {**settings.pop("env_vars"), **(self.env_vars or {})}

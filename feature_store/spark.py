@@ -118,6 +118,7 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
         .config("spark.ui.showConsoleProgress", str(sc.show_progress).lower())
         .config("spark.sql.warehouse.dir", str(Path(config.paths.state_dir) / "warehouse"))
     )
+    extra_packages = sc.extra_package_list
     if sc.jars_dir:
         jars = sorted(str(p) for p in Path(sc.jars_dir).glob("*.jar"))
         if not jars:
@@ -125,8 +126,11 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
                 f"spark.jars_dir {sc.jars_dir} holds no jars: run marquee doctor --maven"
             )
         builder = builder.config("spark.jars", ",".join(jars))
+        if extra_packages:
+            builder = builder.config("spark.jars.packages", ",".join(extra_packages))
     else:
-        builder = builder.config("spark.jars.packages", ",".join(delta_maven_coordinates()))
+        packages = [*delta_maven_coordinates(), *extra_packages]
+        builder = builder.config("spark.jars.packages", ",".join(packages))
         builder = builder.config("spark.jars.excludes", ",".join(_PROVIDED_BY_SPARK))
     for key, value in sc.extra_conf.items():
         builder = builder.config(key, value)

@@ -91,3 +91,25 @@ def test_local_default_key_is_generated_once_and_private(tmp_path):
     key_file = tmp_path / "state" / "secrets" / "pseudonymization.key"
     assert first == second and len(first) == 64
     assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+
+
+def test_the_cluster_example_puts_the_lake_on_an_object_store_by_configuration_alone():
+    """conf/cluster.example.yaml (infra/README.md): URIs pass through untouched, the s3a
+    connector is one more package beside Delta's, in the session and in spark-submit."""
+    from feature_store.spark import delta_maven_coordinates
+    from feature_store.submit import submit_settings
+
+    config = load_config(DEFAULT_CONFIG.parent / "cluster.example.yaml", environ=ENV)
+    repo = DEFAULT_CONFIG.parent.parent
+    assert config.paths.lake == "s3a://marquee/lake"
+    assert config.paths.mlflow == "http://mlflow.marquee.svc:5000"
+    assert config.paths.registry_policy == str(repo / "mlflow" / "registry.yaml")
+    assert config.spark.master == "spark://spark-master.marquee.svc:7077"
+    assert config.spark.extra_package_list == ["org.apache.hadoop:hadoop-aws:3.5.0"]
+    settings = submit_settings(config)
+    assert settings["packages"].split(",") == [
+        *delta_maven_coordinates(),
+        "org.apache.hadoop:hadoop-aws:3.5.0",
+    ]
+    assert settings["conf"]["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert settings["conf"]["spark.executor.memory"] == "16g"

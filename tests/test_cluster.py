@@ -1,0 +1,159 @@
+"""The cluster path: a Spark standalone cluster (one master, two workers on loopback)
+started by ``infra/spark-standalone/cluster.sh`` with pyspark's own launchers, a feature
+build submitted to it with ``marquee submit``, and the table it writes compared with the
+same build in local mode on a copy of the same bronze lake."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+from conftest import TEST_KEY
+
+from feature_store import lake as lk
+from feature_store.features.build import build_features
+from feature_store.generator import GenerationSpec, generate_bronze
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+CLUSTER_SCRIPT = REPO / "infra" / "spark-standalone" / "cluster.sh"
+TABLES = ["profile_daily", "title_daily"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cluster")
+    env = {
+        **os.environ,
+        "MARQUEE_PYTHON": sys.executable,
+        "CLUSTER_DIR": str(folder),
+        "MASTER_PORT": str(free_port()),
+        "MASTER_WEBUI_PORT": str(free_port()),
+        "WORKERS": "2",
+        "WORKER_CORES": "1",
+        "WORKER_MEMORY": "1g",
+    }
+    started = subprocess.run(
+        [str(CLUSTER_SCRIPT), "start"], env=env, capture_output=True, text=True
+    )
+    try:
+        assert started.returncode == 0, started.stderr
+        yield {
+            "master": f"spark://127.0.0.1:{env['MASTER_PORT']}",
+            "state_url": f"http://127.0.0.1:{env['MASTER_WEBUI_PORT']}/json/",
+        }
+    finally:
+        subprocess.run([str(CLUSTER_SCRIPT), "stop"], env=env, check=False)
+
+
+def master_state(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+def overrides(state: Path) -> list[str]:
+    return [
+        f"paths.state_dir={state}",
+        f"paths.lake={state}/lake",
+        f"paths.mlflow={state}/mlflow",
+        f"paths.published={state}/published",
+        "spark.shuffle_partitions=2",
+        "spark.delta_snapshot_partitions=1",
+        "spark.file_listing_parallelism=2",
+        "spark.driver_memory=1g",
+        "spark.log_level=ERROR",
+        "spark.show_progress=false",
+        # executors fit the 1g workers
+        "spark.extra_conf={spark.executor.memory: 512m, spark.executor.cores: '1'}",
+    ]
+
+
+def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(spark, cluster, tmp_path):
+    from feature_store.config import load_config
+
+    assert master_state(cluster["state_url"])["aliveworkers"] == 2
+
+    local_state, cluster_state = tmp_path / "local", tmp_path / "cluster"
+    spec = GenerationSpec(
+        seed=11,
+        accounts=150,
+        titles=40,
+        days=3,
+        start_date=dt.date(2026, 3, 1),
+        dirty_share=0.0,
+        late_share=0.0,
+        sessions_per_day=1.0,
+    )
+    generate_bronze(spark, str(local_state / "lake"), spec, pseudonymization_key=TEST_KEY)
+    shutil.copytree(local_state / "lake", cluster_state / "lake")
+    day = spec.end_date
+
+    local_config = load_config(
+        None, overrides(local_state), environ={"MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY}
+    )
+    assert build_features(spark, local_config, day, TABLES).ok
+
+    command = [str(Path(sys.executable).parent / "marquee"), "submit", "build_features"]
+    command += ["--master", cluster["master"]]
+    for override in overrides(cluster_state):
+        command += ["--set", override]
+    command += ["--", "--date", day.isoformat(), *(f"--table={t}" for t in TABLES)]
+    env = {**os.environ, "MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY}
+    submitted = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert submitted.returncode == 0, submitted.stderr[-4000:]
+
+    # It ran as an application of the cluster, not in local mode (the master moves an
+    # application to "completed" a moment after its driver has gone).
+    deadline = time.monotonic() + 60
+    while (state := master_state(cluster["state_url"]))["activeapps"]:
+        assert time.monotonic() < deadline, state["activeapps"]
+        time.sleep(1)
+    assert [(a["name"], a["state"]) for a in state["completedapps"]] == [("marquee", "FINISHED")]
+
+    for table in TABLES:
+        local = lk.read_table(spark, lk.Lake(str(local_state / "lake")).features(table))
+        remote = lk.read_table(spark, lk.Lake(str(cluster_state / "lake")).features(table))
+        assert local.count() > 0
+        assert_df_equality(remote, local, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_path):
+    from conftest import make_config
+
+    from feature_store.spark import delta_maven_coordinates
+    from feature_store.submit import JOBS_DIR, spark_submit_command
+
+    config = make_config(tmp_path, "spark.driver_memory=3g")
+    master = "spark://10.1.2.3:7077"
+    command, env = spark_submit_command(
+        config, "build_features", ["--date", "2026-03-01"], master=master
+    )
+    assert command[0].endswith("pyspark/bin/spark-submit")
+    assert command[1:3] == ["--master", master]
+    assert command[command.index("--driver-memory") + 1] == "3g"
+    assert command[command.index("--packages") + 1] == ",".join(delta_maven_coordinates())
+    confs = dict(c.split("=", 1) for c in command[1::] if "=" in c and c.startswith("spark."))
+    assert confs["spark.pyspark.python"] == sys.executable
+    # the job itself, its flags, and the master again for build_session
+    tail = command[command.index(str(JOBS_DIR / "build_features.py")) :]
+    assert tail[1:] == ["--date", "2026-03-01", "--master", master]
+    assert env["SPARK_HOME"] == str(Path(command[0]).parent.parent)
+    with pytest.raises(ValueError, match="no job 'build_feature'.*build_features"):
+        spark_submit_command(config, "build_feature", [], master=master)
