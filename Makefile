@@ -13,7 +13,7 @@ BLAS_STAMP := $(STATE)/.blas-checked
 JARS_STAMP := $(STATE)/.delta-jars-warm
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup run test bench lint format clean airflow
+.PHONY: setup run test bench lint format clean airflow mlflow
 
 setup: $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
 
@@ -74,17 +74,16 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/bench_models.py
 
 # Airflow on this machine: SQLite and every component in one `airflow standalone`, the DAGs
-# of dags/, state under .marquee/airflow. The Spark jobs go to the `marquee_spark`
-# connection, local mode here; point it at a cluster with spark://host:7077 instead. The
-# UI is on http://localhost:8080 (login: see the standalone output).
-AIRFLOW_HOME_DIR := $(CURDIR)/$(STATE)/airflow
-
+# of dags/, state under .marquee/airflow (the runs `make run` made are there). The Spark
+# jobs go to the `marquee_spark` connection: spark.master of the config (local[2]; a
+# cluster with --set spark.master=spark://host:7077). UI on http://localhost:8080 (login:
+# see the standalone output).
 airflow: setup
-	@mkdir -p $(AIRFLOW_HOME_DIR)
-	AIRFLOW_HOME=$(AIRFLOW_HOME_DIR) AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	AIRFLOW__CORE__LOAD_EXAMPLES=False \
-	AIRFLOW_CONN_MARQUEE_SPARK='{"conn_type": "spark", "host": "local[2]"}' \
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/airflow standalone
+	$(MARQUEE) airflow standalone
+
+# The MLflow UI on the embedded store (.marquee/mlflow), http://localhost:5000.
+mlflow: setup
+	$(MARQUEE) mlflow-ui
 
 lint: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check .

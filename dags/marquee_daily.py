@@ -1,4 +1,5 @@
-"""Daily: ingest the day's landing files into bronze, build its feature tables, validate them.
+"""Daily: ingest the day's landing files into bronze, build its feature tables, validate
+them, and publish the online feature snapshot serving reads.
 
 The day is the run's data interval [D, D+1), D its logical date. Backfill days A to B:
 
@@ -40,7 +41,14 @@ def marquee_daily():
     validate = orc.SparkJobOperator(
         task_id="validate_features", job="validate_features", date=day, outlets=[orc.FEATURES]
     )
-    ingest >> build >> validate
+    # Serving's online features follow every validated day.
+    online = orc.SparkJobOperator(
+        task_id="publish_online_features",
+        job="publish_artifacts",
+        date=day,
+        job_args=["--artifact=online_features"],
+    )
+    ingest >> build >> validate >> online
 
 
 marquee_daily()

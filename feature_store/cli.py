@@ -163,6 +163,46 @@ def _models(argv: list[str]) -> int:
     return _dispatch("models", actions, argv)
 
 
+def _submit(argv: list[str]) -> int:
+    from feature_store.submit import main as submit_main
+
+    return submit_main(argv)
+
+
+def _airflow(argv: list[str]) -> int:
+    """`marquee airflow [--config F] [--set K=V] -- AIRFLOW ARGS`: Airflow on .marquee/airflow."""
+    from feature_store.airflow_local import airflow_cli
+
+    # marquee's own options, if any, come before "--"; everything else is Airflow's.
+    own, airflow_args = (
+        ([], argv) if "--" not in argv else (argv[: argv.index("--")], argv[argv.index("--") + 1 :])
+    )
+    parser = argparse.ArgumentParser(prog="marquee airflow", description=_airflow.__doc__)
+    runtime.add_common_args(parser)
+    args = parser.parse_args(own)
+    return runtime.run(lambda a: airflow_cli(runtime.load(a), airflow_args), args)
+
+
+def _mlflow_ui(argv: list[str]) -> int:
+    """`marquee mlflow-ui [--port P]`: the MLflow UI on the configured store."""
+    import subprocess
+
+    from feature_store.tracking import tracking_uri
+
+    parser = argparse.ArgumentParser(prog="marquee mlflow-ui", description=_mlflow_ui.__doc__)
+    runtime.add_common_args(parser)
+    parser.add_argument("--port", type=int, default=5000)
+    args = parser.parse_args(argv)
+
+    def body(args: argparse.Namespace) -> int:
+        uri = tracking_uri(runtime.load(args))
+        mlflow = Path(sys.executable).parent / "mlflow"
+        command = [str(mlflow), "ui", "--backend-store-uri", uri, "--port", str(args.port)]
+        return subprocess.run(command, check=False).returncode
+
+    return runtime.run(body, args)
+
+
 def _commands():
     from jobs import (
         forget_member,
@@ -176,7 +216,7 @@ def _commands():
     return {
         "generate": (generate_data.main, "generate synthetic landing data and its ground truth"),
         "ingest": (ingest_events.main, "ingest one day of landing files into bronze"),
-        "demo": (run_demo.main, "generate demo data, ingest every day, print a summary"),
+        "demo": (run_demo.main, "the whole platform through Airflow on demo data (make run)"),
         "features": (_features, "feature tables: list, describe, build, validate, export-online"),
         "recs": (_recs, "recommendations: train, benchmark-movielens, recommend"),
         "churn": (_churn, "churn prediction: train"),
@@ -185,6 +225,9 @@ def _commands():
         "forget": (forget_member.main, "delete a member from every table (--account ID)"),
         "publish": (publish_artifacts.main, "write versioned, checksummed artifacts for serving"),
         "pull": (pull_artifact.main, "fetch a published artifact version, verified, into --to"),
+        "submit": (_submit, "run a job of jobs/ through spark-submit (--master for a cluster)"),
+        "airflow": (_airflow, "Airflow's CLI on .marquee/airflow: airflow standalone, backfill"),
+        "mlflow-ui": (_mlflow_ui, "the MLflow UI on the configured tracking store"),
         "doctor": (_doctor, "check Java, Delta jars and native BLAS; --warm caches the jars"),
     }
 

@@ -179,9 +179,11 @@ def publish_all(
     names: list[str] | None = None,
     *,
     as_of: dt.date | None = None,
+    tables: list[str] | None = None,
 ) -> list[Outcome]:
     """Publish ``names`` (default: every artifact with a source table); one failure does
-    not stop the others, and publishes nothing for its own artifact."""
+    not stop the others, and publishes nothing for its own artifact. ``tables`` narrows
+    online_features to some feature tables."""
     lake = lk.Lake(config.lake)
     if names is None:
         names = [
@@ -192,7 +194,9 @@ def publish_all(
     outcomes = []
     for name in names:
         try:
-            outcomes.append(Outcome(name, publish_artifact(spark, config, name, as_of=as_of)))
+            only = tables if ARTIFACTS[name].table is None else None
+            published = publish_artifact(spark, config, name, as_of=as_of, tables=only)
+            outcomes.append(Outcome(name, published))
         except PublishError as exc:
             log.error("publish %s failed: %s", name, exc)
             outcomes.append(Outcome(name, error=str(exc)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import SparkSession
+from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
@@ -62,4 +62,39 @@ def feature_summary(builds: Sequence[BuildReport]) -> str:
     checks = sum(b.validation.evaluated for r in builds for b in r.builds if b.validation)
     failed = sum(len(b.validation.failed) for r in builds for b in r.builds if b.validation)
     lines.append(f"validation: {checks:,} checks run, {failed:,} failed")
+    return "\n".join(lines)
+
+
+def feature_log_summary(spark: SparkSession, lake_root: str, dates: Sequence) -> str:
+    """Feature tables × as-of dates from the build log (``ops/feature_builds``): rows of
+    each partition's latest build, or why it was not committed; the builds themselves
+    ran elsewhere (the daily DAG's tasks)."""
+    path = lk.Lake(lake_root).feature_builds
+    if not lk.table_exists(spark, path):
+        return "feature tables: nothing built yet"
+    latest = Window.partitionBy("table", "as_of_date").orderBy(F.desc("built_at"))
+    rows = (
+        lk.read_table(spark, path)
+        .filter(F.col("as_of_date").isin(list(dates)))
+        .withColumn("attempt", F.row_number().over(latest))
+        .filter(F.col("attempt") == 1)
+        .select("table", "as_of_date", "status", "rows")
+        .collect()
+    )
+    cells = {(r["table"], r["as_of_date"]): r for r in rows}
+    tables = sorted({r["table"] for r in rows})
+    lines = [f"{'feature table':<28}" + "".join(f"{d:%m-%d}".rjust(9) for d in dates)]
+    for table in tables:
+        row = f"{table:<28}"
+        for date in dates:
+            cell = cells.get((table, date))
+            text = (
+                "-"
+                if cell is None
+                else (f"{cell['rows']:,}" if cell["status"] == COMMITTED else cell["status"])
+            )
+            row += f"{text:>9}"
+        lines.append(row)
+    refused = sum(1 for r in rows if r["status"] != COMMITTED)
+    lines.append(f"{len(rows)} partitions, {refused} not committed (validation or input)")
     return "\n".join(lines)

@@ -26,6 +26,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--date", type=runtime.iso_date, help="as-of date (default: each source's latest)"
     )
+    parser.add_argument(
+        "--table",
+        action="append",
+        help="online_features: only this feature table (repeatable; default: all)",
+    )
     return parser.parse_args(argv)
 
 
@@ -34,7 +39,7 @@ def _main(args: argparse.Namespace) -> int:
 
     config = runtime.load(args)
     spark = runtime.session(config, args)
-    outcomes = publish_all(spark, config, args.artifact, as_of=args.date)
+    outcomes = publish_all(spark, config, args.artifact, as_of=args.date, tables=args.table)
     if not outcomes:
         print("error: nothing to publish: no artifact has a source table yet", file=sys.stderr)
         return runtime.EXIT_FAILED

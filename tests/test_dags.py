@@ -3,7 +3,7 @@ day, backfill, and both DAGs end to end with ``dag.test()`` on tiny data.
 
 Airflow runs against a temporary AIRFLOW_HOME with SQLite, configured before Airflow is
 first imported. Every Spark task is a real ``spark-submit`` (a JVM and a Spark session
-each, ~20 s before any work), so the end-to-end runs keep few: the daily DAG (3), the
+each, ~20 s before any work), so the end-to-end runs keep few: the daily DAG (4), the
 training DAG for the popularity forecast (train, promote, publish: 3) and a refused
 promotion (1).
 """
@@ -37,15 +37,11 @@ def airflow_home(tmp_path_factory):
     """A fresh Airflow (SQLite) for this module; Spark tasks use the local connection."""
     if "airflow.settings" in sys.modules:
         pytest.fail("Airflow was imported before tests/test_dags.py could configure it")
-    home = tmp_path_factory.mktemp("airflow")
+    from feature_store.airflow_local import airflow_environment
+
+    state = tmp_path_factory.mktemp("airflow-state")
     env = {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        # the in-process execution API signs task tokens with it
-        "AIRFLOW__API_AUTH__JWT_SECRET": "test-only-secret",
-        "AIRFLOW_CONN_MARQUEE_SPARK": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+        **airflow_environment(make_config(state)),  # as make run sets it up
         # the jobs under spark-submit must pseudonymize like the generator did
         "MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY,
     }
@@ -126,6 +122,7 @@ def test_daily_dag_ingests_builds_and_validates_its_interval_day(dagbag):
         "ingest": {"window"},
         "build_features": {"window", "ingest"},
         "validate_features": {"window", "build_features"},
+        "publish_online_features": {"window", "validate_features"},
     }
     assert isinstance(dag.timetable, CronDataIntervalTimetable)  # runs have [D, D+1)
     assert dag.max_active_runs == 1 and dag.max_active_tasks == 1 and not dag.catchup
@@ -138,6 +135,7 @@ def test_daily_dag_ingests_builds_and_validates_its_interval_day(dagbag):
         "ingest_events.py",
         "build_features.py",
         "validate_features.py",
+        "publish_artifacts.py",
     ]
     assert dag.get_task("ingest").outlets == [orc.BRONZE]
     assert dag.get_task("validate_features").outlets == [orc.FEATURES]
@@ -250,6 +248,7 @@ JOB_ARGS = {
     "ingest_events": ["--source", "viewing"],
     "build_features": ["--table", "region_title_daily"],
     "validate_features": ["--table", "region_title_daily"],
+    "publish_artifacts": ["--table", "region_title_daily"],
 }
 
 
@@ -277,7 +276,8 @@ def test_daily_dag_end_to_end(spark, dagbag, tmp_path):
         conf={"overrides": overrides(state), "job_args": JOB_ARGS},
     )
     assert states == dict.fromkeys(
-        ["window", "ingest", "build_features", "validate_features"], "success"
+        ["window", "ingest", "build_features", "validate_features", "publish_online_features"],
+        "success",
     )
     assert dag_run.state == "success"
     lake = lk.Lake(config.lake)
@@ -285,6 +285,9 @@ def test_daily_dag_end_to_end(spark, dagbag, tmp_path):
     assert viewing.filter(viewing.ingest_date == day).count() > 0
     built = lk.read_table(spark, lake.features("region_title_daily")).select("as_of_date")
     assert [r[0] for r in built.distinct().collect()] == [day]
+    online = serving.load_manifest(serving.resolve(state / "published", "online_features"))
+    assert online["as_of_date"] == day.isoformat()
+    assert list(online["tables"]) == ["region_title_daily"]
     with create_session() as session:
         extras = {e.asset.name: e.extra for e in session.query(AssetEvent).all()}
     assert extras == {
@@ -388,3 +391,23 @@ def test_a_refused_promotion_publishes_nothing_and_the_run_succeeds(dagbag, fore
     assert outcome["reason"].startswith("improvement over champion")
     assert aliases(client) == {"champion": str(champion.version), "challenger": str(again.version)}
     assert serving.list_versions(state / "published", "popularity_forecast") == published_before
+
+
+def test_the_embedded_airflow_keeps_its_home_database_and_secret_under_the_state_dir(tmp_path):
+    from feature_store.airflow_local import airflow_environment
+
+    config = make_config(tmp_path, "spark.master=spark://10.0.0.5:7077")
+    first, again = airflow_environment(config), airflow_environment(config)
+    home = tmp_path / "airflow"
+    assert first["AIRFLOW_HOME"] == str(home)
+    assert first["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{home}/airflow.db"
+    assert first["AIRFLOW__CORE__DAGS_FOLDER"] == str(DAGS)
+    # one secret per home, made once, readable by its owner only
+    assert first["AIRFLOW__API_AUTH__JWT_SECRET"] == again["AIRFLOW__API_AUTH__JWT_SECRET"]
+    assert len(first["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
+    assert (home / "jwt_secret").stat().st_mode & 0o077 == 0
+    # the Spark tasks go to the configured master
+    assert json.loads(first["AIRFLOW_CONN_MARQUEE_SPARK"]) == {
+        "conn_type": "spark",
+        "host": "spark://10.0.0.5:7077",
+    }

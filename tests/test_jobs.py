@@ -1,10 +1,13 @@
 """Jobs through their main([...]) entry points, as spark-submit and the CLI run them."""
 
+import datetime as dt
 import json
+
+from conftest import make_config
 
 from feature_store import lake as lk
 from feature_store.cli import main as cli_main
-from jobs import generate_data, run_demo
+from jobs import generate_data
 
 
 def common(tmp_path):
@@ -47,13 +50,45 @@ def test_generate_job_writes_landing_folders_per_source_and_day(spark, tmp_path,
     )
 
 
-def test_demo_job_generates_ingests_and_summarizes(spark, tmp_path, capsys):
-    code = run_demo.main(["--accounts", "60", "--titles", "30", "--days", "2", *common(tmp_path)])
-    out = capsys.readouterr().out
-    assert code == 0
-    assert "bronze table" in out and "quarantine" in out
-    viewing = lk.read_table(spark, f"{tmp_path}/lake/bronze/viewing")
-    assert viewing.select("ingest_date").distinct().count() == 2
+def test_demo_prepares_the_history_the_dags_build_on(spark, tmp_path):
+    """make run's first step (the rest is the DAGs, tests/test_dags.py): four days, the
+    first two straight into bronze with their region x title series built, the last two
+    left as landing files for the daily DAG; the report's grid reads the build log."""
+    from feature_store import demo, reports
+    from feature_store.generator import GenerationSpec
+
+    config = make_config(tmp_path)
+    spec = GenerationSpec(
+        seed=3,
+        accounts=60,
+        titles=30,
+        days=4,
+        start_date=dt.date(2026, 2, 1),
+        dirty_share=0.0,
+        late_share=0.0,
+        sessions_per_day=1.0,
+        history_days=2,
+    )
+    assert demo.prepare(spark, config, spec) == []
+    history, landing = spec.dates[:2], spec.landing_dates
+    lake = lk.Lake(config.lake)
+    viewing = lk.read_table(spark, lake.bronze("viewing"))
+    assert sorted(r[0] for r in viewing.select("event_date").distinct().collect()) == history
+    assert sorted(p.name for p in (tmp_path / "lake" / "landing" / "viewing").iterdir()) == [
+        f"date={d}" for d in landing
+    ]
+    series = lk.read_table(spark, lake.features("region_title_daily"))
+    counts = {r["as_of_date"]: r["count"] for r in series.groupBy("as_of_date").count().collect()}
+    assert sorted(counts) == history
+    grid = reports.feature_log_summary(spark, config.lake, spec.dates).splitlines()
+    assert grid[0].split()[-4:] == ["02-01", "02-02", "02-03", "02-04"]
+    assert grid[1].split() == [
+        "region_title_daily",
+        *(f"{counts[d]:,}" for d in history),
+        "-",
+        "-",
+    ]
+    assert grid[-1] == "2 partitions, 0 not committed (validation or input)"
 
 
 def test_cli_lists_commands_and_rejects_unknown_ones(capsys):

@@ -1,0 +1,195 @@
+"""The demo platform (what ``make run`` runs): a generated streaming service run day by
+day through the Airflow DAGs, as a deployment would run it.
+
+1. Generate the demo service (weeks of history straight into bronze, the last days as
+   landing files) and build the feature partitions the models need from the history
+   (the region x title series every day, the churn snapshots' account and profile
+   features): the history a platform brings with it, made here in this process.
+2. The daily DAG for each landing day, oldest first: ingest, build, validate, publish the
+   online features (each task a spark-submit of its job).
+3. The training DAG once, for the last day: train the recommender, churn and forecast
+   models, register them, promote them through the gates, publish what was promoted.
+4. A one-screen report from what the runs left in the lake, the registry and the
+   published folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from feature_store import lake as lk
+from feature_store import reports, serving
+from feature_store.churn import platform as churn
+from feature_store.churn.dataset import HORIZON_DAYS, SNAPSHOT_TABLES, ChurnDataError
+from feature_store.config import Config
+from feature_store.features.build import build_features
+from feature_store.generator import GenerationSpec, generate
+
+log = logging.getLogger(__name__)
+
+# The recommender learns up to RECS_LABEL_DAYS before the last day and is judged on the
+# views of those days; its ranker learns from the RECS_RANKER_DAYS before that.
+RECS_LABEL_DAYS = 2
+RECS_RANKER_DAYS = 2
+# Churn snapshots 3 days apart: the demo's ten weeks leave room for several training
+# snapshots between the first full 30-day window and the last one labelled 30 days on.
+CHURN_EVERY_DAYS = 3
+
+
+@dataclass
+class DemoOutcome:
+    runs: list[Any] = field(default_factory=list)  # airflow_local.DagRunResult, in order
+    failed: list[str] = field(default_factory=list)  # what did not go through, for people
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def prepare(spark: SparkSession, config: Config, spec: GenerationSpec) -> list[dt.date]:
+    """Step 1: generate, then the history's feature partitions. Returns failed dates."""
+    started = time.perf_counter()
+    result = generate(
+        spark, config.lake, spec, pseudonymization_key=config.privacy.pseudonymization_key
+    )
+    log.info(
+        "generated %s accounts over %s days: %s days of history straight into bronze, then "
+        "%s landing lines for %s days, in %.0fs",
+        f"{spec.accounts:,}",
+        spec.days,
+        spec.history_days,
+        f"{result.lines:,}",
+        len(spec.landing_dates),
+        time.perf_counter() - started,
+    )
+    return build_history(spark, config, spec)
+
+
+def build_history(spark: SparkSession, config: Config, spec: GenerationSpec) -> list[dt.date]:
+    """Feature partitions the models need among the history days (the landing days get
+    every table from the daily DAG): the daily region x title series for every day
+    (forecasts), and the account and profile features of the churn model's snapshot
+    dates. Returns the dates whose build failed."""
+    try:
+        train, test = churn.choose_snapshots(
+            spec.dates,
+            as_of=spec.end_date,
+            horizon_days=HORIZON_DAYS,
+            history_start=spec.start_date,
+            labels_through=spec.end_date,
+            every_days=CHURN_EVERY_DAYS,
+        )
+        snapshots = {*train, test}
+    except ChurnDataError:
+        snapshots = set()  # too short for churn; the churn training says why
+    failed, built = [], 0
+    for date in spec.dates[: spec.history_days]:
+        tables = ["region_title_daily", *(SNAPSHOT_TABLES if date in snapshots else ())]
+        report = build_features(spark, config, date, tables)
+        built += len(report.builds)
+        if not report.ok:
+            failed.append(date)
+            log.error("history build failed for %s:\n%s", date, report.format_table())
+    log.info(
+        "history: %s feature partitions over %s days (region_title_daily every day; "
+        "account_daily and profile_daily on the churn snapshots %s)",
+        built,
+        spec.history_days,
+        ", ".join(d.isoformat() for d in sorted(snapshots)) or "none",
+    )
+    return failed
+
+
+def run_dags(
+    config: Config, spec: GenerationSpec, *, config_file: str | None, overrides: Sequence[str]
+) -> DemoOutcome:
+    """Steps 2 and 3: the daily DAG per landing day, then the training DAG."""
+    from feature_store.airflow_local import embedded_airflow
+
+    common = {"config": config_file, "overrides": list(overrides)}
+    outcome = DemoOutcome()
+    with embedded_airflow(config) as airflow:
+        for day in spec.landing_dates:
+            # A daily run's data interval is [D, D+1): it is due at D+1's midnight.
+            run = airflow.run(
+                "marquee_daily", logical_date=_midnight(day + dt.timedelta(days=1)), conf=common
+            )
+            outcome.runs.append(run)
+            log.info(run.format_line())
+            if not run.ok:  # the days after depend on it (depends_on_past)
+                outcome.failed.append(f"daily run for {day}: {run.task_states}")
+                return outcome
+        training = airflow.run(
+            "marquee_training",
+            logical_date=_midnight(spec.end_date + dt.timedelta(days=1)),
+            conf={
+                **common,
+                "date": spec.end_date.isoformat(),
+                "recs_label_days": RECS_LABEL_DAYS,
+                "job_args": {
+                    "train_recommender": ["--ranker-days", str(RECS_RANKER_DAYS)],
+                    "train_churn": ["--every-days", str(CHURN_EVERY_DAYS)],
+                },
+            },
+        )
+        outcome.runs.append(training)
+        log.info(training.format_line())
+        if not training.ok:
+            outcome.failed.append(f"training run: {training.task_states}")
+    return outcome
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), dt.UTC)
+
+
+def report(spark: SparkSession, config: Config, spec: GenerationSpec, outcome: DemoOutcome) -> str:
+    """Step 4: what the runs did, from the lake, the registry and the published folder."""
+    from feature_store.registry.listing import format_listing, list_models
+    from feature_store.registry.policy import load_policy
+    from feature_store.registry.store import client_for
+    from feature_store.tracking import tracking_uri
+
+    lake = lk.Lake(config.lake)
+    sections = [
+        "Airflow runs (AIRFLOW_HOME .marquee/airflow; `make airflow` shows them):",
+        *(f"  {run.format_line()}" for run in outcome.runs),
+        "",
+        reports.bronze_summary(spark, config.lake),
+        "",
+        reports.feature_log_summary(spark, config.lake, spec.landing_dates),
+        f"validation results and data docs: {lake.validation_results}",
+        "",
+    ]
+    promotions = [
+        value
+        for run in outcome.runs
+        for task, value in run.outputs.items()
+        if task.startswith("promote_")
+    ]
+    for promotion in promotions:
+        verdict = "promoted to champion" if promotion["promoted"] else "not promoted"
+        sections.append(
+            f"{promotion['model']} v{promotion['version']}: {verdict} ({promotion['reason']})"
+        )
+    client = client_for(config)
+    policy = load_policy(config.paths.registry_policy)
+    sections += ["", format_listing(list_models(client, policy)), ""]
+    published = config.paths.published
+    sections.append(f"published artifacts under {published}:")
+    for artifact in serving.list_artifacts(published):
+        latest = serving.latest_version(published, artifact)
+        manifest = serving.load_manifest(serving.resolve(published, artifact, latest))
+        sections.append(
+            f"  {artifact:<21}{latest:<32}{manifest['rows']:>12,} rows  "
+            f"pull: marquee pull {artifact} --latest --to DIR"
+        )
+    sections.append(f"MLflow: {tracking_uri(config)}   (`make mlflow` serves its UI)")
+    return "\n".join(sections)
