@@ -40,7 +40,7 @@ class SeriesData:
     """The dense series, the catalogue it was built against and where both came from."""
 
     series: DataFrame  # region, title_id, date, views (long; 0 on days without views)
-    titles: DataFrame  # title_id, kind, genres, release_date, duration_minutes, episodes
+    titles: DataFrame  # title_id, kind, genres, cast, release_date, duration_minutes, episodes
     first_date: dt.date
     end_date: dt.date
     table_versions: dict[str, int]
@@ -79,12 +79,13 @@ def title_attributes(titles: DataFrame, *, as_of: dt.date) -> DataFrame:
     """The catalogue as known at ``as_of``: one row per title, released or announced.
 
     Release dates of upcoming titles are known before release, so using them for the
-    forecast window is not a leak; everything else (kind, genres, runtime) is static.
+    forecast window is not a leak; everything else (kind, genres, cast, runtime) is static.
     """
     return tf.latest_version(titles, key=TITLE, as_of=as_of).select(
         TITLE,
         "kind",
         "genres",
+        "cast",
         "release_date",
         "duration_minutes",
         F.coalesce(F.col("episodes"), F.lit(0)).alias("episodes"),
