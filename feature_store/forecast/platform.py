@@ -10,9 +10,13 @@
 4. trains the final model on the latest ``max_train_origins`` origins up to ``as_of``
    (targets observed by then) and forecasts the next 14 days
    of every region x title, then plans each region's pre-positioning from them;
-5. logs the run to MLflow and registers the model as ``popularity_forecast``;
-6. writes the forecasts and the plan to Delta, replacing the ``as_of_date`` partition,
-   so a re-run of the same date replaces and never duplicates.
+5. evaluates the new-title audience model (:mod:`feature_store.forecast.audience`:
+   first-28-day views per region, before release) against the genre average, fits it
+   on every launch observed whole and predicts the titles still launching;
+6. logs the run to MLflow and registers the model as ``popularity_forecast`` (the
+   audience model, its metrics and plot are logged in the same run);
+7. writes the forecasts, the plan and the audience predictions to Delta, replacing the
+   ``as_of_date`` partition, so a re-run of the same date replaces and never duplicates.
 
 History needed: ``ForecastSettings.min_days`` days of ``region_title_daily`` ending on
 ``as_of`` (56 with the defaults: 28 days of features, a first training origin with all
@@ -35,6 +39,13 @@ from feature_store import lake as lk
 from feature_store.config import Config
 from feature_store.features.definitions import AS_OF
 from feature_store.forecast import cdn
+from feature_store.forecast.audience import (
+    AudienceDataError,
+    AudienceResult,
+    AudienceSettings,
+    evaluate_audience,
+    truth_features,
+)
 from feature_store.forecast.backtest import (
     ALL,
     IS_TOP,
@@ -72,13 +83,14 @@ from feature_store.forecast.series import (
     TITLE,
     VIEWS,
     ForecastDataError,
+    SeriesData,
     load_series,
 )
 
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "popularity_forecast"
-FORECASTS, PLAN = "popularity_forecast", "cdn_plan"
+FORECASTS, PLAN, AUDIENCE = "popularity_forecast", "cdn_plan", "new_title_audience"
 FORECAST_VIEWS = "forecast_views"
 TARGET_IMPROVEMENT = 0.15  # the issue's bar: WAPE at least 15% below seasonal naive
 PLOT_SERIES = 4  # top series drawn in the forecast-against-actuals plot
@@ -105,6 +117,7 @@ class ForecastSettings:
     plan_days: int = 7  # the CDN plan stores what the next days are expected to watch
     budget_gb: float | Mapping[str, float] = 2000.0  # storage per region (or per region)
     gbt: GBTParams = dataclasses.field(default_factory=GBTParams)
+    audience: AudienceSettings = dataclasses.field(default_factory=AudienceSettings)
 
     def __post_init__(self) -> None:
         counts = ("horizon", "backtest_origins", "backtest_step_days", "min_train_origins")
@@ -141,12 +154,14 @@ class ForecastSettings:
         )
 
     def params(self) -> dict[str, object]:
-        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("gbt", "budget_gb")}
+        nested = ("gbt", "budget_gb", "audience")
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k not in nested}
         if isinstance(self.budget_gb, Mapping):
             out.update({f"budget_gb.{r}": gb for r, gb in sorted(self.budget_gb.items())})
         else:
             out["budget_gb"] = self.budget_gb
         out.update({f"gbt.{k}": v for k, v in self.gbt.as_dict().items()})
+        out.update({f"audience.{k}": v for k, v in self.audience.params().items()})
         out["lookback_days"] = LOOKBACK_DAYS
         return out
 
@@ -167,9 +182,12 @@ class ForecastRun:
     training_rows: int  # of the final model
     plot_history: pd.DataFrame  # region, title_id, date, views around the last origin
     plot_forecasts: pd.DataFrame  # region, title_id, target_date, horizon, target, models
+    audience: AudienceResult | None = None
+    audience_note: str = ""  # why the audience model was not evaluated
     model_version: str | None = None
     forecast_rows: int = 0
     plan_rows: int = 0
+    audience_rows: int = 0
 
     @property
     def improvement(self) -> float:
@@ -239,10 +257,14 @@ class ForecastRun:
             f"plan from {self.as_of}: {int(plan['titles'].sum()) if len(plan) else 0:,} titles "
             f"over {len(plan)} regions, expected hit rate {expected:.1%} (by the forecasts)"
         )
+        if self.audience is not None:
+            lines += self.audience.format_lines()
+        else:
+            lines.append(f"new-title audience: not evaluated: {self.audience_note}")
         version = self.model_version or "not registered"
         lines.append(
-            f"model {MODEL_NAME} version {version}; {self.forecast_rows:,} forecast rows and "
-            f"{self.plan_rows:,} plan rows written"
+            f"model {MODEL_NAME} version {version}; {self.forecast_rows:,} forecast rows, "
+            f"{self.plan_rows:,} plan rows and {self.audience_rows:,} audience rows written"
         )
         return "\n".join(lines)
 
@@ -323,6 +345,9 @@ def train_forecast(
         ).toPandas()
         plan = cdn.select_titles(expected, budget_gb=settings.budget_gb)
         plan_summary = _plan_summary(plan, expected)
+        audience, audience_note = train_audience(
+            spark, config.lake, data, series, settings.audience
+        )
         run = ForecastRun(
             as_of=as_of,
             first_date=data.first_date,
@@ -336,12 +361,22 @@ def train_forecast(
             training_rows=train.count(),
             plot_history=history,
             plot_forecasts=sample,
+            audience=audience,
+            audience_note=audience_note,
         )
         configure_mlflow(config, EXPERIMENT)
         run.model_version = log_forecast_run(run, model, register=register)
         run.forecast_rows, run.plan_rows = write_outputs(
             spark, config.lake, run, forecast=forecast, plan=plan
         )
+        if run.audience is not None:
+            run.audience_rows = write_audience(
+                spark,
+                config.lake,
+                run.audience.upcoming,
+                as_of=as_of,
+                model_version=run.model_version,
+            )
     finally:
         predictions = backtest.predictions if backtest else None
         for frame in (forecast, predictions, examples, series):
@@ -349,6 +384,66 @@ def train_forecast(
                 frame.unpersist()
     log.info("forecast as of %s:\n%s", as_of, run.format_table())
     return run
+
+
+def train_audience(
+    spark: SparkSession,
+    lake_root: str,
+    data: SeriesData,
+    series: DataFrame,
+    settings: AudienceSettings,
+) -> tuple[AudienceResult | None, str]:
+    """The audience model's evaluation and final fit, or None and the reason it could not
+    run (too few launches inside the window: the forecast goes on without it)."""
+    truth_root = lk.Lake(lake_root).ground_truth
+    paths = (f"{truth_root}/titles", f"{truth_root}/title_regions")
+    truth = None
+    if all(lk.table_exists(spark, p) for p in paths):
+        truth = truth_features(*(lk.read_table(spark, p) for p in paths))
+    try:
+        result = evaluate_audience(
+            series,
+            titles=data.titles,
+            first=data.first_date,
+            last=data.end_date,
+            settings=settings,
+            truth=truth,
+        )
+    except AudienceDataError as exc:
+        log.warning("new-title audience not evaluated: %s", exc)
+        return None, str(exc)
+    return result, ""
+
+
+def write_audience(
+    spark: SparkSession,
+    lake_root: str,
+    upcoming: pd.DataFrame,
+    *,
+    as_of: dt.date,
+    model_version: str | None,
+) -> int:
+    """Replace the as-of partition of ``new_title_audience`` with ``upcoming``: the
+    predicted first-28-day views of every title still launching, per region. Its
+    ``model_version`` is the forecast version whose run logged the audience model."""
+    rows = spark.createDataFrame(
+        upcoming,
+        f"{REGION} string, {TITLE} string, release_date date, known_until date, "
+        "predicted_views_28d double",
+    ).select(
+        REGION,
+        TITLE,
+        "release_date",
+        "known_until",
+        "predicted_views_28d",
+        F.lit(model_version or "unregistered").alias("model_version"),
+        F.lit(as_of).alias(AS_OF),
+    )
+    path = output_path(lake_root, AUDIENCE)
+    lk.replace_slice(rows, path, slice_values={AS_OF: as_of}, partition_by=[AS_OF])
+    written = lk.read_table(spark, path).filter(F.col(AS_OF) == F.lit(as_of)).count()
+    log.info("audience: %d rows written to %s for %s", written, path, as_of)
+    return written
 
 
 def _plan_summary(plan: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,11 @@ A run logs the settings, the Delta versions of the tables it read (lineage), the
 backtest metrics of the model and both baselines (WAPE and MASE per horizon, all series
 and top titles), the WAPE improvement over seasonal naive, the CDN hit rates, two plots
 (forecast against actuals for the biggest titles of the last fold; WAPE by horizon) and
-the fitted Spark PipelineModel. Loaded back (``mlflow.spark.load_model`` or as a pyfunc),
+the fitted Spark PipelineModel. The new-title audience model logs into the same run:
+``audience.*`` metrics (WAPE and mean per-region Spearman of the model, the genre
+average and, on generated data, the truth ceiling), its tables, a predicted-against-actual
+plot under ``audience/`` and its final PipelineModel as the ``new_title_audience``
+artifact (not registered). Loaded back (``mlflow.spark.load_model`` or as a pyfunc),
 it turns forecast rows (:mod:`feature_store.forecast.features`) into views.
 
 The registered version is tagged with its data window. Promotion (aliases) is the
@@ -20,6 +24,7 @@ import mlflow
 import pandas as pd
 from pyspark.ml import PipelineModel
 
+from feature_store.forecast import audience as aud
 from feature_store.forecast import cdn
 from feature_store.forecast.backtest import ALL, TOP
 from feature_store.forecast.features import (
@@ -89,6 +94,23 @@ def run_metrics(run: ForecastRun) -> dict[str, float]:
     return out
 
 
+def audience_metrics(result: aud.AudienceResult) -> dict[str, float]:
+    """``audience.<model>.wape`` / ``.spearman`` (mean over regions), per region
+    ``audience.<model>.<metric>.<region>``, the improvement and the split's sizes."""
+    out: dict[str, float] = {}
+    for row in result.metrics.itertuples(index=False):
+        suffix = "" if row.region == aud.ALL else f".{row.region}"
+        for name in ("wape", "spearman"):
+            value = getattr(row, name)
+            if pd.notna(value):
+                out[f"audience.{row.model}.{name}{suffix}"] = float(value)
+    out["audience.wape_improvement_vs_genre_average"] = result.improvement()
+    for name in ("train_titles", "eval_titles", "train_rows", "eval_rows"):
+        out[f"audience.{name}"] = float(getattr(result, name))
+    out["audience.upcoming_rows"] = float(len(result.upcoming))
+    return out
+
+
 def log_forecast_run(
     run: ForecastRun, model: PipelineModel, *, register: bool = True
 ) -> str | None:
@@ -102,6 +124,7 @@ def log_forecast_run(
                 **run.settings.params(),
                 **{f"lineage.{t}.version": v for t, v in run.table_versions.items()},
                 "features": ",".join([*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]),
+                "audience.features": ",".join([*aud.NUMERIC, *aud.CATEGORICAL]),
                 "series": run.series_count,
             }
         )
@@ -119,6 +142,8 @@ def log_forecast_run(
         mlflow.log_table(run.cdn_backtest, "backtest/cdn_hit_rates.json")
         mlflow.log_table(run.plan_summary, "plan/summary.json")
         _log_plots(run)
+        if run.audience is not None:
+            log_audience(run.audience)
         # mlflow.spark.log_model in MLflow 3.17 still names the model by `artifact_path`
         # (it has no `name` parameter, unlike the pyfunc and sklearn flavours)
         info = mlflow.spark.log_model(
@@ -134,6 +159,54 @@ def log_forecast_run(
             tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
         log.info("forecast run %s logged; model version %s", active.info.run_id, version)
     return version
+
+
+def log_audience(result: aud.AudienceResult) -> None:
+    """The audience model's evaluation, plot and final model, into the active run."""
+    mlflow.set_tag("data.audience_eval_releases", f"{result.eval_start},{result.eval_end}")
+    mlflow.log_metrics(audience_metrics(result))
+    mlflow.log_table(result.metrics, "audience/metrics.json")
+    mlflow.log_table(result.evaluation, "audience/evaluation.json")
+    mlflow.log_dict({"feature_importances": result.importances}, "audience/importances.json")
+    _log_audience_plot(result)
+    mlflow.spark.log_model(
+        result.model, artifact_path=aud.PLATFORM_ARTIFACT, pip_requirements=model_requirements()
+    )
+
+
+def _log_audience_plot(result: aud.AudienceResult) -> None:
+    """Predicted against actual first-28-day views (log scales) of every evaluated title
+    and region, and the Spearman correlation per region, for each model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frame, models = result.evaluation, result.models
+    fig, (scatter, ranks) = plt.subplots(1, 2, figsize=(12, 4.8))
+    top = max(float(frame[aud.VIEWS_28D].max()), *(float(frame[m].max()) for m in models), 1.0)
+    for name in models:
+        scatter.scatter(frame[aud.VIEWS_28D] + 1, frame[name] + 1, s=12, alpha=0.6, label=name)
+    scatter.plot([1, top + 1], [1, top + 1], color="black", lw=0.8, ls=":")
+    scatter.set_xscale("log")
+    scatter.set_yscale("log")
+    scatter.set_xlabel("actual views in the first 28 days + 1")
+    scatter.set_ylabel("predicted + 1")
+    scatter.set_title(f"titles released {result.eval_start} to {result.eval_end}")
+    scatter.legend(fontsize=8)
+    m = result.metrics[result.metrics[REGION] != aud.ALL]
+    regions = sorted(set(m[REGION]))
+    width = 0.8 / len(models)
+    for i, name in enumerate(models):
+        values = m[m["model"] == name].set_index(REGION)["spearman"].reindex(regions)
+        ranks.bar([x + i * width for x in range(len(regions))], values, width, label=name)
+    ranks.set_xticks([x + 0.4 - width / 2 for x in range(len(regions))], regions, fontsize=8)
+    ranks.set_ylabel("Spearman rank correlation")
+    ranks.set_title("rank of launches within each region")
+    ranks.axhline(0, color="black", lw=0.8)
+    fig.tight_layout()
+    mlflow.log_figure(fig, "audience/predicted_vs_actual.png")
+    plt.close(fig)
 
 
 def _registered_version(run_id: str) -> str:
