@@ -110,9 +110,12 @@ class EmbeddedAirflow:
 
 
 @contextmanager
-def embedded_airflow(config: Config) -> Iterator[EmbeddedAirflow]:
-    """Airflow set up for this configuration (database migrated, DAGs parsed)."""
+def embedded_airflow(config: Config, *, quiet: bool = False) -> Iterator[EmbeddedAirflow]:
+    """Airflow set up for this configuration (database migrated, DAGs parsed). ``quiet``:
+    only warnings and errors of the tasks (a spark-submit's whole output otherwise)."""
     environment = airflow_environment(config)
+    if quiet:
+        environment["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "WARNING"
     loaded = sys.modules.get("airflow.settings")
     if loaded is not None and os.environ.get("AIRFLOW_HOME") != environment["AIRFLOW_HOME"]:
         raise RuntimeError(

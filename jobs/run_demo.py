@@ -34,7 +34,13 @@ def _main(args: argparse.Namespace) -> int:
         return runtime.EXIT_FAILED
     # The DAGs' tasks start their own Spark drivers; this one would only hold memory.
     spark.stop()
-    outcome = demo.run_dags(config, spec, config_file=args.config, overrides=args.overrides)
+    outcome = demo.run_dags(
+        config,
+        spec,
+        config_file=args.config,
+        overrides=args.overrides,
+        on_run=lambda run: print(run.format_line(), flush=True),
+    )
     spark = runtime.session(config, args)
     print(demo.report(spark, config, spec, outcome))
     for problem in outcome.failed:
