@@ -32,13 +32,14 @@ from feature_store.forecast.audience import (
 from feature_store.forecast.model import GBTParams
 from feature_store.forecast.platform import (
     AUDIENCE,
+    MODEL_NAME,
     ForecastSettings,
     output_path,
     train_audience,
     write_audience,
 )
 from feature_store.forecast.series import load_series
-from feature_store.forecast.tracking import log_audience
+from feature_store.forecast.tracking import audience_report, log_audience
 from feature_store.tracking import configure_mlflow
 
 D0 = dt.date(2026, 1, 5)
@@ -437,6 +438,15 @@ def test_the_audience_evaluation_is_logged_to_mlflow(audience_run):
     # the final model is logged in the run and loads back
     model = mlflow.spark.load_model(f"runs:/{active.info.run_id}/new_title_audience")
     assert model.stages[2].getNumTrees == 20
+    # reports read the evaluation back through the registered forecast version
+    client = mlflow.MlflowClient()
+    assert audience_report(client).startswith("new-title audience: no popularity_forecast")
+    mlflow.register_model(f"runs:/{active.info.run_id}/new_title_audience", MODEL_NAME)
+    text = audience_report(client)
+    assert text.startswith(f"new-title audience ({MODEL_NAME} v1; first 28 days per region")
+    assert f"WAPE gbt {result.value('gbt'):.3f}" in text
+    assert f"truth ceiling {result.value('truth_ceiling'):.3f}" in text
+    assert f"genre average {result.value('genre_average', 'spearman'):.2f}" in text
 
 
 def test_forecast_settings_carry_the_audience_parameters():

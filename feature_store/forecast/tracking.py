@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 EXPERIMENT = "popularity_forecast"
 ARTIFACT = "popularity_forecast"
+AUDIENCE_NOTE_TAG = "audience.not_evaluated"  # why, when the window held too few launches
 
 
 def data_window(run: ForecastRun) -> dict[str, str]:
@@ -144,6 +145,8 @@ def log_forecast_run(
         _log_plots(run)
         if run.audience is not None:
             log_audience(run.audience)
+        else:
+            mlflow.set_tag(AUDIENCE_NOTE_TAG, run.audience_note[:5000])
         # mlflow.spark.log_model in MLflow 3.17 still names the model by `artifact_path`
         # (it has no `name` parameter, unlike the pyfunc and sklearn flavours)
         info = mlflow.spark.log_model(
@@ -172,6 +175,34 @@ def log_audience(result: aud.AudienceResult) -> None:
     mlflow.spark.log_model(
         result.model, artifact_path=aud.PLATFORM_ARTIFACT, pip_requirements=model_requirements()
     )
+
+
+def audience_report(client: mlflow.MlflowClient, *, version: str | None = None) -> str:
+    """The audience evaluation logged with a ``popularity_forecast`` version (the latest by
+    default), in two lines, for reports that read the registry rather than the run."""
+    versions = client.search_model_versions(f"name = '{MODEL_NAME}'")
+    chosen = [v for v in versions if version is None or v.version == str(version)]
+    if not chosen:
+        return f"new-title audience: no {MODEL_NAME} version {version or ''}".rstrip()
+    latest = max(chosen, key=lambda v: int(v.version))
+    data = client.get_run(latest.run_id).data
+    m = data.metrics
+    where = f"{MODEL_NAME} v{latest.version}"
+    if "audience.gbt.wape" not in m:
+        why = data.tags.get(AUDIENCE_NOTE_TAG, "not logged")
+        return f"new-title audience ({where}): not evaluated: {why}"
+    ceiling = m.get(f"audience.{aud.CEILING}.wape")
+    lines = [
+        f"new-title audience ({where}; first {aud.LAUNCH_DAYS} days per region, "
+        f"{int(m['audience.eval_titles'])} launches evaluated, "
+        f"{int(m['audience.train_titles'])} trained on): WAPE gbt {m['audience.gbt.wape']:.3f}, "
+        f"genre average {m[f'audience.{aud.BASELINE}.wape']:.3f} "
+        f"({m['audience.wape_improvement_vs_genre_average']:.1%} lower)"
+        + (f", truth ceiling {ceiling:.3f}" if ceiling is not None else ""),
+        f"  Spearman within regions (mean): gbt {m.get('audience.gbt.spearman', float('nan')):.2f}"
+        f", genre average {m.get(f'audience.{aud.BASELINE}.spearman', float('nan')):.2f}",
+    ]
+    return "\n".join(lines)
 
 
 def _log_audience_plot(result: aud.AudienceResult) -> None:
