@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from feature_store.recs.ensemble import (
     Blend,
+    ValidationScores,
     ndcg_from_indices,
     normalise,
     simplex_grid,
@@ -222,16 +223,62 @@ def test_ndcg_from_indices_agrees_with_the_reference_metric():
 
 def test_tune_blend_weights_the_informative_component():
     train = two_groups()
-    good = EASE(lambda_=1.0).fit(train)
-    noise = Popularity().fit(train)
+    components = {"noise": Popularity().fit(train), "ease": EASE(lambda_=1.0).fit(train)}
     validation = pd.DataFrame(
         {"user_id": list(range(1, 13)), "item_id": [skipped(u) for u in range(1, 13)]}
     )
-    blend, trials = tune_blend({"noise": noise, "ease": good}, validation, k=1, step=0.5)
+    fold = ValidationScores.of(components, validation)
+    trials = tune_blend([fold], k=1, step=0.5, refine=())
+    # only the trials: no blend holding the fold's models comes back
+    assert isinstance(trials, list) and all(isinstance(t, dict) for t in trials)
+    assert len(trials) == 3 * 3  # weights (0, 1), (0.5, 0.5), (1, 0) x 3 normalisations
     assert trials[0]["ndcg"] == pytest.approx(1.0)
-    assert blend.weights["ease"] > 0
+    assert trials[0]["fold_ndcg"] == [pytest.approx(1.0)]
+    assert trials[0]["weights"]["ease"] > 0
+    blend = Blend(components, trials[0]["weights"], normalisation=trials[0]["normalisation"])
     recs = blend.recommend(range(1, 13), k=1)
     assert recs.set_index("user_id")["item_id"].to_dict() == {u: skipped(u) for u in range(1, 13)}
+
+
+def _rank_fold(relevant_item: int) -> ValidationScores:
+    """One user, four items. Component a ranks them 0, 1, 2, 3 and b ranks them 3, 1, 2, 0:
+    rank-normalised a = (1, .75, .5, .25) and b = (.25, .75, .5, 1), so item 1 tops the
+    blend w a + (1 - w) b only for 1/3 < w < 2/3 (item 0 = .25 + .75 w, item 3 = 1 - .75 w)."""
+    raw = {
+        "a": np.array([[4.0, 3.0, 2.0, 1.0]], dtype=np.float32),
+        "b": np.array([[1.0, 3.0, 2.0, 4.0]], dtype=np.float32),
+    }
+    relevant = np.zeros((1, 4), dtype=bool)
+    relevant[0, relevant_item] = True
+    return ValidationScores(raw, relevant, np.array([1]), 1.0)
+
+
+def test_tune_blend_refines_the_best_coarse_trial():
+    fold = _rank_fold(relevant_item=1)
+    coarse = tune_blend([fold], k=1, step=1.0, refine=(), normalisations=("rank",))
+    assert [(t["weights"], t["ndcg"]) for t in coarse] == [
+        ({"a": 0.0, "b": 1.0}, 0.0),
+        ({"a": 1.0, "b": 0.0}, 0.0),
+    ]
+    # a move of 0.5 from b to a reaches the half-half blend, where item 1 is first
+    fine = tune_blend([fold], k=1, step=1.0, refine=(0.5,), normalisations=("rank",))
+    assert fine[0] == {
+        "normalisation": "rank",
+        "weights": {"a": 0.5, "b": 0.5},
+        "ndcg": 1.0,
+        "fold_ndcg": [1.0],
+    }
+    assert len(fine) == 3  # the two coarse trials and the refined one
+    with pytest.raises(ValueError, match="multiples"):
+        tune_blend([fold], step=0.5, refine=(0.3,))
+
+
+def test_tune_blend_chooses_on_the_mean_over_folds():
+    # fold 1 wants item 1 (half-half), fold 2 item 0 (a alone)
+    folds = [_rank_fold(relevant_item=1), _rank_fold(relevant_item=0)]
+    trials = tune_blend(folds, k=1, step=1.0, refine=(0.5,), normalisations=("rank",))
+    summary = [(t["weights"]["a"], t["fold_ndcg"], t["ndcg"]) for t in trials]
+    assert summary == [(1.0, [0.0, 1.0], 0.5), (0.5, [1.0, 0.0], 0.5), (0.0, [0.0, 0.0], 0.0)]
 
 
 def test_blend_refuses_components_fitted_on_other_rows():

@@ -33,7 +33,7 @@ from feature_store.recs.evaluation import (
 from feature_store.recs.models import Recommender
 from feature_store.recs.models.base import USER
 from feature_store.recs.movielens import MovieLensData, load_movielens
-from feature_store.recs.pipeline import EASE_GRID, train_ensemble
+from feature_store.recs.pipeline import BLEND_REFINE, BLEND_STEP, EASE_GRID, train_ensemble
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def benchmark_movielens(
     k: int = DEFAULT_K,
     ease_grid: Sequence[dict] = EASE_GRID,
     als_params: dict | None = None,
-    blend_step: float = 0.1,
+    blend_step: float = BLEND_STEP,
+    blend_refine: Sequence[float] = BLEND_REFINE,
     normalisations: Sequence[str] = NORMALISATIONS,
     validation_folds: int = MOVIELENS_VALIDATION_FOLDS,
 ) -> dict[str, Any]:
@@ -67,6 +68,7 @@ def benchmark_movielens(
         ease_grid=ease_grid,
         als_params=als_params,
         blend_step=blend_step,
+        blend_refine=blend_refine,
         normalisations=normalisations,
         validation_folds=validation_folds,
     )
@@ -156,7 +158,7 @@ def format_table(result: dict[str, Any]) -> str:
         )
 
     blend = result["validation"]["blend"]
-    weights = ", ".join(f"{n} {w:.1f}" for n, w in blend["weights"].items())
+    weights = ", ".join(f"{n} {w:.2f}" for n, w in blend["weights"].items())
     footer = (
         f"ensemble: {blend['normalisation']} scores, weights {weights} "
         f"(validation nDCG@{k} {blend['ndcg']:.4f}); ensemble fit s includes the validation "

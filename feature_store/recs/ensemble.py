@@ -9,12 +9,16 @@ different scales can be added:
 - ``"rrf"``: 1 / (60 + rank), reciprocal-rank fusion (Cormack et al. 2009).
 
 The blend is the weighted sum. :func:`tune_blend` picks the normalisation and the weights
-(a grid over the simplex) that maximise nDCG@k on validation rows -- rows carved out of
-the training data, never the test set.
+that maximise the mean nDCG@k over validation folds -- rows carved out of the training
+data, never the test set: a coarse grid over the simplex, then a finer local search from
+its best trial. Each fold enters as :class:`ValidationScores` (the components' scores of
+its validation users), so the fold's models can be freed before the next fold is fitted;
+the caller builds the :class:`Blend` from the best trial with models refitted on all rows.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Sequence
@@ -138,66 +142,152 @@ def ndcg_from_indices(
     return float(np.mean(np.divide(dcg, idcg, out=np.zeros_like(dcg), where=idcg > 0)))
 
 
+@dataclasses.dataclass
+class ValidationScores:
+    """One validation fold made ready for blend trials, without the models: every
+    component's scores for the fold's validation users (float32, seen items -inf) and the
+    truth as arrays. Holding these rather than the fitted models lets a fold's models be
+    freed (3 GB of EASE weights at 20,000 titles) before the next fold is fitted; it costs
+    components x users x catalogue x 4 bytes."""
+
+    raw: dict[str, np.ndarray]
+    relevant: np.ndarray  # bool users x catalogue
+    n_relevant: np.ndarray  # per user, relevant items inside and outside the catalogue
+    share: float  # known validation users / all validation users (unknown ones score 0)
+
+    @classmethod
+    def of(cls, components: dict[str, Recommender], validation: pd.DataFrame) -> ValidationScores:
+        """Score ``validation``'s users with ``components`` (all fitted on the same rows,
+        which exclude ``validation``)."""
+        if not components:
+            raise ValueError("blend trials need at least one component")
+        data: Interactions = next(iter(components.values())).data
+        n_truth = validation[USER].nunique()
+        users, idx = data.user_index(validation[USER].unique())
+        truth = validation[validation[USER].isin(users)]
+        n_relevant = truth.groupby(USER).size().reindex(users).to_numpy()
+        in_catalogue = truth[truth[ITEM].isin(data.item_ids)]
+        relevant = sp.csr_matrix(
+            (
+                np.ones(len(in_catalogue), dtype=bool),
+                (
+                    pd.Index(users).get_indexer(in_catalogue[USER]),
+                    np.searchsorted(data.item_ids, in_catalogue[ITEM].to_numpy()),
+                ),
+            ),
+            shape=(len(users), data.n_items),
+        ).toarray()
+        seen = data.seen[idx].nonzero()
+        raw = {}
+        for name, model in components.items():
+            scores = np.asarray(model.score_indices(idx), dtype=np.float32)
+            scores[seen] = -np.inf
+            raw[name] = scores
+        return cls(raw, relevant, n_relevant, len(users) / max(n_truth, 1))
+
+    def parts(self, method: str) -> dict[str, np.ndarray]:
+        """Every component's normalised scores, seen items 0."""
+        out = {}
+        for name, scores in self.raw.items():
+            part = normalise(scores, method).astype(np.float32)
+            part[~np.isfinite(scores)] = 0.0
+            out[name] = part
+        return out
+
+    def ndcg(self, parts: dict[str, np.ndarray], weights: dict[str, float], k: int) -> float:
+        """Validation nDCG@k of the blend with ``weights`` over normalised ``parts``."""
+        first = next(iter(self.raw.values()))
+        total = np.zeros(first.shape, dtype=np.float32)
+        for name, weight in weights.items():
+            if weight > 0:
+                total += np.float32(weight) * parts[name]
+        total[~np.isfinite(first)] = -np.inf
+        best = top_k_indices(total, k)
+        return ndcg_from_indices(best, self.relevant, self.n_relevant, k) * self.share
+
+
 def tune_blend(
-    components: dict[str, Recommender],
-    validation: pd.DataFrame,
+    folds: Sequence[ValidationScores],
     *,
     k: int = 10,
-    step: float = 0.1,
+    step: float = 0.2,
+    refine: Sequence[float] = (0.1, 0.05),
     normalisations: Sequence[str] = NORMALISATIONS,
-) -> tuple[Blend, list[dict]]:
-    """The blend of ``components`` (fitted on the rows without ``validation``) that scores
-    the best validation nDCG@k over a simplex grid of weights and the normalisations.
+) -> list[dict]:
+    """Blend trials on the mean validation nDCG@k over ``folds``, coarse then fine.
 
-    Returns the best blend and every trial (normalisation, weights, ndcg), best first.
-    Every component's scores for every validation user are held at once (users x items
-    floats each): on a large data set pass a sample of the validation users' rows.
+    1. Coarse: every normalisation with every weight vector of the simplex grid of
+       ``step``.
+    2. Fine: from the best coarse trial, a local search in the best normalisation --
+       move ``refine[0]`` of weight from one component to another while that raises the
+       mean nDCG (the best such move first), then the same with ``refine[1]``, ...
+
+    Returns every trial (normalisation, weights, ndcg = the mean, fold_ndcg), best first;
+    build the :class:`Blend` from the first one's normalisation and weights with the
+    models refitted on all the rows (the folds hold scores, not models).
     """
-    names = list(components)
-    data: Interactions = next(iter(components.values())).data
-    n_truth = validation[USER].nunique()
-    users, idx = data.user_index(validation[USER].unique())
-    truth = validation[validation[USER].isin(users)]
-    n_relevant = truth.groupby(USER).size().reindex(users).to_numpy()
-    in_catalogue = truth[truth[ITEM].isin(data.item_ids)]
-    relevant = sp.csr_matrix(
-        (
-            np.ones(len(in_catalogue), dtype=bool),
-            (
-                pd.Index(users).get_indexer(in_catalogue[USER]),
-                np.searchsorted(data.item_ids, in_catalogue[ITEM].to_numpy()),
-            ),
-        ),
-        shape=(len(users), data.n_items),
-    ).toarray()
-    seen = data.seen[idx].nonzero()
-    raw = {}
-    for name in names:
-        scores = np.asarray(components[name].score_indices(idx), dtype=np.float64)
-        scores[seen] = -np.inf
-        raw[name] = scores
-    trials = []
-    grid = simplex_grid(len(names), step)
+    if not folds:
+        raise ValueError("blend trials need at least one validation fold")
+    names = list(folds[0].raw)
+    finest = min([step, *refine])
+    units = round(1 / finest)
+    for size in (step, *refine):
+        if abs(size * units - round(size * units)) > 1e-9 or round(size * units) < 1:
+            raise ValueError(f"blend steps must be multiples of the finest one ({finest})")
+    trials: dict[tuple, dict] = {}
+
+    def trial(method: str, parts: list[dict], combo: tuple[int, ...]) -> dict:
+        key = (method, combo)
+        if key not in trials:
+            weights = {n: c / units for n, c in zip(names, combo, strict=True)}
+            scores = [f.ndcg(p, weights, k) for f, p in zip(folds, parts, strict=True)]
+            trials[key] = {
+                "normalisation": method,
+                "weights": weights,
+                "ndcg": float(np.mean(scores)),
+                "fold_ndcg": scores,
+            }
+        return trials[key]
+
+    grid = [tuple(round(w * units) for w in ws) for ws in simplex_grid(len(names), step)]
+    best_of: dict[str, tuple[dict, tuple]] = {}
     for method in normalisations:
-        parts = {}
-        for name in names:
-            part = normalise(raw[name], method)
-            part[seen] = 0.0
-            parts[name] = part
-        for weights in grid:
-            total = sum(w * parts[n] for n, w in zip(names, weights, strict=True) if w > 0)
-            total = np.where(np.isfinite(raw[names[0]]), total, -np.inf)
-            best = top_k_indices(total, k)
-            # validation users the components do not know count 0, as in ranking_metrics
-            score = ndcg_from_indices(best, relevant, n_relevant, k) * len(users) / n_truth
-            trials.append(
-                {
-                    "normalisation": method,
-                    "weights": dict(zip(names, weights, strict=True)),
-                    "ndcg": score,
-                }
-            )
-    trials.sort(key=lambda t: -t["ndcg"])
-    top = trials[0]
-    log.info("blend: best validation nDCG@%d %.4f with %s", k, top["ndcg"], top)
-    return Blend(components, top["weights"], normalisation=top["normalisation"]), trials
+        parts = [f.parts(method) for f in folds]
+        for combo in grid:
+            t = trial(method, parts, combo)
+            if method not in best_of or t["ndcg"] > best_of[method][0]["ndcg"]:
+                best_of[method] = (t, combo)
+        del parts
+    log.info("blend: %d coarse trials (step %s)", len(trials), step)
+    method = max(best_of, key=lambda m: best_of[m][0]["ndcg"])
+    best, combo = best_of[method]
+    parts = [f.parts(method) for f in folds]
+    for size in refine:
+        move = round(size * units)
+        while True:
+            moves = [
+                tuple(
+                    c - move if i == a else c + move if i == b else c for i, c in enumerate(combo)
+                )
+                for a in range(len(names))
+                for b in range(len(names))
+                if a != b and combo[a] >= move
+            ]
+            candidates = [(trial(method, parts, m), m) for m in moves]
+            if not candidates:
+                break
+            top, top_combo = max(candidates, key=lambda c: c[0]["ndcg"])
+            if top["ndcg"] <= best["ndcg"]:
+                break
+            best, combo = top, top_combo
+    ordered = sorted(trials.values(), key=lambda t: -t["ndcg"])
+    log.info(
+        "blend: best mean validation nDCG@%d %.4f with %s (%d trials, %d coarse at step %s)",
+        k,
+        ordered[0]["ndcg"],
+        {"normalisation": ordered[0]["normalisation"], "weights": ordered[0]["weights"]},
+        len(ordered),
+        len(grid) * len(normalisations),
+        step,
+    )
+    return ordered
