@@ -91,6 +91,50 @@ def test_ease_matches_the_closed_form():
     np.testing.assert_allclose(model.score_indices(np.array([0])), x[:1] @ expected)
 
 
+def test_ease_with_side_information_matches_the_closed_form():
+    # genres and decades split ITEMS into the two groups, so the content cosine F F' is 1
+    # within a group and 0 across: the Gram matrix gains side_weight on those blocks
+    train = two_groups()
+    model = EASE(lambda_=2.0, side_weight=3.0, items=ITEMS).fit(train)
+    x = model.data.binary().toarray()
+    same_group = np.kron(np.eye(2), np.ones((5, 5)))
+    p = np.linalg.inv(x.T @ x + 3.0 * same_group + 2.0 * np.eye(10))
+    expected = -p / np.diag(p)[np.newaxis, :]
+    np.fill_diagonal(expected, 0.0)
+    np.testing.assert_allclose(model.weights, expected, rtol=1e-10, atol=1e-12)
+    assert model.params()["side_weight"] == 3.0
+
+
+def test_ease_side_information_reaches_titles_nobody_rated():
+    # 15 (a comedy) and 25 (a horror title) are in the catalogue, unrated: plain EASE
+    # gives them no weight at all, with metadata a comedy fan's 15 outranks 25
+    items = pd.concat(
+        [
+            ITEMS,
+            pd.DataFrame(
+                {
+                    "item_id": [15, 25],
+                    "title": ["Comedy 15 (1995)", "Horror 25 (2010)"],
+                    "genres": [["Comedy"], ["Horror"]],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    train = two_groups()
+    catalogue = [*GROUP_A, 15, *GROUP_B, 25]
+    plain = EASE(lambda_=2.0).with_catalogue(catalogue).fit(train)
+    side = EASE(lambda_=2.0, side_weight=3.0, items=items).with_catalogue(catalogue).fit(train)
+    cold = np.searchsorted(plain.data.item_ids, [15, 25])
+    user_a, user_b = plain.data.user_index([1, 7])[1]
+    np.testing.assert_array_equal(plain.score_indices(np.array([user_a]))[0, cold], [0.0, 0.0])
+    scores = side.score_indices(np.array([user_a, user_b]))[:, cold]
+    assert scores[0, 0] > 0 and scores[0, 0] > scores[0, 1]  # comedy fan: 15 over 25
+    assert scores[1, 1] > 0 and scores[1, 1] > scores[1, 0]  # horror fan: 25 over 15
+    with pytest.raises(ValueError, match="metadata"):
+        EASE(side_weight=1.0)
+
+
 def test_cooccurrence_similarity_is_cosine_of_counts():
     # items 1 and 2 share users 1, 2; item 1 has 3 users, item 2 has 2: cos = 2 / sqrt(6)
     train = pd.DataFrame({"user_id": [1, 1, 2, 2, 3], "item_id": [1, 2, 1, 2, 1]})
@@ -296,3 +340,7 @@ def test_ease_gram_in_column_bands_equals_the_whole_product():
     np.testing.assert_allclose(
         _dense_gram(weighted, x, block=3), (x.T @ weighted).toarray(), rtol=1e-12
     )
+    # added in place, scaled
+    out = np.ones((11, 11))
+    _dense_gram(weighted, x, block=4, out=out, scale=2.5)
+    np.testing.assert_allclose(out, 1.0 + 2.5 * (x.T @ weighted).toarray(), rtol=1e-12)

@@ -97,7 +97,7 @@ def _normalise_rows(m: sp.spmatrix) -> sp.csr_matrix:
     return sp.diags(1.0 / norms) @ m
 
 
-def _tags_seen_in(tags: pd.DataFrame | None, train: pd.DataFrame) -> pd.DataFrame | None:
+def tags_seen_in(tags: pd.DataFrame | None, train: pd.DataFrame) -> pd.DataFrame | None:
     """Only the tags a user put on a title they rated in training: a tag on a held-out
     (user, title) pair would tell the model about that rating."""
     if tags is None or "user_id" not in tags.columns:
@@ -143,7 +143,7 @@ class ContentSimilarity(Recommender):
         self.features = item_features(
             self.items,
             self.data.item_ids,
-            tags=_tags_seen_in(self.tags, train),
+            tags=tags_seen_in(self.tags, train),
             genre_weight=self.genre_weight,
             decade_weight=self.decade_weight,
             tag_weight=self.tag_weight,

@@ -7,6 +7,15 @@ their history row times B. With ``user_weight`` a > 0 each user's reconstruction
 weighted by n_u^(-2a) (n_u = their number of ratings), so the few users with thousands of
 ratings no longer dominate X'X: B = -P / diag(P) with P = (X' W X + lambda I)^-1.
 
+With ``side_weight`` s > 0 the titles' metadata joins in as extra rows of X (Jeunen, Van
+Balen & Goethals, "Closed-Form Models for Collaborative Filtering with Side-Information",
+RecSys 2020): each metadata feature (genre, decade, tag, ...) becomes a pseudo-user who
+"rated" the titles that carry it, scaled by sqrt(s). The Gram matrix gains s F F', F the
+content model's row-normalised items x features matrix
+(:func:`~feature_store.recs.models.content.item_features`), so F F' is the titles' content
+cosine: P = (X' W X + s F F' + lambda I)^-1. Titles that share metadata borrow each other's
+co-ratings; a user's scores are still their history row times B.
+
 EASE needs dense items x items float arrays, so it is used up to :data:`MAX_DENSE_ITEMS`
 items; beyond that :class:`ItemCooccurrence` keeps each item's top neighbours by cosine
 similarity of the co-occurrence counts, in sparse form.
@@ -24,6 +33,7 @@ import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
 from feature_store.recs.models.base import Recommender
+from feature_store.recs.models.content import item_features, tags_seen_in
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +44,45 @@ class EASE(Recommender):
     """EASE on the binary user x item matrix (who rated what).
 
     ``lambda_`` is the L2 penalty on B (a few hundred suits MovieLens at 100k ratings);
-    ``user_weight`` the exponent a of the per-user weights n_u^(-2a) (0: plain EASE).
+    ``user_weight`` the exponent a of the per-user weights n_u^(-2a) (0: plain EASE);
+    ``side_weight`` the weight s of the metadata rows, which needs ``items`` (item_id,
+    title, genres[, kind, cast]) and takes ``tags`` as the content model does (only those
+    on (user, title) pairs of the training rows).
     """
 
     name = "ease"
 
-    def __init__(self, *, lambda_: float = 400.0, user_weight: float = 0.0, dtype: str = "float64"):
+    def __init__(
+        self,
+        *,
+        lambda_: float = 400.0,
+        user_weight: float = 0.0,
+        side_weight: float = 0.0,
+        items: pd.DataFrame | None = None,
+        tags: pd.DataFrame | None = None,
+        dtype: str = "float64",
+    ):
         if lambda_ <= 0:
             raise ValueError("lambda_ must be > 0")
         if user_weight < 0:
             raise ValueError("user_weight must be >= 0")
+        if side_weight < 0:
+            raise ValueError("side_weight must be >= 0")
+        if side_weight > 0 and items is None:
+            raise ValueError("side_weight > 0 needs the items' metadata (items=...)")
         self.lambda_ = float(lambda_)
         self.user_weight = float(user_weight)
+        self.side_weight = float(side_weight)
+        self.items, self.tags = items, tags
         self.dtype = np.dtype(dtype)
 
     def params(self) -> dict:
-        return {"lambda": self.lambda_, "user_weight": self.user_weight, "dtype": self.dtype.name}
+        return {
+            "lambda": self.lambda_,
+            "user_weight": self.user_weight,
+            "side_weight": self.side_weight,
+            "dtype": self.dtype.name,
+        }
 
     def fit(self, train: pd.DataFrame) -> EASE:
         self.data = self._interactions(train)
@@ -66,6 +99,11 @@ class EASE(Recommender):
             w *= per_user.sum() / (w * per_user).sum()
             weighted = sp.diags(w.astype(self.dtype)) @ x
         gram = _dense_gram(weighted, x)
+        if self.side_weight > 0:
+            features = item_features(
+                self.items, self.data.item_ids, tags=tags_seen_in(self.tags, train)
+            ).T.astype(self.dtype)  # features x items: the metadata's pseudo-users
+            _dense_gram(features, features, out=gram, scale=self.side_weight)
         gram[np.diag_indices(n)] += self.lambda_
         self.weights = _ease_weights(gram)
         self._x = x.tocsr()
@@ -75,8 +113,16 @@ class EASE(Recommender):
         return np.asarray(self._x[user_idx] @ self.weights)
 
 
-def _dense_gram(left: sp.spmatrix, right: sp.spmatrix, block: int = 2048) -> np.ndarray:
-    """left' right as a dense array, a band of columns at a time.
+def _dense_gram(
+    left: sp.spmatrix,
+    right: sp.spmatrix,
+    block: int = 2048,
+    *,
+    out: np.ndarray | None = None,
+    scale: float = 1.0,
+) -> np.ndarray:
+    """``scale`` x left' right as a dense array, a band of columns at a time; with
+    ``out`` it is added to ``out`` in place instead (and ``out`` returned).
 
     The sparse product in one go holds nearly every item pair as a stored entry (12 bytes
     each against a dense array's 8) before its dense copy: at 19,390 titles and 29M
@@ -84,12 +130,20 @@ def _dense_gram(left: sp.spmatrix, right: sp.spmatrix, block: int = 2048) -> np.
     it. Per band the sparse part is at most items x ``block``.
     """
     n = right.shape[1]
-    gram = np.empty((left.shape[1], n), dtype=np.result_type(left.dtype, right.dtype))
+    gram = out
+    if gram is None:
+        gram = np.empty((left.shape[1], n), dtype=np.result_type(left.dtype, right.dtype))
     left_t = left.T.tocsr()
     right = right.tocsc()
     for start in range(0, n, block):
         stop = min(n, start + block)
-        gram[:, start:stop] = (left_t @ right[:, start:stop]).toarray()
+        band = (left_t @ right[:, start:stop]).toarray()
+        if scale != 1.0:
+            band *= scale
+        if out is None:
+            gram[:, start:stop] = band
+        else:
+            gram[:, start:stop] += band
     return gram
 
 
