@@ -321,7 +321,7 @@ def training_conf(state: Path) -> dict:
     }
 
 
-def test_training_dag_end_to_end_promotes_and_publishes(dagbag, forecast_lake):
+def test_training_dag_end_to_end_promotes_and_publishes(spark, dagbag, forecast_lake):
     from mlflow import MlflowClient
 
     state, end = forecast_lake
@@ -350,6 +350,51 @@ def test_training_dag_end_to_end_promotes_and_publishes(dagbag, forecast_lake):
         manifest = serving.load_manifest(serving.resolve(state / "published", artifact))
         assert manifest["model"]["version"] == outcome["version"]
         assert manifest["as_of_date"] == end.isoformat()
+    # make run's report of such a run: the promotion, the registry, what serving can pull
+    report_lines = demo_report(spark, state, dag_run).splitlines()
+    assert f"{FORECAST}: 1 version" in report_lines
+    listed = next(
+        line.split() for line in report_lines if line.startswith(f"  {outcome['version']} ")
+    )
+    assert listed[1:3] == ["challenger,champion", end.isoformat()]
+    assert (
+        f"{FORECAST} v{outcome['version']}: promoted to champion (passed the gate)" in report_lines
+    )
+    published = [line.split() for line in report_lines if "marquee pull" in line]
+    assert [(p[0], p[1]) for p in published] == [
+        ("cdn_plan", serving.latest_version(state / "published", "cdn_plan")),
+        (FORECAST, serving.latest_version(state / "published", FORECAST)),
+    ]
+
+
+def demo_report(spark, state: Path, dag_run) -> str:
+    from feature_store import demo
+    from feature_store.airflow_local import DagRunResult
+
+    instances = dag_run.get_task_instances()
+    result = DagRunResult(
+        dag_id=dag_run.dag_id,
+        run_id=dag_run.run_id,
+        state=str(dag_run.state),
+        task_states={ti.task_id: str(ti.state) for ti in instances},
+        outputs={
+            ti.task_id: ti.xcom_pull(task_ids=ti.task_id)
+            for ti in instances
+            if ti.task_id.startswith("promote_") and ti.state == "success"
+        },
+    )
+    outcome = demo.DemoOutcome(runs=[result])
+    spec = GenerationSpec(
+        seed=1,
+        accounts=1,
+        titles=20,
+        days=1,
+        start_date=dt.date(2026, 3, 1),
+        dirty_share=0.0,
+        late_share=0.0,
+        sessions_per_day=1.0,
+    )
+    return demo.report(spark, make_config(state), spec, outcome)
 
 
 def test_a_refused_promotion_publishes_nothing_and_the_run_succeeds(dagbag, forecast_lake):
