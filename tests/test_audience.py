@@ -17,7 +17,6 @@ from conftest import make_config
 from feature_world import bronze_frame
 
 from feature_store import lake as lk
-from feature_store.features.definitions import AS_OF
 from feature_store.features.tables import REGION_TITLE_DAILY
 from feature_store.forecast.audience import (
     AudienceSettings,
@@ -26,6 +25,7 @@ from feature_store.forecast.audience import (
     cast_pairs,
     cumulative_views,
     genre_average,
+    leaf_params,
     prior_levels,
     similar_titles,
 )
@@ -309,7 +309,8 @@ def write_lake(spark, lake_root: str, *, seed: int = 5) -> None:
                         (region, t["title_id"], views, views * 1.5, views, ts, day(i), written_at)
                     )
     frame = spark.createDataFrame(rows, REGION_TITLE_DAILY.schema)
-    frame.write.format("delta").partitionBy(AS_OF).mode("overwrite").save(
+    # one file, not a partition a day: the series reads the same, the fixture is faster
+    frame.coalesce(1).write.format("delta").mode("overwrite").save(
         lake.features("region_title_daily")
     )
     bronze = bronze_frame(
@@ -447,6 +448,14 @@ def test_the_audience_evaluation_is_logged_to_mlflow(audience_run):
     assert f"WAPE gbt {result.value('gbt'):.3f}" in text
     assert f"truth ceiling {result.value('truth_ceiling'):.3f}" in text
     assert f"genre average {result.value('genre_average', 'spearman'):.2f}" in text
+
+
+def test_every_leaf_holds_several_titles_rows():
+    settings = AudienceSettings(min_leaf_titles=4, gbt=GBTParams(min_instances_per_node=5))
+    # 22 launches over 266 region rows: 12.1 rows a title, so 49 rows a leaf
+    assert leaf_params(settings, rows=266, titles=22).min_instances_per_node == 49
+    assert leaf_params(settings, rows=6, titles=6).min_instances_per_node == 5  # the floor
+    assert leaf_params(settings, rows=266, titles=22).max_iter == settings.gbt.max_iter
 
 
 def test_forecast_settings_carry_the_audience_parameters():

@@ -3,7 +3,10 @@ predicted before it is released.
 
 A launch has no history of its own, so the model learns from what is known about a title
 before its release and from how earlier launches went:
-- metadata: genres (one-hot), kind, episodes, runtime, the weekday of release;
+- metadata: genres (one-hot) and their count, and kind. Not runtime, episodes or the
+  weekday of release: nearly unique per title, they let the trees pick out single
+  launches (on the demo's 22 training launches a model with them had a WAPE of 1.6
+  against the genre average's 0.71; without them, 0.70);
 - cast popularity: how much the titles its cast appeared in were watched in the region
   over the 28 days before the release (only titles released before it, only days before
   it); per title the views per released day, as log1p, averaged (weighted by the cast
@@ -44,6 +47,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -76,9 +80,6 @@ CATEGORICAL = (REGION, "kind")
 NUMERIC = (
     *[f"has_genre_{g}" for g in GENRES],
     "count_genres",
-    "episodes",
-    "duration_minutes",
-    "release_weekday",
     "cast_log1p_daily_views_28d_mean",
     "cast_log1p_daily_views_28d_max",
     "count_cast_titles",
@@ -99,12 +100,17 @@ class AudienceSettings:
     neighbours: int = 10  # similar titles per title
     min_train_titles: int = 10
     min_eval_titles: int = 3
+    # every leaf holds the rows of at least this many titles' worth (rows per title x 4):
+    # a title's regions are near-copies of each other, so a leaf of one title's rows
+    # memorises that launch instead of learning from launches
+    min_leaf_titles: int = 4
     gbt: GBTParams = dataclasses.field(
         default_factory=lambda: GBTParams(max_iter=60, max_depth=3, min_instances_per_node=5)
     )
 
     def __post_init__(self) -> None:
-        for name in ("eval_days", "neighbours", "min_train_titles", "min_eval_titles"):
+        names = ("eval_days", "neighbours", "min_train_titles", "min_eval_titles")
+        for name in (*names, "min_leaf_titles"):
             if getattr(self, name) < 1:
                 raise ValueError(f"audience setting {name} must be at least 1")
 
@@ -241,7 +247,7 @@ def audience_features(
 ) -> DataFrame:
     """:func:`audience_rows` with the label, the primary genre and every model feature
     (0 where a title has no earlier related title, with its count saying so)."""
-    meta = titles.select(TITLE, "kind", "genres", "episodes", "duration_minutes")
+    meta = titles.select(TITLE, "kind", "genres")
     joined = (
         rows.join(meta, TITLE, "left")
         .join(cast, [REGION, TITLE, CUTOFF], "left")
@@ -270,9 +276,6 @@ def audience_features(
         F.greatest(F.coalesce(F.size("genres"), F.lit(0)), F.lit(0))
         .cast("double")
         .alias("count_genres"),
-        F.coalesce(F.col("episodes"), F.lit(0)).cast("double").alias("episodes"),
-        F.coalesce(F.col("duration_minutes"), F.lit(0)).cast("double").alias("duration_minutes"),
-        ((F.dayofweek(RELEASE) + 5) % 7).cast("double").alias("release_weekday"),
         *filled,
     )
 
@@ -390,6 +393,15 @@ def build_pipeline(params: GBTParams, *, numeric: tuple[str, ...] = NUMERIC) -> 
     )
 
 
+def leaf_params(settings: AudienceSettings, *, rows: int, titles: int) -> GBTParams:
+    """The GBT settings with at least ``min_leaf_titles`` titles' worth of rows per leaf."""
+    per_title = rows / max(titles, 1)
+    floor = math.ceil(settings.min_leaf_titles * per_title)
+    return dataclasses.replace(
+        settings.gbt, min_instances_per_node=max(settings.gbt.min_instances_per_node, floor)
+    )
+
+
 def _score(rows: DataFrame, model: PipelineModel, name: str) -> DataFrame:
     return model.transform(rows).select(*rows.columns, F.col(PREDICTION).alias(name))
 
@@ -447,6 +459,7 @@ class AudienceResult:
     importances: dict[str, float]
     model: PipelineModel  # the final model, on every title with 28 days observed
     upcoming: pd.DataFrame  # region, title_id, release_date, known_until, predicted_views_28d
+    leaf_rows: int = 0  # the final model's minimum rows per leaf (see leaf_params)
 
     @property
     def models(self) -> tuple[str, ...]:
@@ -502,7 +515,7 @@ def evaluate_audience(
     then fit on every complete launch and predict the titles still launching.
 
     ``series``: the dense series from ``first`` to ``last`` (persisted by the caller);
-    ``titles``: title_id, kind, genres, cast, release_date, episodes, duration_minutes.
+    ``titles``: title_id, kind, genres, cast, release_date.
     Raises :class:`AudienceDataError` when too few launches fit in the window."""
     spark = series.sparkSession
     eval_end = last - dt.timedelta(days=LAUNCH_DAYS - 1)
@@ -553,16 +566,20 @@ def evaluate_audience(
         test = features.filter(complete & is_eval)
 
         log.info("audience: fitting on %d titles, evaluating %d", train_titles, eval_titles)
-        scored = _score(test, build_pipeline(settings.gbt).fit(train), MODEL)
+        params = leaf_params(settings, rows=train_rows, titles=train_titles)
+        scored = _score(test, build_pipeline(params).fit(train), MODEL)
         if truth is not None:
-            ceiling = build_pipeline(settings.gbt, numeric=(*NUMERIC, TRUTH)).fit(train)
+            ceiling = build_pipeline(params, numeric=(*NUMERIC, TRUTH)).fit(train)
             scored = _score(scored, ceiling, CEILING)
         scored = genre_average(train, rows=scored)
         models = (MODEL, BASELINE, *((CEILING,) if truth is not None else ()))
         evaluation = scored.select(REGION, TITLE, RELEASE, VIEWS_28D, *models).toPandas()
 
         log.info("audience: fitting the final model on every complete launch")
-        final = build_pipeline(settings.gbt).fit(features.filter(complete))
+        final_params = leaf_params(
+            settings, rows=train_rows + eval_rows, titles=train_titles + eval_titles
+        )
+        final = build_pipeline(final_params).fit(features.filter(complete))
         upcoming = (
             _score(features.filter(F.col(RELEASE) > F.lit(eval_end)), final, "predicted_views_28d")
             .select(REGION, TITLE, RELEASE, CUTOFF, "predicted_views_28d")
@@ -581,6 +598,7 @@ def evaluate_audience(
         metrics=audience_metrics(evaluation, models=models),
         evaluation=evaluation,
         importances=feature_importances(final),
+        leaf_rows=final_params.min_instances_per_node,
         model=final,
         upcoming=upcoming.sort_values([TITLE, REGION], ignore_index=True),
     )

@@ -109,6 +109,7 @@ def audience_metrics(result: aud.AudienceResult) -> dict[str, float]:
     for name in ("train_titles", "eval_titles", "train_rows", "eval_rows"):
         out[f"audience.{name}"] = float(getattr(result, name))
     out["audience.upcoming_rows"] = float(len(result.upcoming))
+    out["audience.min_instances_per_node"] = float(result.leaf_rows)
     return out
 
 
