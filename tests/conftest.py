@@ -1,10 +1,12 @@
 """One Spark session for the whole run (local[2], few shuffle partitions, UI off),
-built by the same factory as the jobs, with all state under a temporary folder."""
+built by the same factory as the jobs, with all state under a temporary folder; and one
+embedded Airflow per test process for the DAG tests."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from feature_store.config import Config, load_config
 
 TEST_KEY = "test-pseudonymization-key-0123456789"
+DAGS = Path(__file__).resolve().parent.parent / "dags"
 
 
 @pytest.fixture(scope="session")
@@ -24,22 +27,29 @@ def config(state_dir: Path) -> Config:
     return make_config(state_dir)
 
 
+def state_overrides(state_dir: Path, *extra: str) -> list[str]:
+    """``--set`` values that put all state under ``state_dir`` and size Spark for two
+    cores and tiny data; ``extra`` come last and win. Tests that start jobs in other
+    processes (spark-submit, Airflow tasks) pass these on the command line."""
+    return [
+        f"paths.state_dir={state_dir}",
+        f"paths.lake={state_dir}/lake",
+        f"paths.mlflow={state_dir}/mlflow",
+        f"paths.published={state_dir}/published",
+        "spark.shuffle_partitions=2",
+        "spark.delta_snapshot_partitions=1",
+        "spark.file_listing_parallelism=2",
+        "spark.show_progress=false",
+        "spark.driver_memory=2g",
+        "spark.log_level=ERROR",
+        *extra,
+    ]
+
+
 def make_config(state_dir: Path, *overrides: str) -> Config:
     return load_config(
         None,
-        [
-            f"paths.state_dir={state_dir}",
-            f"paths.lake={state_dir}/lake",
-            f"paths.mlflow={state_dir}/mlflow",
-            f"paths.published={state_dir}/published",
-            "spark.shuffle_partitions=2",
-            "spark.delta_snapshot_partitions=1",
-            "spark.file_listing_parallelism=2",
-            "spark.show_progress=false",
-            "spark.driver_memory=2g",
-            "spark.log_level=ERROR",
-            *overrides,
-        ],
+        state_overrides(state_dir, *overrides),
         environ={"MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY},
     )
 
@@ -67,3 +77,33 @@ def write_landing(
     path = folder / name
     path.write_bytes(b"\n".join(chunks) + b"\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory):
+    """A fresh Airflow (SQLite) for this test process, configured before Airflow is first
+    imported (its settings are read once); Spark tasks use the local connection."""
+    if "airflow.settings" in sys.modules:
+        pytest.fail("Airflow was imported before the airflow_home fixture could configure it")
+    from feature_store.airflow_local import airflow_environment
+
+    state = tmp_path_factory.mktemp("airflow-state")
+    env = {
+        **airflow_environment(make_config(state)),  # as make run sets it up
+        # the jobs under spark-submit must pseudonymize like the generator did
+        "MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY,
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        from airflow.utils import db
+
+        db.initdb()
+        yield env
+
+
+@pytest.fixture(scope="session")
+def dagbag(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS), include_examples=False)

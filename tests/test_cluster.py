@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_approx_df_equality
-from conftest import TEST_KEY
+from conftest import TEST_KEY, make_config, state_overrides
 
 from feature_store import lake as lk
 from feature_store.features.build import build_features
@@ -69,26 +69,14 @@ def master_state(url: str) -> dict:
         return json.load(response)
 
 
-def overrides(state: Path) -> list[str]:
-    return [
-        f"paths.state_dir={state}",
-        f"paths.lake={state}/lake",
-        f"paths.mlflow={state}/mlflow",
-        f"paths.published={state}/published",
-        "spark.shuffle_partitions=2",
-        "spark.delta_snapshot_partitions=1",
-        "spark.file_listing_parallelism=2",
-        "spark.driver_memory=1g",
-        "spark.log_level=ERROR",
-        "spark.show_progress=false",
-        # executors fit the 1g workers
-        "spark.extra_conf={spark.executor.memory: 512m, spark.executor.cores: '1'}",
-    ]
+# A driver and executors that fit beside the 1g workers on two cores.
+CLUSTER_SIZES = (
+    "spark.driver_memory=1g",
+    "spark.extra_conf={spark.executor.memory: 512m, spark.executor.cores: '1'}",
+)
 
 
 def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(spark, cluster, tmp_path):
-    from feature_store.config import load_config
-
     assert master_state(cluster["state_url"])["aliveworkers"] == 2
 
     local_state, cluster_state = tmp_path / "local", tmp_path / "cluster"
@@ -106,14 +94,12 @@ def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(spark, clu
     shutil.copytree(local_state / "lake", cluster_state / "lake")
     day = spec.end_date
 
-    local_config = load_config(
-        None, overrides(local_state), environ={"MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY}
-    )
+    local_config = make_config(local_state, *CLUSTER_SIZES)
     assert build_features(spark, local_config, day, TABLES).ok
 
     command = [str(Path(sys.executable).parent / "marquee"), "submit", "build_features"]
     command += ["--master", cluster["master"]]
-    for override in overrides(cluster_state):
+    for override in state_overrides(cluster_state, *CLUSTER_SIZES):
         command += ["--set", override]
     command += ["--", "--date", day.isoformat(), *(f"--table={t}" for t in TABLES)]
     env = {**os.environ, "MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY}
@@ -144,8 +130,6 @@ def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(spark, clu
 
 
 def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_path):
-    from conftest import make_config
-
     from feature_store.spark import delta_maven_coordinates
     from feature_store.submit import JOBS_DIR, spark_submit_command
 
