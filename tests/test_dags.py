@@ -1,11 +1,10 @@
 """The Airflow DAGs in dags/: they import cleanly, their task graphs, how a run finds its
-day, backfill, and both DAGs end to end with ``dag.test()`` on tiny data.
+day, backfill, and the daily DAG end to end with ``dag.test()`` on tiny data (the
+training DAG's end-to-end runs are in tests/test_dags_training.py).
 
 Airflow runs against a temporary AIRFLOW_HOME with SQLite, configured before Airflow is
 first imported. Every Spark task is a real ``spark-submit`` (a JVM and a Spark session
-each, ~20 s before any work), so the end-to-end runs keep few: the daily DAG (4), the
-training DAG (tests/test_dags_training.py, so that a second test worker runs it beside
-this module's).
+each, ~20 s before any work), so the daily run here makes four.
 """
 
 from __future__ import annotations
