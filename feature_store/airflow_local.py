@@ -13,15 +13,17 @@ already with another home.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import logging
 import os
 import secrets
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,10 +82,15 @@ class DagRunResult:
 
 
 class EmbeddedAirflow:
-    """The DAGs of ``dags/`` on the metadata database of ``airflow_environment``."""
+    """The DAGs of ``dags/`` on the metadata database of ``airflow_environment``.
 
-    def __init__(self, dagbag) -> None:
+    ``quiet``: what a run prints on stdout is held back and shown only when the run
+    fails (Airflow 3.2 prints every task's asset outlets), and the deprecation warnings
+    of Airflow's own in-process execution API are not shown."""
+
+    def __init__(self, dagbag, *, quiet: bool = False) -> None:
         self.dagbag = dagbag
+        self.quiet = quiet
 
     def run(
         self, dag_id: str, *, logical_date: dt.datetime, conf: Mapping[str, Any]
@@ -92,7 +99,14 @@ class EmbeddedAirflow:
         if dag is None:
             raise KeyError(f"no DAG {dag_id!r} in {DAGS_DIR} ({self.dagbag.import_errors})")
         log.info("Airflow: %s for %s", dag_id, logical_date.isoformat())
-        dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf))
+        printed = io.StringIO()
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
+            if self.quiet:
+                warnings.simplefilter("ignore", DeprecationWarning)
+                stack.enter_context(contextlib.redirect_stdout(printed))
+            dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf))
+        if str(dag_run.state) != "success" and printed.getvalue():
+            sys.stderr.write(printed.getvalue())
         instances = dag_run.get_task_instances()
         outputs = {}
         for ti in instances:
@@ -109,7 +123,7 @@ class EmbeddedAirflow:
         )
 
 
-@contextmanager
+@contextlib.contextmanager
 def embedded_airflow(config: Config, *, quiet: bool = False) -> Iterator[EmbeddedAirflow]:
     """Airflow set up for this configuration (database migrated, DAGs parsed). ``quiet``:
     only warnings and errors of the tasks (a spark-submit's whole output otherwise)."""
@@ -131,7 +145,7 @@ def embedded_airflow(config: Config, *, quiet: bool = False) -> Iterator[Embedde
         dagbag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
         if dagbag.import_errors:
             raise RuntimeError(f"DAG import errors: {dagbag.import_errors}")
-        yield EmbeddedAirflow(dagbag)
+        yield EmbeddedAirflow(dagbag, quiet=quiet)
     finally:
         for key, value in previous.items():
             if value is None:

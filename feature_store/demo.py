@@ -72,11 +72,20 @@ def prepare(spark: SparkSession, config: Config, spec: GenerationSpec) -> list[d
     return build_history(spark, config, spec)
 
 
+def recs_interaction_dates(spec: GenerationSpec) -> set[dt.date]:
+    """The as-of dates whose ``profile_title_interactions`` the training DAG's recommender
+    reads: its own (RECS_LABEL_DAYS before the last day) and its ranker's generators'
+    (RECS_RANKER_DAYS before that)."""
+    as_of = spec.end_date - dt.timedelta(days=RECS_LABEL_DAYS)
+    return {as_of, as_of - dt.timedelta(days=RECS_RANKER_DAYS)}
+
+
 def build_history(spark: SparkSession, config: Config, spec: GenerationSpec) -> list[dt.date]:
     """Feature partitions the models need among the history days (the landing days get
     every table from the daily DAG): the daily region x title series for every day
-    (forecasts), and the account and profile features of the churn model's snapshot
-    dates. Returns the dates whose build failed."""
+    (forecasts), the account and profile features of the churn model's snapshot dates,
+    and the interactions the recommender trains on, so that a demo with few landing days
+    still trains every model. Returns the dates whose build failed."""
     try:
         train, test = churn.choose_snapshots(
             spec.dates,
@@ -89,9 +98,12 @@ def build_history(spark: SparkSession, config: Config, spec: GenerationSpec) -> 
         snapshots = {*train, test}
     except ChurnDataError:
         snapshots = set()  # too short for churn; the churn training says why
+    interactions = recs_interaction_dates(spec)
     failed, built = [], 0
     for date in spec.dates[: spec.history_days]:
         tables = ["region_title_daily", *(SNAPSHOT_TABLES if date in snapshots else ())]
+        if date in interactions:
+            tables.append("profile_title_interactions")
         report = build_features(spark, config, date, tables)
         built += len(report.builds)
         if not report.ok:
@@ -99,10 +111,12 @@ def build_history(spark: SparkSession, config: Config, spec: GenerationSpec) -> 
             log.error("history build failed for %s:\n%s", date, report.format_table())
     log.info(
         "history: %s feature partitions over %s days (region_title_daily every day; "
-        "account_daily and profile_daily on the churn snapshots %s)",
+        "account_daily and profile_daily on the churn snapshots %s; "
+        "profile_title_interactions on %s for the recommender)",
         built,
         spec.history_days,
         ", ".join(d.isoformat() for d in sorted(snapshots)) or "none",
+        ", ".join(d.isoformat() for d in sorted(interactions)),
     )
     return failed
 

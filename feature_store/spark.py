@@ -162,3 +162,25 @@ def _check_delta_loaded(spark: SparkSession) -> None:
             "Delta Lake's jars are not on Spark's classpath "
             "(io.delta.sql.DeltaSparkSessionExtension not found); run `marquee doctor --warm`."
         ) from exc
+
+
+def stop_session_and_jvm(spark: SparkSession) -> None:
+    """Stop the session and end the driver's JVM with it.
+
+    ``spark.stop()`` keeps PySpark's gateway JVM (and the heap the driver grew) alive for
+    the next session of this process. The gateway JVM exits when its stdin closes; the
+    next ``build_session`` starts a new one.
+    """
+    from pyspark import SparkContext
+
+    spark.stop()
+    gateway = SparkContext._gateway  # noqa: SLF001 - PySpark keeps the gateway here
+    if gateway is None:
+        return
+    gateway.shutdown()
+    process = getattr(gateway, "proc", None)
+    if process is not None:
+        process.stdin.close()
+        process.wait(timeout=120)
+    SparkContext._gateway = None  # noqa: SLF001
+    SparkContext._jvm = None  # noqa: SLF001

@@ -10,6 +10,7 @@ import sys
 import time
 
 from feature_store import demo, runtime
+from feature_store.spark import stop_session_and_jvm
 from jobs.generate_data import spec_from
 
 
@@ -33,7 +34,7 @@ def _main(args: argparse.Namespace) -> int:
         print(f"error: history feature builds failed for {failed}", file=sys.stderr)
         return runtime.EXIT_FAILED
     # The DAGs' tasks start their own Spark drivers; this one would only hold memory.
-    spark.stop()
+    stop_session_and_jvm(spark)
     outcome = demo.run_dags(
         config,
         spec,

@@ -53,7 +53,9 @@ def test_generate_job_writes_landing_folders_per_source_and_day(spark, tmp_path,
 def test_demo_prepares_the_history_the_dags_build_on(spark, tmp_path):
     """make run's first step (the rest is the DAGs, tests/test_dags.py): four days, the
     first two straight into bronze with their region x title series built, the last two
-    left as landing files for the daily DAG; the report's grid reads the build log."""
+    left as landing files for the daily DAG; the recommender's as-of date (two days before
+    the last) is a history day, so its interactions are built too; the report's grid
+    reads the build log."""
     from feature_store import demo, reports
     from feature_store.generator import GenerationSpec
 
@@ -80,15 +82,25 @@ def test_demo_prepares_the_history_the_dags_build_on(spark, tmp_path):
     series = lk.read_table(spark, lake.features("region_title_daily"))
     counts = {r["as_of_date"]: r["count"] for r in series.groupBy("as_of_date").count().collect()}
     assert sorted(counts) == history
+    assert demo.recs_interaction_dates(spec) == {dt.date(2026, 2, 2), dt.date(2026, 1, 31)}
+    interactions = lk.read_table(spark, lake.features("profile_title_interactions"))
+    assert [r[0] for r in interactions.select("as_of_date").distinct().collect()] == [history[1]]
     grid = reports.feature_log_summary(spark, config.lake, spec.dates).splitlines()
     assert grid[0].split()[-4:] == ["02-01", "02-02", "02-03", "02-04"]
     assert grid[1].split() == [
+        "profile_title_interactions",
+        "-",
+        f"{interactions.count():,}",
+        "-",
+        "-",
+    ]
+    assert grid[2].split() == [
         "region_title_daily",
         *(f"{counts[d]:,}" for d in history),
         "-",
         "-",
     ]
-    assert grid[-1] == "2 partitions, 0 not committed (validation or input)"
+    assert grid[-1] == "3 partitions, 0 not committed (validation or input)"
 
 
 def test_cli_lists_commands_and_rejects_unknown_ones(capsys):

@@ -63,3 +63,39 @@ def test_missing_delta_jars_are_a_clear_error(tmp_path):
         SparkSetupError, match=r"spark.jars_dir .*jars holds no jars: run marquee doctor --maven"
     ):
         build_session(config)
+
+
+STOP_AND_RESTART = """
+import subprocess, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from conftest import make_config
+from pyspark import SparkContext
+from feature_store.spark import build_session, stop_session_and_jvm
+config = make_config(Path(sys.argv[2]))
+spark = build_session(config)
+first = SparkContext._gateway.proc
+stop_session_and_jvm(spark)
+print("first JVM exit code", first.poll())
+spark = build_session(config)
+print("second session counts", spark.range(7).count())
+"""
+
+
+def test_stopping_the_session_and_jvm_ends_the_jvm_and_a_new_session_starts(tmp_path):
+    """make run frees the driver JVM's memory for the DAGs' tasks, then reports from a new
+    session (spark.stop() alone leaves the JVM running)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "-c", STOP_AND_RESTART, tests, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("first", "second"))]
+    assert lines == ["first JVM exit code 0", "second session counts 7"]
