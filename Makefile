@@ -53,12 +53,11 @@ $(JARS_STAMP): $(INSTALL_STAMP)
 run: setup
 	$(MARQUEE) demo
 
-# Four pytest workers on two cores, one test module each at a time (module fixtures
-# build Delta lakes once): Spark tests on tiny data wait on job scheduling, Delta commits
-# and JVM start-up far more than on the CPU (with two workers the suite kept the cores
-# a quarter busy: 15 CPU-minutes in 30.5 minutes). Each worker's driver takes 2g.
+# One pytest worker per core, one test module each at a time (module fixtures build
+# Delta lakes once). Four workers on two cores made CI slower (2304 s against 1904 s):
+# the Spark JVMs keep both cores busy. Each worker's driver takes 2g.
 # --durations: the slowest tests in every log, to keep the suite inside CI's budget.
-TEST_WORKERS ?= 4
+TEST_WORKERS ?= 2
 
 test: setup
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25

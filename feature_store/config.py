@@ -61,6 +61,10 @@ class SparkConfig:
     # org.apache.hadoop:hadoop-aws:<Spark's Hadoop version> for s3a:// lake paths.
     extra_packages: str = ""
     extra_conf: dict[str, str] = dataclasses.field(default_factory=dict)
+    # More JVM options for the driver and executors, after the ones Marquee sets (UTC):
+    # e.g. -XX:TieredStopAtLevel=1 for short jobs on tiny data, where compiling hot code
+    # costs more CPU than it saves.
+    java_options: str = ""
 
     @property
     def extra_package_list(self) -> list[str]:

@@ -85,6 +85,17 @@ def check_java() -> str:
     return out.splitlines()[0] if out else "unknown"
 
 
+def java_options(config: Config, *, driver: bool) -> str:
+    """The JVM options of the driver or the executors: UTC clocks (event dates are UTC
+    days), the driver's Derby files under the state folder, then the config's own."""
+    options = ["-Duser.timezone=UTC"]
+    if driver:
+        options.append(f"-Dderby.system.home={config.paths.state_dir}")
+    if config.spark.java_options:
+        options.append(config.spark.java_options)
+    return " ".join(options)
+
+
 def build_session(config: Config, *, master: str | None = None) -> SparkSession:
     """Create (or return the running) Spark session configured for Delta and this machine."""
     check_java()
@@ -95,11 +106,8 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
         .config("spark.driver.memory", sc.driver_memory)
         .config("spark.driver.maxResultSize", sc.max_result_size)
         .config("spark.sql.session.timeZone", "UTC")
-        .config(
-            "spark.driver.extraJavaOptions",
-            f"-Duser.timezone=UTC -Dderby.system.home={config.paths.state_dir}",
-        )
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.driver.extraJavaOptions", java_options(config, driver=True))
+        .config("spark.executor.extraJavaOptions", java_options(config, driver=False))
         .config("spark.sql.adaptive.enabled", "true")
         .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
         .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))

@@ -38,17 +38,15 @@ def spark_home() -> str:
 
 def submit_settings(config: Config) -> dict[str, Any]:
     """What ``build_session`` sets for the JVM itself, as spark-submit options."""
-    from feature_store.spark import _PROVIDED_BY_SPARK, delta_maven_coordinates
+    from feature_store.spark import _PROVIDED_BY_SPARK, delta_maven_coordinates, java_options
 
     sc = config.spark
     home = spark_home()
     settings: dict[str, Any] = {
         "driver_memory": sc.driver_memory,
         "conf": {
-            "spark.driver.extraJavaOptions": (
-                f"-Duser.timezone=UTC -Dderby.system.home={config.paths.state_dir}"
-            ),
-            "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+            "spark.driver.extraJavaOptions": java_options(config, driver=True),
+            "spark.executor.extraJavaOptions": java_options(config, driver=False),
             "spark.log.level": sc.log_level,
             # The driver imports feature_store: this virtual environment's Python.
             "spark.pyspark.python": sys.executable,

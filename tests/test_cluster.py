@@ -144,6 +144,14 @@ def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_pat
     assert command[command.index("--packages") + 1] == ",".join(delta_maven_coordinates())
     confs = dict(c.split("=", 1) for c in command[1::] if "=" in c and c.startswith("spark."))
     assert confs["spark.pyspark.python"] == sys.executable
+    # UTC clocks, then the config's own JVM options (the tests' C1-only compiler)
+    assert confs["spark.driver.extraJavaOptions"] == (
+        f"-Duser.timezone=UTC -Dderby.system.home={tmp_path} "
+        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    )
+    assert confs["spark.executor.extraJavaOptions"] == (
+        "-Duser.timezone=UTC -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+    )
     # the job itself, its flags, and the master again for build_session
     tail = command[command.index(str(JOBS_DIR / "build_features.py")) :]
     assert tail[1:] == ["--date", "2026-03-01", "--master", master]
