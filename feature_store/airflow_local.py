@@ -141,8 +141,11 @@ def embedded_airflow(config: Config, *, quiet: bool = False) -> Iterator[Embedde
         from airflow.dag_processing.dagbag import DagBag
         from airflow.utils import db
 
-        db.initdb()  # creates or migrates; idempotent
-        dagbag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
+        with warnings.catch_warnings():
+            if quiet:  # SQLAlchemy's, about Airflow's own mappers
+                warnings.simplefilter("ignore", DeprecationWarning)
+            db.initdb()  # creates or migrates; idempotent
+            dagbag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
         if dagbag.import_errors:
             raise RuntimeError(f"DAG import errors: {dagbag.import_errors}")
         yield EmbeddedAirflow(dagbag, quiet=quiet)
