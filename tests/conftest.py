@@ -42,10 +42,6 @@ def state_overrides(state_dir: Path, *extra: str) -> list[str]:
         "spark.show_progress=false",
         "spark.driver_memory=2g",
         "spark.log_level=ERROR",
-        # Every test JVM is short-lived on tiny data: the C2 compiler and a parallel
-        # collector cost more than they save (a session's start and first Delta write
-        # took a quarter less time with these).
-        "spark.java_options=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
         *extra,
     ]
 

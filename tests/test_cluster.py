@@ -133,7 +133,9 @@ def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_pat
     from feature_store.spark import delta_maven_coordinates
     from feature_store.submit import JOBS_DIR, spark_submit_command
 
-    config = make_config(tmp_path, "spark.driver_memory=3g")
+    config = make_config(
+        tmp_path, "spark.driver_memory=3g", "spark.java_options=-XX:TieredStopAtLevel=1"
+    )
     master = "spark://10.1.2.3:7077"
     command, env = spark_submit_command(
         config, "build_features", ["--date", "2026-03-01"], master=master
@@ -144,14 +146,11 @@ def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_pat
     assert command[command.index("--packages") + 1] == ",".join(delta_maven_coordinates())
     confs = dict(c.split("=", 1) for c in command[1::] if "=" in c and c.startswith("spark."))
     assert confs["spark.pyspark.python"] == sys.executable
-    # UTC clocks, then the config's own JVM options (the tests' C1-only compiler)
+    # UTC clocks, then the config's own JVM options
     assert confs["spark.driver.extraJavaOptions"] == (
-        f"-Duser.timezone=UTC -Dderby.system.home={tmp_path} "
-        "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+        f"-Duser.timezone=UTC -Dderby.system.home={tmp_path} -XX:TieredStopAtLevel=1"
     )
-    assert confs["spark.executor.extraJavaOptions"] == (
-        "-Duser.timezone=UTC -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-    )
+    assert confs["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
     # the job itself, its flags, and the master again for build_session
     tail = command[command.index(str(JOBS_DIR / "build_features.py")) :]
     assert tail[1:] == ["--date", "2026-03-01", "--master", master]
