@@ -100,13 +100,17 @@ class EmbeddedAirflow:
             raise KeyError(f"no DAG {dag_id!r} in {DAGS_DIR} ({self.dagbag.import_errors})")
         log.info("Airflow: %s for %s", dag_id, logical_date.isoformat())
         printed = io.StringIO()
-        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
-            if self.quiet:
-                warnings.simplefilter("ignore", DeprecationWarning)
-                stack.enter_context(contextlib.redirect_stdout(printed))
-            dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf))
-        if str(dag_run.state) != "success" and printed.getvalue():
-            sys.stderr.write(printed.getvalue())
+        succeeded = False
+        try:
+            with _quiet_deprecations(self.quiet), contextlib.ExitStack() as stack:
+                if self.quiet:
+                    stack.enter_context(contextlib.redirect_stdout(printed))
+                dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf))
+            succeeded = str(dag_run.state) == "success"
+        finally:
+            # what the run printed is the first clue when it failed, or when dag.test raised
+            if not succeeded and printed.getvalue():
+                sys.stderr.write(printed.getvalue())
         instances = dag_run.get_task_instances()
         outputs = {}
         for ti in instances:
@@ -121,6 +125,16 @@ class EmbeddedAirflow:
             task_states={ti.task_id: str(ti.state) for ti in instances},
             outputs=outputs,
         )
+
+
+@contextlib.contextmanager
+def _quiet_deprecations(quiet: bool) -> Iterator[None]:
+    """``quiet``: DeprecationWarnings are not shown inside the block (Airflow's own, and
+    those of the libraries it uses, which a user of the platform cannot act on)."""
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 @contextlib.contextmanager
@@ -141,9 +155,7 @@ def embedded_airflow(config: Config, *, quiet: bool = False) -> Iterator[Embedde
         from airflow.dag_processing.dagbag import DagBag
         from airflow.utils import db
 
-        with warnings.catch_warnings():
-            if quiet:  # SQLAlchemy's, about Airflow's own mappers
-                warnings.simplefilter("ignore", DeprecationWarning)
+        with _quiet_deprecations(quiet):  # SQLAlchemy's, about Airflow's own mappers
             db.initdb()  # creates or migrates; idempotent
             dagbag = DagBag(dag_folder=str(DAGS_DIR), include_examples=False)
         if dagbag.import_errors:

@@ -279,3 +279,34 @@ def test_the_embedded_airflow_keeps_its_home_database_and_secret_under_the_state
         "conn_type": "spark",
         "host": "spark://10.0.0.5:7077",
     }
+
+
+def test_a_quiet_run_that_raises_still_shows_what_it_printed(capsys):
+    """make run holds back what a DAG run prints; when dag.test itself raises (a broken
+    metadata database, a DAG that cannot be serialised), that output is the first clue
+    and must reach stderr with the error."""
+    import warnings
+
+    from feature_store.airflow_local import EmbeddedAirflow
+
+    class RaisingDag:  # stands in for the DAG only: what is tested is the wrapper
+        def test(self, **_):
+            print("task outlets before the crash")
+            warnings.warn("an Airflow deprecation", DeprecationWarning, stacklevel=1)
+            raise RuntimeError("metadata database is locked")
+
+    class OneDagBag:
+        import_errors: dict = {}
+
+        def get_dag(self, dag_id):
+            return RaisingDag()
+
+    airflow = EmbeddedAirflow(OneDagBag(), quiet=True)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="metadata database is locked"):
+            airflow.run("marquee_daily", logical_date=dt.datetime(2026, 1, 9), conf={})
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "task outlets before the crash\n"
+    assert [w.category for w in shown] == []

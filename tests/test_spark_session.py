@@ -70,7 +70,7 @@ def test_missing_delta_jars_are_a_clear_error(tmp_path):
 
 
 STOP_AND_RESTART = """
-import subprocess, sys
+import sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from conftest import make_config
