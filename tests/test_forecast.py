@@ -496,6 +496,14 @@ def test_the_run_is_registered_with_lineage_metrics_and_plots(spark, forecast_ru
     )
     assert metrics["all.wape_improvement_vs_seasonal_naive"] == pytest.approx(run.improvement)
     assert "cdn.hit_rate.forecast_plan" in metrics and "cdn.hit_rate.yesterdays_top" in metrics
+    # where the run's time went: every stage in the run record, those before tracking
+    # logged with it (bench/bench_models.py reports the same stages at scale)
+    stages = ["load", "backtest", "fit", "forecast", "audience"]
+    assert list(run.seconds) == [*stages, "track", "write"]
+    assert all(seconds > 0 for seconds in run.seconds.values())
+    assert {m: metrics[f"seconds.{m}"] for m in stages} == pytest.approx(
+        {m: run.seconds[m] for m in stages}
+    )
     plots = {a.path for a in client.list_artifacts(logged.info.run_id, "plots")}
     assert plots == {"plots/forecast_vs_actuals_top_titles.png", "plots/wape_by_horizon.png"}
     assert mlflow.get_experiment(logged.info.experiment_id).name == EXPERIMENT

@@ -86,6 +86,7 @@ from feature_store.forecast.series import (
     SeriesData,
     load_series,
 )
+from feature_store.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ class ForecastRun:
     forecast_rows: int = 0
     plan_rows: int = 0
     audience_rows: int = 0
+    # wall seconds per stage: load, backtest, fit, forecast, audience, track, write
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def improvement(self) -> float:
@@ -284,70 +287,78 @@ def train_forecast(
     from feature_store.tracking import configure_mlflow
 
     settings = settings or ForecastSettings()
-    data = load_series(
-        spark, config.lake, as_of, min_days=settings.min_days, why=settings.min_days_reason
-    )
-    folds = backtest_origins(
-        data.first_date,
-        as_of,
-        horizon=settings.horizon,
-        count=settings.backtest_origins,
-        step=settings.backtest_step_days,
-        min_train_origins=settings.min_train_origins,
-    )
-    if not folds:
-        raise ForecastDataError(
-            f"no backtest origin fits in {data.first_date}..{as_of} with these settings"
+    # the examples are persisted lazily: "backtest" includes making them
+    watch = Stopwatch()
+    with watch.stage("load"):
+        data = load_series(
+            spark, config.lake, as_of, min_days=settings.min_days, why=settings.min_days_reason
         )
-    series = data.series.persist(StorageLevel.MEMORY_AND_DISK)
-    # only the origins some model learns from or forecasts from
-    oldest = min(folds[0], as_of) - dt.timedelta(days=settings.max_train_origins)
-    origins = [o for o in feature_origins(data.first_date, as_of) if o >= oldest]
-    horizons = tuple(range(1, settings.horizon + 1))
-    examples = forecast_examples(
-        series, titles=data.titles, origins=origins, horizons=horizons
-    ).persist(StorageLevel.MEMORY_AND_DISK)
-    series_count = series.select(REGION, TITLE).distinct().count()
+        folds = backtest_origins(
+            data.first_date,
+            as_of,
+            horizon=settings.horizon,
+            count=settings.backtest_origins,
+            step=settings.backtest_step_days,
+            min_train_origins=settings.min_train_origins,
+        )
+        if not folds:
+            raise ForecastDataError(
+                f"no backtest origin fits in {data.first_date}..{as_of} with these settings"
+            )
+        series = data.series.persist(StorageLevel.MEMORY_AND_DISK)
+        # only the origins some model learns from or forecasts from
+        oldest = min(folds[0], as_of) - dt.timedelta(days=settings.max_train_origins)
+        origins = [o for o in feature_origins(data.first_date, as_of) if o >= oldest]
+        horizons = tuple(range(1, settings.horizon + 1))
+        examples = forecast_examples(
+            series, titles=data.titles, origins=origins, horizons=horizons
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        series_count = series.select(REGION, TITLE).distinct().count()
     log.info("forecast: %d series, %d origins, backtest at %s", series_count, len(origins), folds)
     backtest = forecast = None
     try:
-        backtest = run_backtest(
-            examples,
-            origins=folds,
-            params=settings.gbt,
-            max_train_origins=settings.max_train_origins,
-            top_n=settings.top_n,
-            max_training_rows=settings.max_training_rows,
-        )
-        sizes = cdn.title_sizes(data.titles)
-        candidates = cdn.backtest_candidates(
-            backtest.predictions, sizes=sizes, plan_days=settings.plan_days
-        ).toPandas()
-        cdn_backtest = cdn.backtest_hit_rates(candidates, budget_gb=settings.budget_gb)
-        history, sample = _plot_samples(series, backtest, top=PLOT_SERIES)
+        with watch.stage("backtest"):
+            backtest = run_backtest(
+                examples,
+                origins=folds,
+                params=settings.gbt,
+                max_train_origins=settings.max_train_origins,
+                top_n=settings.top_n,
+                max_training_rows=settings.max_training_rows,
+            )
+            sizes = cdn.title_sizes(data.titles)
+            candidates = cdn.backtest_candidates(
+                backtest.predictions, sizes=sizes, plan_days=settings.plan_days
+            ).toPandas()
+            cdn_backtest = cdn.backtest_hit_rates(candidates, budget_gb=settings.budget_gb)
+            history, sample = _plot_samples(series, backtest, top=PLOT_SERIES)
 
-        train = training_rows(
-            examples,
-            origin=as_of,
-            max_train_origins=settings.max_train_origins,
-            max_rows=settings.max_training_rows,
-            seed=settings.gbt.seed,
-        )
-        log.info("forecast: fitting the final model on origins up to %s", as_of)
-        model = fit(train, settings.gbt)
-        forecast = (
-            with_predictions(examples.filter(F.col(ORIGIN) == F.lit(as_of)), model)
-            .select(REGION, TITLE, HORIZON, TARGET_DATE, F.col(MODEL).alias(FORECAST_VIEWS))
-            .persist(StorageLevel.MEMORY_AND_DISK)
-        )
-        expected = cdn.plan_candidates(
-            forecast, sizes=sizes, plan_days=settings.plan_days
-        ).toPandas()
-        plan = cdn.select_titles(expected, budget_gb=settings.budget_gb)
-        plan_summary = _plan_summary(plan, expected)
-        audience, audience_note = train_audience(
-            spark, config.lake, data, series, settings.audience
-        )
+        with watch.stage("fit"):
+            train = training_rows(
+                examples,
+                origin=as_of,
+                max_train_origins=settings.max_train_origins,
+                max_rows=settings.max_training_rows,
+                seed=settings.gbt.seed,
+            )
+            log.info("forecast: fitting the final model on origins up to %s", as_of)
+            model = fit(train, settings.gbt)
+            training_row_count = train.count()
+        with watch.stage("forecast"):  # every series' next days, and the plan from them
+            forecast = (
+                with_predictions(examples.filter(F.col(ORIGIN) == F.lit(as_of)), model)
+                .select(REGION, TITLE, HORIZON, TARGET_DATE, F.col(MODEL).alias(FORECAST_VIEWS))
+                .persist(StorageLevel.MEMORY_AND_DISK)
+            )
+            expected = cdn.plan_candidates(
+                forecast, sizes=sizes, plan_days=settings.plan_days
+            ).toPandas()
+            plan = cdn.select_titles(expected, budget_gb=settings.budget_gb)
+            plan_summary = _plan_summary(plan, expected)
+        with watch.stage("audience"):
+            audience, audience_note = train_audience(
+                spark, config.lake, data, series, settings.audience
+            )
         run = ForecastRun(
             as_of=as_of,
             first_date=data.first_date,
@@ -358,25 +369,28 @@ def train_forecast(
             cdn_backtest=cdn_backtest,
             plan_summary=plan_summary,
             importances=feature_importances(model),
-            training_rows=train.count(),
+            training_rows=training_row_count,
             plot_history=history,
             plot_forecasts=sample,
             audience=audience,
             audience_note=audience_note,
+            seconds=watch.seconds,  # the same dict: the stages below land in it too
         )
-        configure_mlflow(config, EXPERIMENT)
-        run.model_version = log_forecast_run(run, model, register=register)
-        run.forecast_rows, run.plan_rows = write_outputs(
-            spark, config.lake, run, forecast=forecast, plan=plan
-        )
-        if run.audience is not None:
-            run.audience_rows = write_audience(
-                spark,
-                config.lake,
-                run.audience.upcoming,
-                as_of=as_of,
-                model_version=run.model_version,
+        with watch.stage("track"):
+            configure_mlflow(config, EXPERIMENT)
+            run.model_version = log_forecast_run(run, model, register=register)
+        with watch.stage("write"):
+            run.forecast_rows, run.plan_rows = write_outputs(
+                spark, config.lake, run, forecast=forecast, plan=plan
             )
+            if run.audience is not None:
+                run.audience_rows = write_audience(
+                    spark,
+                    config.lake,
+                    run.audience.upcoming,
+                    as_of=as_of,
+                    model_version=run.model_version,
+                )
     finally:
         predictions = backtest.predictions if backtest else None
         for frame in (forecast, predictions, examples, series):

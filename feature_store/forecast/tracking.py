@@ -131,6 +131,8 @@ def log_forecast_run(
             }
         )
         mlflow.log_metrics(run_metrics(run))
+        # the stages so far (tracking and writing come after this)
+        mlflow.log_metrics({f"seconds.{k}": v for k, v in run.seconds.items()})
         mlflow.log_dict(
             {
                 "table_versions": run.table_versions,
