@@ -168,8 +168,10 @@ def bronze_lake(spark, lake_root: str, spec: GenerationSpec, config, *, reuse: b
 
 
 def with_lake(config, lake_root: str):
-    """``config`` with its lake moved to ``lake_root`` (each benchmark has its own)."""
-    return dataclasses.replace(config, paths=dataclasses.replace(config.paths, lake=lake_root))
+    """``config`` with its lake moved to ``lake_root`` and its MLflow store into it (each
+    benchmark has its own: a benchmark's runs and model versions stay out of make run's)."""
+    paths = dataclasses.replace(config.paths, lake=lake_root, mlflow=f"{lake_root}/mlflow")
+    return dataclasses.replace(config, paths=paths)
 
 
 _STAMP = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
