@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DAGS, TEST_KEY, make_config, state_overrides
+from conftest import DAGS, SHORT_LIVED_JVM, TEST_KEY, make_config, state_overrides
 
 from feature_store import lake as lk
 from feature_store import serving
@@ -31,14 +31,8 @@ FORECAST = "popularity_forecast"
 
 def dag_overrides(state: Path) -> list[str]:
     """--set values for the tasks' jobs: state under ``state``, a 1g driver per task, and
-    the C1 compiler only with the serial collector: each task's JVM lives a minute on
-    tiny data, where C2 costs more than it saves (the daily DAG's run 270 -> 185 s, the
-    training DAG's 240 -> 160 s; the long-lived test workers' JVMs were slower with it)."""
-    return state_overrides(
-        state,
-        "spark.driver_memory=1g",
-        "spark.java_options=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
-    )
+    the JVM options of short-lived JVMs (see conftest)."""
+    return state_overrides(state, "spark.driver_memory=1g", SHORT_LIVED_JVM)
 
 
 def run(dag, *, logical_date, conf, **kwargs):
