@@ -336,26 +336,38 @@ def score_profiles(
 ) -> int:
     """Top k titles for every profile known on the as-of date, written to Delta
     (``<lake>/recs/top_titles``, partition ``as_of_date``, replaced on re-runs)."""
-    lake = lk.Lake(config.lake)
-    profiles = (
-        lk.read_table(spark, lake.features("profile_daily"))
-        .filter(F.col(AS_OF) == F.lit(run.as_of))
-        .select(F.col("profile_id").alias(USER), "segment", "account_id")
-        .join(
-            lk.read_table(spark, lake.features("account_daily"))
-            .filter(F.col(AS_OF) == F.lit(run.as_of))
-            .select("account_id", "region"),
-            "account_id",
-            "left",
-        )
-        .toPandas()
+    profiles, _ = profile_groups(spark, config.lake, run.as_of)
+    return write_top_titles(
+        spark,
+        config.lake,
+        run.serving,
+        profiles,
+        as_of=run.as_of,
+        model_version=run.model_version or "unregistered",
+        k=k,
     )
+
+
+def write_top_titles(
+    spark: SparkSession,
+    lake_root: str,
+    serving: ServingRecommender,
+    profiles: pd.DataFrame,
+    *,
+    as_of: dt.date,
+    model_version: str,
+    k: int = TOP_PER_PROFILE,
+) -> int:
+    """The served top k of each profile in ``profiles`` (user id, region, segment, as
+    :func:`profile_groups` gives them), written to ``<lake>/recs/top_titles`` for
+    ``as_of``; returns the rows written. Batch scoring and its benchmark share it."""
+    lake = lk.Lake(lake_root)
     # 50 titles for 3M profiles is 150M rows: blocks go to a Parquet staging folder as
     # they come, and one Delta write replaces the date from there
-    staging = lake.recs(f"_staging/top_titles/{run.as_of}")
+    staging = lake.recs(f"_staging/top_titles/{as_of}")
     lk.delete_path(spark, staging)
     rows, pending, pending_rows = 0, [], 0
-    blocks = run.serving.recommend_blocks(
+    blocks = serving.recommend_blocks(
         profiles[USER].to_numpy(),
         k,
         regions=profiles["region"].to_numpy(),
@@ -372,14 +384,10 @@ def score_profiles(
     frame = (
         spark.read.schema(_TOP_TITLES_SCHEMA)
         .parquet(staging)
-        .select(
-            "*",
-            F.lit(run.model_version or "unregistered").alias("model_version"),
-            F.lit(run.as_of).alias(AS_OF),
-        )
+        .select("*", F.lit(model_version).alias("model_version"), F.lit(as_of).alias(AS_OF))
     )
     lk.replace_slice(
-        frame, lake.recs("top_titles"), slice_values={AS_OF: run.as_of}, partition_by=[AS_OF]
+        frame, lake.recs("top_titles"), slice_values={AS_OF: as_of}, partition_by=[AS_OF]
     )
     lk.delete_path(spark, staging)
     return rows
