@@ -431,12 +431,13 @@ def _earlier_ids(
 
 def _write_bronze(lake: lk.Lake, stage: _Staged, date: dt.date) -> None:
     rows = bronze_rows(stage.rows, source=stage.source)
-    lk.replace_slice(
-        rows,
-        lake.bronze(stage.source.name),
-        slice_values={"ingest_date": date},
-        partition_by=["event_date"],
-    )
+    with lk.without_dictionaries(rows.sparkSession, stage.source.scattered_columns):
+        lk.replace_slice(
+            rows,
+            lake.bronze(stage.source.name),
+            slice_values={"ingest_date": date},
+            partition_by=["event_date"],
+        )
     log.info(
         "bronze %s: %s rows for ingest date %s",
         stage.source.name,

