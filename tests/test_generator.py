@@ -95,11 +95,14 @@ def test_generate_bronze_writes_what_ingestion_keeps_from_the_same_world(spark, 
         assert ingested.exceptAll(written).count() == 0, source
         broken = sum(result.landing_counts[source].get(kind, 0) for kind in REPLACING_KINDS)
         assert written.exceptAll(ingested).count() == broken, source
-    # Ids and member pseudonyms are written without Parquet dictionaries, the rest keep them.
+    # Ids and member pseudonyms are written without Parquet dictionaries, the rest keep
+    # them (Parquet drops a dictionary that saves nothing, as in the ingested lake's
+    # smallest files, so the kept ones are checked on the direct lake's larger files).
     for lake_root in (config.lake, direct):
         encoded = dictionary_encoded_columns(lk.Lake(lake_root).bronze("viewing"))
-        assert {"title_id", "event_type", "device", "region"} <= encoded, lake_root
         assert not encoded & {"event_id", "session_id", "account_id", "profile_id"}, lake_root
+    encoded = dictionary_encoded_columns(lk.Lake(direct).bronze("viewing"))
+    assert {"title_id", "event_type", "device", "region"} <= encoded
 
 
 def dictionary_encoded_columns(table_path: str) -> set[str]:
