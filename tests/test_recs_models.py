@@ -325,6 +325,54 @@ def test_tune_blend_chooses_on_the_mean_over_folds():
     assert summary == [(1.0, [0.0, 1.0], 0.5), (0.5, [1.0, 0.0], 0.5), (0.0, [0.0, 0.0], 0.0)]
 
 
+class _Fixed(Popularity):
+    """A fitted model whose scores are given (rows = users in index order)."""
+
+    def __init__(self, data, scores: np.ndarray):
+        self.data, self.scores = data, scores
+
+    def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        return self.scores[user_idx].copy()
+
+
+def test_blend_zscores_are_the_normalised_parts_weighted_exactly():
+    train = two_groups()
+    data = Popularity().fit(train).data
+    rng = np.random.default_rng(5)
+    shape = (data.n_users, data.n_items)
+    smooth = rng.normal(size=shape)
+    flat = np.full(shape, 2.5)  # no spread: every z-score 0
+    gaps = rng.normal(size=shape)
+    gaps[0, [0, 5]] = -np.inf  # titles this model cannot score: left out like seen ones
+    components = {
+        "smooth": _Fixed(data, smooth),
+        "flat": _Fixed(data, flat),
+        "gaps": _Fixed(data, gaps),
+    }
+    weights = {"smooth": 0.5, "flat": 0.2, "gaps": 0.3}
+    users = np.arange(data.n_users)
+    seen = data.seen.toarray()
+    expected = np.zeros(shape)
+    for name, scores in (("smooth", smooth), ("flat", flat), ("gaps", gaps)):
+        part = normalise(np.where(seen, -np.inf, scores), "zscore")
+        expected += weights[name] * np.where(seen, 0.0, part)
+    total = Blend(components, weights, normalisation="zscore").score_indices(users)
+    np.testing.assert_array_equal(total, expected)
+    assert np.isneginf(total[0, [0, 5]]).all() and np.isfinite(total[1]).all()
+
+
+def test_recommendations_do_not_depend_on_the_block_of_users_scored_at_once():
+    train = two_groups()
+    blend = Blend(
+        {"pop": Popularity().fit(train), "ease": EASE(lambda_=1.0).fit(train)},
+        {"pop": 0.3, "ease": 0.7},
+    )
+    whole = blend.recommend(range(1, 13), k=3)
+    blend.batch_size = 5  # the 12 users in blocks of 5, 5 and 2
+    assert blend.block_rows() == 5
+    pdt.assert_frame_equal(blend.recommend(range(1, 13), k=3), whole)
+
+
 def test_blend_refuses_components_fitted_on_other_rows():
     train = two_groups()
     a = Popularity().fit(train)

@@ -80,8 +80,9 @@ def candidate_rows(blend: Blend, users, n: int) -> pd.DataFrame:
     (rank among all unseen titles), one row per (user, title)."""
     ids, idx = blend.data.user_index(users)
     frames = []
-    for start in range(0, len(idx), blend.batch_size):
-        block = idx[start : start + blend.batch_size]
+    rows_per_block = blend.block_rows()
+    for start in range(0, len(idx), rows_per_block):
+        block = idx[start : start + rows_per_block]
         seen = blend.data.seen[block].nonzero()
         total = blend.score_indices(block)
         total[seen] = -np.inf

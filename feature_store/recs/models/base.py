@@ -4,8 +4,8 @@ batches and top-k selection with seen items excluded.
 A model learns from a pandas frame of (user_id, item_id, rating[, timestamp]) rows and
 scores a block of known users against its catalogue (the items seen in training) as a
 dense ``users x items`` NumPy array; :meth:`Recommender.recommend` turns those scores into
-the top k (user_id, item_id, score, rank) rows, one block of users at a time so memory stays
-bounded by ``batch_size x catalogue``. Users unknown to the model get no rows.
+the top k (user_id, item_id, score, rank) rows, one block of users at a time (see
+:meth:`Recommender.block_rows`). Users unknown to the model get no rows.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ T = TypeVar("T")
 
 USER, ITEM, RATING, SCORE, RANK = "user_id", "item_id", "rating", "score", "rank"
 RECS_COLUMNS = [USER, ITEM, SCORE, RANK]
+# A block of users x catalogue float64 scores no bigger than this stays in the L3 cache
+# while the blend passes over it several times (score, normalise, add, select). Serving
+# the 2M-account benchmark's 19,390 titles (synthetic factors, one thread), blocks of
+# 32-64 users gave 891-936 profiles per second against 471 with blocks of 2,048 (318 MB).
+BLOCK_BYTES = 8 * 2**20
 
 
 class Interactions:
@@ -139,7 +144,7 @@ class Recommender:
 
     name = "base"
     data: Interactions
-    batch_size = 2048
+    batch_size = 2048  # users per block at most; see block_rows
     catalogue: np.ndarray | None = None  # items to score beyond those seen in training
 
     def with_catalogue(self, item_ids: Iterable) -> Recommender:
@@ -164,13 +169,20 @@ class Recommender:
         if getattr(self, "data", None) is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(train) first")
 
+    def block_rows(self) -> int:
+        """Users scored at once: ``batch_size``, fewer when their scores would not fit
+        :data:`BLOCK_BYTES` (at least 16, so per-block overhead stays small)."""
+        fitting = BLOCK_BYTES // (8 * max(self.data.n_items, 1))
+        return int(min(self.batch_size, max(16, fitting)))
+
     def recommend(self, users: Iterable, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
         """Top-k rows (user_id, item_id, score, rank) for each known user, rank 1 = best."""
         self._check_fitted()
         ids, idx = self.data.user_index(users)
         frames = []
-        for start in range(0, len(idx), self.batch_size):
-            block = idx[start : start + self.batch_size]
+        rows = self.block_rows()
+        for start in range(0, len(idx), rows):
+            block = idx[start : start + rows]
             scores = np.asarray(self.score_indices(block), dtype=np.float64)
             if exclude_seen:
                 scores[self.data.seen[block].nonzero()] = -np.inf
