@@ -18,6 +18,8 @@ x 20,000 titles) and times
    products and top-K selection in NumPy), and the served list (every component, the
    blend, calibrated re-ranking) for a sample of profiles, or with `--score-sample 0`
    for every profile, written to Delta as batch scoring writes it: profiles per second.
+   ``--ensemble-file`` pickles the trained ensemble, or loads it when the file exists, so
+   training and scoring at 2M accounts can run in different sessions.
 
 Writes bench/results/recs-<profiles>x<titles>-<UTC time>.json.
 """
@@ -28,6 +30,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -84,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--factor-sample", type=int, default=0, help="profiles scored from ALS factors (0: all)"
     )
+    parser.add_argument(
+        "--ensemble-file",
+        help="pickle of the trained ensemble: written after training, and when it exists "
+        "loaded instead of training (train in one session, score in the next)",
+    )
     args = parser.parse_args(argv)
     config = runtime.load(args)
     lake_root = str(Path(args.lake or Path(config.paths.state_dir) / "bench-features").absolute())
@@ -123,21 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_als:
         _compare_als(spark, data, matrix, args, result, save)
     if not args.skip_ensemble:
-        started = time.perf_counter()
-        trained = train_ensemble(
-            spark,
-            data.interactions,
-            data.items,
-            user_groups=groups,
-            catalogue=data.items["item_id"],
-            als_params=PLATFORM_ALS,
-        )
-        result["ensemble"] = {
-            "seconds": round(time.perf_counter() - started, 1),
-            "validation_seconds": round(trained.validation["seconds"], 1),
-            "refit_seconds": {n: round(s, 1) for n, s in trained.fit_seconds.items()},
-            "blend": trained.validation["blend"],
-        }
+        trained, result["ensemble"] = _trained_ensemble(spark, data, groups, args.ensemble_file)
         print(json.dumps(result["ensemble"], indent=2), flush=True)
         save()
         serving = ServingRecommender(
@@ -158,6 +152,45 @@ def main(argv: list[str] | None = None) -> int:
     path = save()
     print(f"results: {path}")
     return 0
+
+
+def _trained_ensemble(spark, data, groups, ensemble_file: str | None) -> tuple:
+    """The ensemble trained as the platform trains it, and its training figures; with
+    ``ensemble_file``, both pickled there, or loaded from there when it exists."""
+    stored = Path(ensemble_file) if ensemble_file else None
+    if stored is not None and stored.exists():
+        started = time.perf_counter()
+        with stored.open("rb") as f:
+            trained, figures = pickle.load(f)
+        print(f"loaded the ensemble trained earlier from {stored}", flush=True)
+        return trained, {
+            **figures,
+            "loaded_from": str(stored),
+            "load_seconds": round(time.perf_counter() - started, 1),
+        }
+    started = time.perf_counter()
+    trained = train_ensemble(
+        spark,
+        data.interactions,
+        data.items,
+        user_groups=groups,
+        catalogue=data.items["item_id"],
+        als_params=PLATFORM_ALS,
+    )
+    figures = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "validation_seconds": round(trained.validation["seconds"], 1),
+        "refit_seconds": {n: round(s, 1) for n, s in trained.fit_seconds.items()},
+        "blend": trained.validation["blend"],
+        "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        partial = stored.with_name(stored.name + ".partial")
+        with partial.open("wb") as f:
+            pickle.dump((trained, figures), f, protocol=pickle.HIGHEST_PROTOCOL)
+        partial.replace(stored)  # a session ending mid-write leaves no half file behind
+    return trained, figures
 
 
 def _compare_als(spark, data, matrix: Interactions, args, result: dict, save) -> None:
