@@ -26,6 +26,7 @@ from feature_store.recs.models import (
     item_to_item,
     top_k_indices,
 )
+from feature_store.recs.models.base import shared_interactions
 from feature_store.recs.models.item import _dense_gram
 
 # Two taste groups: users 1-6 rate items 10-14, users 7-12 rate items 20-24; each user
@@ -371,6 +372,24 @@ def test_recommendations_do_not_depend_on_the_block_of_users_scored_at_once():
     blend.batch_size = 5  # the 12 users in blocks of 5, 5 and 2
     assert blend.block_rows() == 5
     pdt.assert_frame_equal(blend.recommend(range(1, 13), k=3), whole)
+
+
+def test_models_fitted_on_the_same_rows_share_one_interactions_matrix():
+    train = two_groups()
+    apart = Blend({"pop": Popularity().fit(train), "ease": EASE(lambda_=1.0).fit(train)}, {})
+    with shared_interactions(train):
+        pop, ease = Popularity().fit(train), EASE(lambda_=1.0).fit(train)
+        wider = Popularity().with_catalogue([10, 99]).fit(train)
+        copied = Popularity().fit(train.copy())
+    assert pop.data is ease.data
+    assert wider.data is not pop.data and list(wider.data.item_ids)[-1] == 99
+    assert copied.data is not pop.data
+    assert Popularity().fit(train).data is not pop.data  # only within the block
+    weights = {"pop": 0.4, "ease": 0.6}
+    pdt.assert_frame_equal(
+        Blend({"pop": pop, "ease": ease}, weights).recommend(range(1, 13), k=3),
+        Blend(apart.components, weights).recommend(range(1, 13), k=3),
+    )
 
 
 def test_blend_refuses_components_fitted_on_other_rows():

@@ -40,7 +40,7 @@ from feature_store.recs.models import (
     Recommender,
     TrendingPopularity,
 )
-from feature_store.recs.models.base import USER
+from feature_store.recs.models.base import USER, shared_interactions
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,8 @@ def train_ensemble(
     component_ndcg: dict[str, float] = {}
     blend_folds: list[ValidationScores] = []  # the folds' scores: the models are freed
     for fit_rows, validation in folds:
-        models = {name: make().fit(fit_rows) for name, make in factories.items()}
+        with shared_interactions(fit_rows):
+            models = {name: make().fit(fit_rows) for name, make in factories.items()}
         models["ease"] = (
             kept_ease if kept_ease is not None else make_ease(chosen_ease).fit(fit_rows)
         )
@@ -203,10 +204,11 @@ def train_ensemble(
     factories["ease"] = lambda: make_ease(chosen_ease)
     fitted: dict[str, Recommender] = {}
     fit_seconds: dict[str, float] = {}
-    for name in names:
-        started = time.perf_counter()
-        fitted[name] = factories[name]().fit(ratings)
-        fit_seconds[name] = time.perf_counter() - started
+    with shared_interactions(ratings):
+        for name in names:
+            started = time.perf_counter()
+            fitted[name] = factories[name]().fit(ratings)
+            fit_seconds[name] = time.perf_counter() - started
     ensemble = Blend(fitted, best_blend["weights"], normalisation=best_blend["normalisation"])
     return TrainedEnsemble(
         ensemble=ensemble,

@@ -11,6 +11,8 @@ the top k (user_id, item_id, score, rank) rows, one block of users at a time (se
 from __future__ import annotations
 
 import collections
+import contextlib
+import contextvars
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -83,6 +85,25 @@ class Interactions:
         return users[known], pos[known]
 
 
+_SHARED: contextvars.ContextVar[tuple[pd.DataFrame, dict] | None] = contextvars.ContextVar(
+    "shared_interactions", default=None
+)
+
+
+@contextlib.contextmanager
+def shared_interactions(train: pd.DataFrame) -> Iterator[None]:
+    """Within: models fitted on ``train`` itself (the same frame) with the same catalogue
+    share one :class:`Interactions` instead of building one each. At 3M profiles each one
+    holds index arrays, two sparse matrices and an id lookup for 30M rows, and the
+    ensemble's refit kept one per component: the 2M benchmark's refit ran out of memory
+    at its fourth component (EASE, after ALS)."""
+    token = _SHARED.set((train, {}))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k highest scores, best first (ties: lower index first)."""
     k = min(k, scores.shape[1])
@@ -153,7 +174,14 @@ class Recommender:
         return self
 
     def _interactions(self, train: pd.DataFrame) -> Interactions:
-        return Interactions(train, self.catalogue)
+        shared = _SHARED.get()
+        if shared is None or shared[0] is not train:
+            return Interactions(train, self.catalogue)
+        built = shared[1]
+        key = None if self.catalogue is None else tuple(self.catalogue.tolist())
+        if key not in built:
+            built[key] = Interactions(train, self.catalogue)
+        return built[key]
 
     def fit(self, train: pd.DataFrame) -> Recommender:
         raise NotImplementedError
