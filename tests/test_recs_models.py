@@ -385,6 +385,14 @@ def test_models_fitted_on_the_same_rows_share_one_interactions_matrix():
     assert wider.data is not pop.data and list(wider.data.item_ids)[-1] == 99
     assert copied.data is not pop.data
     assert Popularity().fit(train).data is not pop.data  # only within the block
+    # several frames, and nested blocks: one matrix per frame, the outer ones still shared
+    other = train[train["user_id"] != 1]
+    with shared_interactions(train, other):
+        first, on_other = Popularity().fit(train), Popularity().fit(other)
+        with shared_interactions(train.copy()):
+            again, on_other_again = Popularity().fit(train), Popularity().fit(other)
+    assert first.data is again.data and on_other.data is on_other_again.data
+    assert first.data is not on_other.data and on_other.data.n_users == first.data.n_users - 1
     weights = {"pop": 0.4, "ease": 0.6}
     pdt.assert_frame_equal(
         Blend({"pop": pop, "ease": ease}, weights).recommend(range(1, 13), k=3),

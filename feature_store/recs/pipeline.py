@@ -153,41 +153,43 @@ def train_ensemble(
         _validation_fold(ratings, BENCHMARK_SPLIT["seed"] + fold)
         for fold in range(validation_folds)
     ]
-    # EASE's setting first, on the mean over the folds: the blend is tuned with it
-    ease_trials = [{**make_ease(settings).params(), "ndcg": 0.0} for settings in ease_grid]
-    kept_ease = None  # one fold: its best model is the chosen one, no need to fit it again
-    for fit_rows, validation in folds:
-        best_ndcg = -1.0
-        for trial, settings in zip(ease_trials, ease_grid, strict=True):
-            model = make_ease(settings).fit(fit_rows)
-            ndcg = _validation_ndcg(model, validation, k)
-            log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
-            trial["ndcg"] += ndcg / validation_folds
-            if validation_folds == 1 and ndcg > best_ndcg:
-                kept_ease, best_ndcg = model, ndcg
-            del model  # free a losing items x items matrix before the next fit
-    chosen_ease = ease_grid[int(np.argmax([trial["ndcg"] for trial in ease_trials]))]
+    # every fit on a fold (EASE's grid, then the components) shares that fold's one
+    # Interactions: the EASE model kept from the grid would otherwise hold its own copy
+    with shared_interactions(*(fit_rows for fit_rows, _ in folds)):
+        # EASE's setting first, on the mean over the folds: the blend is tuned with it
+        ease_trials = [{**make_ease(settings).params(), "ndcg": 0.0} for settings in ease_grid]
+        kept_ease = None  # one fold: its best model is the chosen one, no need to fit it again
+        for fit_rows, validation in folds:
+            best_ndcg = -1.0
+            for trial, settings in zip(ease_trials, ease_grid, strict=True):
+                model = make_ease(settings).fit(fit_rows)
+                ndcg = _validation_ndcg(model, validation, k)
+                log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
+                trial["ndcg"] += ndcg / validation_folds
+                if validation_folds == 1 and ndcg > best_ndcg:
+                    kept_ease, best_ndcg = model, ndcg
+                del model  # free a losing items x items matrix before the next fit
+        chosen_ease = ease_grid[int(np.argmax([trial["ndcg"] for trial in ease_trials]))]
 
-    component_ndcg: dict[str, float] = {}
-    blend_folds: list[ValidationScores] = []  # the folds' scores: the models are freed
-    for fit_rows, validation in folds:
-        with shared_interactions(fit_rows):
+        component_ndcg: dict[str, float] = {}
+        blend_folds: list[ValidationScores] = []  # the folds' scores: the models are freed
+        for fit_rows, validation in folds:
             models = {name: make().fit(fit_rows) for name, make in factories.items()}
-        models["ease"] = (
-            kept_ease if kept_ease is not None else make_ease(chosen_ease).fit(fit_rows)
-        )
-        kept_ease = None
-        names = [n for n in COMPONENTS if n in models]
-        for name in names:
-            ndcg = _validation_ndcg(models[name], validation, k)
-            component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / validation_folds
-        blend_folds.append(
-            ValidationScores.of(
-                {name: models[name] for name in names},
-                _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
+            models["ease"] = (
+                kept_ease if kept_ease is not None else make_ease(chosen_ease).fit(fit_rows)
             )
-        )
-        del models
+            kept_ease = None
+            names = [n for n in COMPONENTS if n in models]
+            for name in names:
+                ndcg = _validation_ndcg(models[name], validation, k)
+                component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / validation_folds
+            blend_folds.append(
+                ValidationScores.of(
+                    {name: models[name] for name in names},
+                    _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
+                )
+            )
+            del models
     blend_started = time.perf_counter()
     blend_trials = tune_blend(
         blend_folds, k=k, step=blend_step, refine=blend_refine, normalisations=normalisations

@@ -85,19 +85,19 @@ class Interactions:
         return users[known], pos[known]
 
 
-_SHARED: contextvars.ContextVar[tuple[pd.DataFrame, dict] | None] = contextvars.ContextVar(
-    "shared_interactions", default=None
+_SHARED: contextvars.ContextVar[tuple[tuple[pd.DataFrame, dict], ...]] = contextvars.ContextVar(
+    "shared_interactions", default=()
 )
 
 
 @contextlib.contextmanager
-def shared_interactions(train: pd.DataFrame) -> Iterator[None]:
-    """Within: models fitted on ``train`` itself (the same frame) with the same catalogue
-    share one :class:`Interactions` instead of building one each. At 3M profiles each one
-    holds index arrays, two sparse matrices and an id lookup for 30M rows, and the
-    ensemble's refit kept one per component: the 2M benchmark's refit ran out of memory
-    at its fourth component (EASE, after ALS)."""
-    token = _SHARED.set((train, {}))
+def shared_interactions(*frames: pd.DataFrame) -> Iterator[None]:
+    """Within: models fitted on one of ``frames`` itself (the same frame object) with the
+    same catalogue share one :class:`Interactions` instead of building one each. At 3M
+    profiles each one holds index arrays, two sparse matrices and an id lookup for 30M
+    rows, and the ensemble's refit kept one per component: the 2M benchmark's refit ran
+    out of memory at its fourth component (EASE, after ALS). Nested blocks add frames."""
+    token = _SHARED.set(_SHARED.get() + tuple((frame, {}) for frame in frames))
     try:
         yield
     finally:
@@ -174,10 +174,9 @@ class Recommender:
         return self
 
     def _interactions(self, train: pd.DataFrame) -> Interactions:
-        shared = _SHARED.get()
-        if shared is None or shared[0] is not train:
+        built = next((cache for frame, cache in _SHARED.get() if frame is train), None)
+        if built is None:
             return Interactions(train, self.catalogue)
-        built = shared[1]
         key = None if self.catalogue is None else tuple(self.catalogue.tolist())
         if key not in built:
             built[key] = Interactions(train, self.catalogue)
