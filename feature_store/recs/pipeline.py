@@ -154,7 +154,8 @@ def train_ensemble(
         for fold in range(validation_folds)
     ]
     # every fit on a fold (EASE's grid, then the components) shares that fold's one
-    # Interactions: the EASE model kept from the grid would otherwise hold its own copy
+    # Interactions: the EASE model kept from the grid would otherwise hold its own copy.
+    # Each fold's matrix lives until validation ends; only small data uses several folds.
     with shared_interactions(*(fit_rows for fit_rows, _ in folds)):
         # EASE's setting first, on the mean over the folds: the blend is tuned with it
         ease_trials = [{**make_ease(settings).params(), "ndcg": 0.0} for settings in ease_grid]
