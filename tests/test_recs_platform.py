@@ -17,7 +17,12 @@ from pyspark.sql import functions as F
 from feature_store import lake as lk
 from feature_store.features.build import build_features
 from feature_store.generator import GenerationSpec, generate_bronze
-from feature_store.recs.platform import score_profiles, similar_titles, train_recommender
+from feature_store.recs.platform import (
+    _append_staging,
+    score_profiles,
+    similar_titles,
+    train_recommender,
+)
 from feature_store.recs.platform_data import RecsDataError
 from feature_store.recs.tracking import EXPERIMENT, MODEL_NAME, log_recommender_run
 from feature_store.tracking import configure_mlflow
@@ -172,6 +177,36 @@ def test_batch_scoring_writes_top_titles_and_similar_titles(spark, trained):
     assert len(similar) == pairs > 0
     assert (similar["title_id"] != similar["similar_title_id"]).all()
     assert similar.groupby("title_id")["rank"].max().max() <= 3
+
+
+def test_each_staging_flush_writes_one_file_per_core_whatever_the_arrow_batches(spark, tmp_path):
+    # PySpark makes a partition of every Arrow batch: 2M rows were 200 files per flush
+    recs = pd.DataFrame(
+        {
+            "user_id": [f"p{i // 5}" for i in range(60)],
+            "item_id": [f"t{i % 5}" for i in range(60)],
+            "score": [1.0 / (1 + i % 5) for i in range(60)],
+            "rank": [1 + i % 5 for i in range(60)],
+        }
+    )
+    staging = str(tmp_path / "staging")
+    # 7-row batches, and no local relation (which small frames become instead)
+    settings = {
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "7",
+        "spark.sql.execution.arrow.localRelationThreshold": "0",
+    }
+    with lk.session_settings(spark, settings):
+        _append_staging(spark, [recs.iloc[:25], recs.iloc[25:]], staging)
+        _append_staging(spark, [], staging)  # an empty flush adds no rows
+    files = [p for p, _ in lk.list_files(spark, staging) if p.endswith(".parquet")]
+    assert 0 < len(files) <= 2 * spark.sparkContext.defaultParallelism
+    written = spark.read.parquet(staging).toPandas().sort_values(["profile_id", "rank"])
+    expected = recs.rename(columns={"user_id": "profile_id", "item_id": "title_id"})
+    assert_frame_equal(
+        written.reset_index(drop=True),
+        expected.sort_values(["profile_id", "rank"]).reset_index(drop=True),
+        check_dtype=False,
+    )
 
 
 def test_missing_features_name_the_problem(spark, tmp_path):
