@@ -405,8 +405,9 @@ def _append_staging(spark: SparkSession, frames: list[pd.DataFrame], path: str) 
     )
     columns = {USER: "profile_id", ITEM: "title_id"}
     recs = recs.rename(columns=columns)[["profile_id", "title_id", SCORE, RANK]]
-    # PySpark makes one partition of every Arrow batch (10,000 rows): without the
-    # coalesce each flush wrote 200 files, 16,000 at 2M accounts, and took 3x longer.
+    # Above spark.sql.execution.arrow.localRelationThreshold, PySpark makes a partition
+    # of every Arrow batch (10,000 rows): without the coalesce each 2M-row flush wrote
+    # 200 files (16,000 at 2M accounts) and took 3x longer.
     frame = spark.createDataFrame(recs, _TOP_TITLES_SCHEMA)
     frame.coalesce(spark.sparkContext.defaultParallelism).write.mode("append").parquet(path)
 
