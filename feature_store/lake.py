@@ -63,6 +63,12 @@ class Lake:
         return f"{self.root}/ops/forget_requests"
 
     @property
+    def forgotten_members(self) -> str:
+        # Suppression list: a hash of each forgotten account's pseudonym (never the raw id
+        # or the pseudonym itself), applied by ingestion so a re-ingest cannot restore them.
+        return f"{self.root}/privacy/forgotten_members"
+
+    @property
     def ingest_runs(self) -> str:
         return f"{self.root}/ops/ingest_runs"
 

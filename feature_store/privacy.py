@@ -38,3 +38,18 @@ def pseudonymize_value(value: str, key: str) -> str:
     """The same pseudonym computed in Python, for look-ups (forget requests, tests)."""
     digest = hmac.new(key.encode(), value.encode(), hashlib.sha256).hexdigest()
     return digest[:PSEUDONYM_HEX_CHARS]
+
+
+# A forgotten member is suppressed by a hash of their pseudonym: the suppression list
+# must not itself hold the pseudonym it exists to erase, yet ingestion can still match it.
+_SUPPRESSION_SALT = "marquee-forgotten:"
+
+
+def suppression_token(column: Column) -> Column:
+    """The suppression-list token of a pseudonym column (SHA-256 hex, no key involved)."""
+    return F.sha2(F.concat(F.lit(_SUPPRESSION_SALT), column), 256)
+
+
+def suppression_token_value(pseudonym: str) -> str:
+    """The same token computed in Python, for the forget request that writes it."""
+    return hashlib.sha256((_SUPPRESSION_SALT + pseudonym).encode()).hexdigest()
