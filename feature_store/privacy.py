@@ -1,9 +1,11 @@
 """Keyed pseudonymization of member identifiers.
 
-HMAC-SHA256 (RFC 2104) written with Spark's built-in `sha2`, so it runs in the JVM
-at full speed with no Python UDF: HMAC(K, m) = H((K ^ opad) || H((K ^ ipad) || m)).
-The same key always maps an id to the same pseudonym (joins still work); without
-the key the mapping cannot be recomputed or reversed.
+HMAC-SHA256 (RFC 2104), the first 32 hex characters. In Spark it is an Arrow UDF whose
+Python closure holds the key: a Spark plan (`explain`, the UI, event logs, a plan quoted
+in an error) names only the function `pseudonym`, never the key or its HMAC pads, which
+the earlier built-in `sha2` expression carried as literals. The same key always maps an
+id to the same pseudonym (joins still work); without the key the mapping cannot be
+recomputed or reversed.
 """
 
 from __future__ import annotations
@@ -11,27 +13,29 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pyarrow as pa
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 PSEUDONYM_HEX_CHARS = 32  # 128 bits: collision-free in practice for billions of ids
-_BLOCK = 64  # SHA-256 block size in bytes
-
-
-def _padded_keys(key: str) -> tuple[bytes, bytes]:
-    raw = key.encode()
-    if len(raw) > _BLOCK:
-        raw = hashlib.sha256(raw).digest()
-    raw = raw.ljust(_BLOCK, b"\0")
-    return bytes(b ^ 0x36 for b in raw), bytes(b ^ 0x5C for b in raw)
+_PSEUDONYM_BYTES = PSEUDONYM_HEX_CHARS // 2
 
 
 def pseudonymize(column: Column, key: str) -> Column:
     """Return the keyed pseudonym (hex) of a string column; nulls stay null."""
-    inner_pad, outer_pad = _padded_keys(key)
-    inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), column.cast("binary")), 256))
-    outer = F.sha2(F.concat(F.lit(outer_pad), inner), 256)
-    return F.substring(outer, 1, PSEUDONYM_HEX_CHARS)
+    return _pseudonym_udf(key.encode())(column.cast("binary"))
+
+
+def _pseudonym_udf(key: bytes):
+    def pseudonym(ids: pa.Array) -> pa.Array:  # named: plans show `pseudonym(cast(...))`
+        # One OpenSSL HMAC call per id; the first 16 bytes are the first 32 hex digits.
+        digests = [
+            None if raw is None else hmac.digest(key, raw, "sha256")[:_PSEUDONYM_BYTES].hex()
+            for raw in ids.to_pylist()
+        ]
+        return pa.array(digests, type=pa.string())
+
+    return F.arrow_udf(pseudonym, "string")
 
 
 def pseudonymize_value(value: str, key: str) -> str:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -125,6 +126,7 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
         .config("spark.ui.enabled", str(sc.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", str(sc.show_progress).lower())
         .config("spark.sql.warehouse.dir", str(Path(config.paths.state_dir) / "warehouse"))
+        .config("spark.pyspark.python", sys.executable)
     )
     extra_packages = sc.extra_package_list
     if sc.jars_dir:
@@ -152,6 +154,9 @@ def build_session(config: Config, *, master: str | None = None) -> SparkSession:
             "check access to Maven Central, or fetch them with `marquee doctor --maven` "
             f"and set spark.jars_dir. Cause: {exc}"
         ) from exc
+    # Python workers (the pseudonymization UDF) must run this interpreter, which has
+    # pyarrow: outside spark-submit PySpark starts whatever `python3` the PATH finds.
+    spark.sparkContext.pythonExec = spark.conf.get("spark.pyspark.python", sys.executable)
     spark.sparkContext.setLogLevel(sc.log_level)
     _check_delta_loaded(spark)
     return spark
