@@ -14,7 +14,8 @@ import re
 from collections.abc import Sequence
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
+from pyspark.sql import types as T
 
 log = logging.getLogger(__name__)
 
@@ -120,16 +121,56 @@ def replace_slice(
     if not table_exists(spark, path):
         if partition_by:
             writer = writer.partitionBy(*partition_by)
-        writer.mode("overwrite").save(path)
+        _without_member_statistics(writer, df, partition_by).mode("overwrite").save(path)
         return
     writer.mode("overwrite").option("replaceWhere", slice_predicate(slice_values)).save(path)
 
 
-def append(df: DataFrame, path: str, *, partition_by: list[str] | None = None) -> None:
+def append(
+    df: DataFrame,
+    path: str,
+    *,
+    partition_by: list[str] | None = None,
+    merge_schema: bool = False,
+) -> None:
+    """Append rows; `merge_schema` lets a log table gain new columns (older rows: null)."""
     writer = df.write.format("delta").mode("append")
-    if partition_by and not table_exists(df.sparkSession, path):
-        writer = writer.partitionBy(*partition_by)
+    writer = writer.option("mergeSchema", str(merge_schema).lower())
+    if not table_exists(df.sparkSession, path):
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer = _without_member_statistics(writer, df, partition_by)
     writer.save(path)
+
+
+# What Delta can keep min and max for (not booleans, binaries, arrays or maps; struct
+# leaves would have to be listed one by one and are left out).
+_STATISTICS_TYPES = (T.NumericType, T.StringType, T.DateType, T.TimestampType, T.TimestampNTZType)
+
+# Columns that hold a member's identity (pseudonyms, raw landing lines). Delta keeps each
+# file's min and max per column in its log, and old log entries outlive a forget request's
+# DELETE: a table never collects statistics on these, so its log never names a member.
+MEMBER_IDENTITY_COLUMNS = frozenset({"account_id", "profile_id", "raw"})
+
+
+def _without_member_statistics(
+    writer: DataFrameWriter, df: DataFrame, partition_by: list[str] | None
+) -> DataFrameWriter:
+    """Set, on a table being created, the columns Delta collects statistics on: all but
+    `MEMBER_IDENTITY_COLUMNS` (a table property; later writes keep it). Partition columns
+    have their own skipping and may not be listed."""
+    if not MEMBER_IDENTITY_COLUMNS & set(df.columns):
+        return writer
+    indexed = [
+        f.name
+        for f in df.schema.fields
+        if f.name not in MEMBER_IDENTITY_COLUMNS
+        and f.name not in (partition_by or ())
+        and isinstance(f.dataType, _STATISTICS_TYPES)
+    ]
+    if not all(_SAFE_TEXT.match(c) for c in indexed):
+        raise ValueError(f"unsafe column name among {indexed}")
+    return writer.option("delta.dataSkippingStatsColumns", ",".join(indexed))
 
 
 _SAFE_TEXT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -165,9 +206,15 @@ def _sql_literal(column: str, value: dt.date | str) -> str:
     raise ValueError(f"slice value for {column} must be a date or identifier, got {value!r}")
 
 
-def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
+def list_files(
+    spark: SparkSession, path: str, *, include_hidden: bool = False
+) -> list[tuple[str, int]]:
     """(path, size in bytes) of every data file below `path`, through Hadoop's
-    FileSystem so that local folders and object stores behave the same."""
+    FileSystem so that local folders and object stores behave the same.
+
+    Hidden files (see `is_hidden`: `_SUCCESS`, `.crc` checksums, `_temporary/`) are
+    left out unless `include_hidden`, for callers that must account for every file.
+    """
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     conf = spark.sparkContext._jsc.hadoopConfiguration()  # noqa: SLF001
     hpath = jvm.org.apache.hadoop.fs.Path(path)
@@ -178,11 +225,22 @@ def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:
     iterator = fs.listFiles(hpath, True)
     while iterator.hasNext():
         status = iterator.next()
-        name = status.getPath().getName()
-        if name.startswith((".", "_")):  # _SUCCESS, .crc
-            continue
-        files.append((status.getPath().toString(), status.getLen()))
+        listed = status.getPath().toString()
+        if include_hidden or not is_hidden(listed, path):
+            files.append((listed, status.getLen()))
     return sorted(files)
+
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:/*")
+
+
+def is_hidden(listed: str, root: str) -> bool:
+    """Whether a file `list_files(root)` found is hidden: its name, or a folder's between
+    `root` and it, starts with `_` or `.` (Hadoop's and Spark's convention)."""
+    anchor = _SCHEME.sub("", root).strip("/") + "/"
+    at = listed.find(anchor)
+    relative = listed[at + len(anchor) :] if at >= 0 else listed.rsplit("/", 1)[-1]
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
 
 
 def write_text(spark: SparkSession, path: str, text: str) -> None:
@@ -259,6 +317,8 @@ def overwrite(df: DataFrame, path: str, *, partition_by: list[str] | None = None
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
+    if not table_exists(df.sparkSession, path):
+        writer = _without_member_statistics(writer, df, partition_by)
     writer.save(path)
 
 

@@ -4,11 +4,17 @@ generator (which writes them) and bronze ingestion (which enforces them).
 Every record carries `event_id` (the deduplication key) and `event_ts` (UTC,
 ISO-8601). Fields marked `pii` never reach bronze; fields marked `pseudonymize` are
 replaced by a keyed hash there.
+
+Each field also declares what a plausible value is (a range, the characters and length
+of its strings, how many items its array holds, a bound looked up in another source);
+ingestion quarantines a record that breaks one with reason `implausible_value` and the
+field's name. The bounds are generous for real data and always hold for the generator's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
 from pyspark.sql import types as T
 
@@ -69,13 +75,91 @@ THUMBS = ("up", "down")
 
 
 @dataclasses.dataclass(frozen=True)
+class Text:
+    """What a plausible string is: its characters (a Java regex character class) and
+    its length. It applies to every string a field holds, array items included."""
+
+    kind: str
+    characters: str
+    max_length: int
+    min_length: int = 1
+
+    @property
+    def pattern(self) -> str:
+        # \A and \z, not ^ and $: Java's $ also matches before a final line break.
+        return rf"\A{self.characters}{{{self.min_length},{self.max_length}}}\z"
+
+    def describe(self) -> str:
+        return f"{self.kind}: {self.min_length}-{self.max_length} of {self.characters}"
+
+
+# Ids and codes are plain ASCII; free text is anything printable: no control characters
+# (NUL, tabs and line breaks included), lone surrogates or U+FFFD left by broken bytes.
+ID = Text("id", "[A-Za-z0-9_.:-]", 64)
+CODE = Text("code", "[A-Za-z0-9_-]", 32)
+COUNTRY_CODE = Text("country code", "[A-Z]", 2, min_length=2)
+FREE_TEXT = Text("free text", r"[^\p{Cc}\p{Cs}\x{FFFD}]", 500)
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """An upper bound looked up in another source: at most `factor` times the `field`
+    of the `source` record whose `key` equals this record's `key` (same name in both).
+    When that record is unknown, the field's own `maximum` is the only bound."""
+
+    source: str
+    key: str
+    field: str
+    factor: float
+
+    def describe(self) -> str:
+        return f"<= {self.factor:g} x {self.source}.{self.field} of its {self.key}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Field:
     name: str
     dtype: T.DataType
     required: bool = True
-    allowed: tuple[str, ...] = ()  # closed set of values (an enum); empty means any
+    allowed: tuple[str, ...] = ()  # closed set of values (an enum; for arrays, of items)
     pii: bool = False  # dropped before bronze
     pseudonymize: bool = False  # replaced by a keyed hash in bronze
+    # Plausibility, checked by ingestion (reason `implausible_value`):
+    minimum: int | dt.date | None = None  # numbers and dates, inclusive
+    maximum: int | dt.date | None = None
+    text: Text = FREE_TEXT  # every string the field holds (not checked when `allowed`)
+    max_items: int | None = None  # arrays
+    bounded_by: Reference | None = None  # numbers
+
+    @property
+    def holds_strings(self) -> bool:
+        return holds_strings(self.dtype)
+
+    def rules(self) -> tuple[str, ...]:
+        """The field's plausibility rules in words (for `describe`)."""
+        rules = []
+        if self.allowed:
+            rules.append("one of " + ", ".join(self.allowed))
+        elif self.holds_strings:
+            rules.append(self.text.describe())
+        if self.minimum is not None or self.maximum is not None:
+            low = "" if self.minimum is None else f"{self.minimum} <= "
+            high = "" if self.maximum is None else f" <= {self.maximum}"
+            rules.append(f"{low}value{high}")
+        if self.max_items is not None:
+            rules.append(f"at most {self.max_items} items")
+        if self.bounded_by is not None:
+            rules.append(self.bounded_by.describe())
+        return tuple(rules)
+
+
+def holds_strings(dtype: T.DataType) -> bool:
+    """Whether values of `dtype` contain strings (itself, its items or struct fields)."""
+    if isinstance(dtype, T.ArrayType):
+        return holds_strings(dtype.elementType)
+    if isinstance(dtype, T.StructType):
+        return any(holds_strings(f.dataType) for f in dtype.fields)
+    return isinstance(dtype, T.StringType)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +180,26 @@ class Source:
     @property
     def bronze_fields(self) -> tuple[Field, ...]:
         return tuple(f for f in self.fields if not f.pii)
+
+    @property
+    def referenced_sources(self) -> tuple[str, ...]:
+        """Other sources this one's plausibility rules look values up in."""
+        return tuple(dict.fromkeys(f.bounded_by.source for f in self.fields if f.bounded_by))
+
+    def describe(self) -> str:
+        """The landing schema with each field's rules, one field a line."""
+        rows = [f"{self.name}: {self.description}"]
+        for f in self.fields:
+            flags = [
+                "required" if f.required else "optional",
+                *(["pii"] if f.pii else []),
+                *(["pseudonymized"] if f.pseudonymize else []),
+            ]
+            rows.append(
+                f"  {f.name:<19} {f.dtype.simpleString():<27} {', '.join(flags):<23} "
+                + "; ".join(f.rules())
+            )
+        return "\n".join(rows)
 
     @property
     def scattered_columns(self) -> tuple[str, ...]:
@@ -121,14 +225,29 @@ _ARTWORK = T.ArrayType(
 )
 
 
+# Plausible ranges, far wider than the generator's (households of 1-5, titles of 20-200
+# minutes, prices of 799-2299 cents) so that no real record trips them.
+_SECONDS_IN_A_DAY = 86_400
+_FIRST_FILM = dt.date(1870, 1, 1)
+_FIRST_SIGNUP = dt.date(1990, 1, 1)
+# A view's watch time is within twice its title's length (rewinds, rewatches), its
+# position within one and a half (rounding of the length to minutes, credits).
+_WATCH_WITHIN_TITLE = Reference("titles", "title_id", "duration_minutes", factor=2 * 60)
+_POSITION_WITHIN_TITLE = Reference("titles", "title_id", "duration_minutes", factor=1.5 * 60)
+
+
+def _id(name: str, **kwargs) -> Field:
+    return Field(name, _STR, text=ID, **kwargs)
+
+
 def _common(*extra: Field) -> tuple[Field, ...]:
-    return (Field("event_id", _STR), Field("event_ts", _TS), *extra)
+    return (_id("event_id"), Field("event_ts", _TS), *extra)
 
 
 def _member(*extra: Field) -> tuple[Field, ...]:
     return _common(
-        Field("account_id", _STR, pseudonymize=True),
-        Field("profile_id", _STR, pseudonymize=True),
+        _id("account_id", pseudonymize=True),
+        _id("profile_id", pseudonymize=True),
         *extra,
     )
 
@@ -140,12 +259,12 @@ SOURCES: dict[str, Source] = {
             "accounts",
             "Account records (one per account version): plan, home region, contact details.",
             _common(
-                Field("account_id", _STR, pseudonymize=True),
-                Field("country", _STR),
+                _id("account_id", pseudonymize=True),
+                Field("country", _STR, text=COUNTRY_CODE),
                 Field("region", _STR, allowed=tuple(REGIONS)),
                 Field("plan", _STR, allowed=PLANS),
-                Field("signup_date", _DATE),
-                Field("household_size", _INT),
+                Field("signup_date", _DATE, minimum=_FIRST_SIGNUP),
+                Field("household_size", _INT, minimum=1, maximum=20),
                 Field("email", _STR, pii=True),
                 Field("full_name", _STR, pii=True),
                 Field("phone", _STR, required=False, pii=True),
@@ -157,49 +276,66 @@ SOURCES: dict[str, Source] = {
             _member(
                 Field("profile_name", _STR, pii=True),
                 Field("is_kids", _BOOL),
-                Field("language", _STR),
-                Field("created_date", _DATE),
+                Field("language", _STR, text=CODE),
+                Field("created_date", _DATE, minimum=_FIRST_SIGNUP),
             ),
         ),
         Source(
             "titles",
             "The catalogue: kind, genres, cast, release, duration, availability, artwork.",
             _common(
-                Field("title_id", _STR),
+                _id("title_id"),
                 Field("name", _STR),
                 Field("kind", _STR, allowed=KINDS),
-                Field("genres", _STR_ARRAY),
-                Field("cast", _STR_ARRAY),
-                Field("release_date", _DATE),
-                Field("duration_minutes", _INT),
-                Field("episodes", _INT, required=False),
-                Field("available_regions", _STR_ARRAY),
-                Field("artwork", _ARTWORK),
+                Field("genres", _STR_ARRAY, allowed=GENRES, max_items=len(GENRES)),
+                Field("cast", _STR_ARRAY, text=ID, max_items=500),
+                Field("release_date", _DATE, minimum=_FIRST_FILM),
+                Field("duration_minutes", _INT, minimum=1, maximum=24 * 60),
+                Field("episodes", _INT, required=False, minimum=1, maximum=10_000),
+                Field(
+                    "available_regions",
+                    _STR_ARRAY,
+                    allowed=tuple(REGIONS),
+                    max_items=len(REGIONS),
+                ),
+                Field("artwork", _ARTWORK, text=ID, max_items=100),
             ),
         ),
         Source(
             "viewing",
             "Playback events: play, pause, stop, complete.",
             _member(
-                Field("session_id", _STR),
-                Field("title_id", _STR),
+                _id("session_id"),
+                _id("title_id"),
                 Field("event_type", _STR, allowed=VIEW_EVENT_TYPES),
-                Field("watch_seconds", _INT),
-                Field("position_seconds", _INT),
+                Field(
+                    "watch_seconds",
+                    _INT,
+                    minimum=0,
+                    maximum=_SECONDS_IN_A_DAY,
+                    bounded_by=_WATCH_WITHIN_TITLE,
+                ),
+                Field(
+                    "position_seconds",
+                    _INT,
+                    minimum=0,
+                    maximum=_SECONDS_IN_A_DAY,
+                    bounded_by=_POSITION_WITHIN_TITLE,
+                ),
                 Field("device", _STR, allowed=DEVICES),
                 Field("region", _STR, allowed=tuple(REGIONS)),
-                Field("local_hour", _INT),
+                Field("local_hour", _INT, minimum=0, maximum=23),
             ),
         ),
         Source(
             "impressions",
             "Titles shown on a page row, the artwork variant shown, and whether it was clicked.",
             _member(
-                Field("session_id", _STR),
-                Field("title_id", _STR),
-                Field("artwork_id", _STR),
+                _id("session_id"),
+                _id("title_id"),
+                _id("artwork_id"),
                 Field("page_row", _STR, allowed=PAGE_ROWS),
-                Field("row_position", _INT),
+                Field("row_position", _INT, minimum=0, maximum=1_000),
                 Field("clicked", _BOOL),
                 Field("device", _STR, allowed=DEVICES),
                 Field("region", _STR, allowed=tuple(REGIONS)),
@@ -208,14 +344,14 @@ SOURCES: dict[str, Source] = {
         Source(
             "ratings",
             "Thumbs up / down.",
-            _member(Field("title_id", _STR), Field("thumbs", _STR, allowed=THUMBS)),
+            _member(_id("title_id"), Field("thumbs", _STR, allowed=THUMBS)),
         ),
         Source(
             "searches",
             "Search queries typed by a profile.",
             _member(
                 Field("query", _STR),
-                Field("results_count", _INT),
+                Field("results_count", _INT, minimum=0, maximum=1_000_000),
                 Field("device", _STR, allowed=DEVICES),
             ),
         ),
@@ -223,11 +359,11 @@ SOURCES: dict[str, Source] = {
             "subscriptions",
             "Subscription lifecycle: signup, plan change, payment failure, cancel.",
             _common(
-                Field("account_id", _STR, pseudonymize=True),
+                _id("account_id", pseudonymize=True),
                 Field("event_type", _STR, allowed=SUBSCRIPTION_EVENT_TYPES),
                 Field("plan", _STR, allowed=PLANS),
                 Field("previous_plan", _STR, required=False, allowed=PLANS),
-                Field("amount_cents", _LONG, required=False),
+                Field("amount_cents", _LONG, required=False, minimum=0, maximum=1_000_000),
             ),
         ),
     )

@@ -1,7 +1,8 @@
 """Ingest one day of landing files into bronze Delta tables, with reconciliation.
 
 spark-submit jobs/ingest_events.py --date 2026-01-05 [--json]
-Exit code 1 when the day is refused (quarantine share above the threshold).
+Exit code 1, with a one-line error, when the day is refused (quarantine share above
+the threshold) or another ingest of the same date committed first (re-run it).
 """
 
 from __future__ import annotations
