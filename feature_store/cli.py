@@ -33,6 +33,7 @@ def _doctor(argv: list[str]) -> int:
             return runtime.EXIT_OK
         blas = doctor.native_blas_library()
         print(f"native BLAS library: {blas or 'not found (MLlib falls back to Java)'}")
+        print(doctor.manifest_signing_report(config))
         if args.warm:
             print("\n".join(doctor.warm(config)))
         return runtime.EXIT_OK
@@ -222,7 +223,7 @@ def _commands():
         "churn": (_churn, "churn prediction: train"),
         "forecast": (_forecast, "regional popularity forecasts and the CDN plan: train"),
         "models": (_models, "model registry: promote (gated), rollback, list"),
-        "forget": (forget_member.main, "delete a member from every table (--account ID)"),
+        "forget": (forget_member.main, "erase a member everywhere, keep them out (--account ID)"),
         "publish": (publish_artifacts.main, "write versioned, checksummed artifacts for serving"),
         "pull": (pull_artifact.main, "fetch a published artifact version, verified, into --to"),
         "submit": (_submit, "run a job of jobs/ through spark-submit (--master for a cluster)"),

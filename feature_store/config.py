@@ -4,14 +4,17 @@ A YAML file maps onto frozen dataclasses. Unknown keys and values of the wrong t
 are errors that name the file and the dotted key, so a typo never silently falls
 back to a default. Relative paths resolve against the directory of the file.
 
-The pseudonymization key is the one secret: it comes from the environment variable
-named in `privacy.key_env`. For the local demo, when that variable is unset, a random
-key is generated once and kept in `<state_dir>/secrets/` (mode 0600). It is never
-logged and never part of `repr()`.
+The pseudonymization key is a secret: it comes from the environment variable named in
+`privacy.key_env`. For the local demo, when that variable is unset, a random key is
+generated once and kept in `<state_dir>/secrets/` (mode 0600). It is never logged and
+never part of `repr()`. The other secret, the key that signs published manifests, is
+only a path here (`publish.signing_key_file`): `feature_store.signing` reads it, or
+creates it there on first use, when a manifest is signed.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import os
@@ -25,6 +28,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "conf" / "local.yaml"
+SIGNING_KEY_NAME = "manifest-signing.key"
 
 
 class ConfigError(ValueError):
@@ -135,6 +139,14 @@ class PublishConfig:
     # Versions kept per published artifact (`marquee publish`); older ones are removed,
     # never the one `latest` names.
     retention_versions: int = 5
+    # The Ed25519 private key (PEM) that signs every published manifest, kept apart
+    # from the artifacts. Empty: <state_dir>/secrets/manifest-signing.key, generated
+    # on first use (mode 0600).
+    signing_key_file: str = ""
+    # The publisher's Ed25519 public key (base64 of its 32 bytes) that `marquee pull`
+    # trusts; `marquee doctor` prints it. Empty: the public half of signing_key_file,
+    # for a serving host that is also the publisher.
+    trusted_public_key: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +213,10 @@ def load_config(
     spark = sections.get("spark", SparkConfig())
     if spark.jars_dir:
         sections["spark"] = dataclasses.replace(spark, jars_dir=_resolve(base, spark.jars_dir))
+    publish = sections.get("publish", PublishConfig())
+    if publish.signing_key_file:
+        signing_key_file = _resolve(base, publish.signing_key_file)
+        sections["publish"] = dataclasses.replace(publish, signing_key_file=signing_key_file)
     _check_values(sections, file)
 
     privacy = sections.get("privacy", PrivacyConfig())
@@ -280,8 +296,11 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
         fail("spark.driver_memory", f"must look like 4g or 512m, got {spark.driver_memory!r}")
     if sections.get("privacy", PrivacyConfig()).vacuum_retention_hours < 0:
         fail("privacy.vacuum_retention_hours", "must not be negative")
-    if sections.get("publish", PublishConfig()).retention_versions < 1:
+    publish = sections.get("publish", PublishConfig())
+    if publish.retention_versions < 1:
         fail("publish.retention_versions", "must be at least 1")
+    if publish.trusted_public_key and not _is_public_key(publish.trusted_public_key):
+        fail("publish.trusted_public_key", "must be the base64 of a 32-byte Ed25519 public key")
     ingest = sections.get("ingest", IngestConfig())
     if not 0.0 <= ingest.max_quarantine_share <= 1.0:
         fail("ingest.max_quarantine_share", "must be between 0 and 1")
@@ -304,6 +323,19 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
         fail("generator.sessions_per_day", "must be positive")
     if gen.landing_days < 0:
         fail("generator.landing_days", "must not be negative (0: every day as landing files)")
+
+
+def _is_public_key(text: str) -> bool:
+    try:
+        return len(base64.b64decode(text, validate=True)) == 32
+    except ValueError:
+        return False
+
+
+def manifest_signing_key_file(config: Config) -> Path:
+    """Where the private key that signs published manifests is kept."""
+    configured = config.publish.signing_key_file
+    return Path(configured) if configured else config.state_dir / "secrets" / SIGNING_KEY_NAME
 
 
 def _resolve(base: Path, value: str) -> str:

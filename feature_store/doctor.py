@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from feature_store.config import Config
+from feature_store.config import Config, manifest_signing_key_file
 from feature_store.spark import SparkSetupError, build_session, check_java, delta_maven_coordinates
 
 log = logging.getLogger(__name__)
@@ -19,6 +19,21 @@ log = logging.getLogger(__name__)
 def native_blas_library() -> str | None:
     """The libblas.so.3 MLlib's netlib loader would find, if any."""
     return ctypes.util.find_library("blas")
+
+
+def manifest_signing_report(config: Config) -> str:
+    """The public key serving hosts must trust (`publish.trusted_public_key`), if this
+    host publishes; never creates the key."""
+    from feature_store import signing
+
+    key_file = manifest_signing_key_file(config)
+    if not key_file.is_file():
+        return f"manifest signing key: none yet at {key_file} (the first publish creates it)"
+    public_key = signing.public_key_text(signing.signing_key(config))
+    return (
+        f"manifest signing public key: {public_key} "
+        "(set publish.trusted_public_key to it on serving hosts)"
+    )
 
 
 def warm(config: Config) -> list[str]:

@@ -7,6 +7,11 @@ each pinned at its current version, and writes (layout and manifest: `serving`):
     <published>/<artifact>/<version>/manifest.json            last: rows, schema, sha256s
     <published>/<artifact>/latest                             moved after the version appears
 
+Signed. Every manifest is signed (`sign_manifest`, Ed25519, `feature_store.signing`) with
+a key kept apart from the artifacts; pulls verify it with the publisher's public key.
+Online snapshots state each table's as-of date: the newest partition among its rows,
+which may be older than the snapshot's (a table not yet built for that day).
+
 Atomicity. Everything is written under ``<published>/.staging/`` (the same filesystem),
 flushed to disk, then renamed into place in one step; `latest` is replaced by
 ``os.replace``. A crash leaves at most a staging folder, which the next publish or forget
@@ -24,8 +29,10 @@ Retention. After each publish the artifact keeps its newest `publish.retention_v
 versions; older ones are removed, never the one `latest` names nor the one just written.
 Folders this module did not write (no `manifest_version`) are left alone.
 
-Forgetting (`forget_in_published`) rewrites each retained version holding the member in
-a staging folder and swaps it in, with a fresh manifest that records the redaction.
+Forgetting (`forget_in_published`) writes each retained version holding the member again
+without them, under a new name (``<version>.r<n>``, sorting right after it) with a manifest
+that records the redaction and the version it replaces; `latest` moves to it and the old
+version is removed, so `serving.pull` sees a copy of the old one as stale.
 
 Publish and forget take one lock per published root, so a publish cannot copy a member's
 rows out of a table while a forget request is cleaning the published versions.
@@ -34,15 +41,14 @@ rows out of a table while a forget request is cleaning the published versions.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import datetime as dt
-import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,11 +56,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store import serving
+from feature_store import serving, signing
 from feature_store.config import Config
 from feature_store.features.definitions import AS_OF
 from feature_store.features.online import latest_per_key
@@ -228,6 +234,7 @@ def publish_artifact(
     if missing:
         raise PublishError(f"{name}: source table not found: {', '.join(missing)}")
     root = Path(config.paths.published)
+    public_key = signing.public_key_text(signing.signing_key(config))  # fails before any work
     with lock(root):
         _clear_staging(root)
         versions = {t: lk.table_version(spark, p) for t, p in sources.items()}
@@ -238,7 +245,11 @@ def publish_artifact(
             "sources": {t: {"path": p, "delta_version": versions[t]} for t, p in sources.items()},
         }
         digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
-        same = [v for v, m in _our_versions(root, name) if m.get("inputs_sha256") == digest]
+        same = [
+            v
+            for v, m in _our_versions(root, name)
+            if m.get("inputs_sha256") == digest and _signed_by(m, public_key)
+        ]  # a version signed with another key would be refused by every pull: not reused
         if same:
             log.info("publish %s: inputs unchanged since version %s", name, same[-1])
             latest = _move_latest(root, name)
@@ -291,6 +302,8 @@ def _write_version(spark, config, root, artifact, version, created, as_of, rows,
             keys = artifact.keys if artifact.table is not None else REGISTRY.get(table).keys
             tables[table] = {**_describe(spark, staging, table), "keys": list(keys),
                              "source": source}  # fmt: skip
+            if artifact.table is None:  # the latest row per key: say how recent they are
+                tables[table].update(_as_of_dates(staging / table, table, as_of))
         model, lineage, lineage_from = _model_lineage(spark, config, artifact, staging, inputs)
         manifest = {
             "manifest_version": serving.MANIFEST_VERSION,
@@ -309,7 +322,7 @@ def _write_version(spark, config, root, artifact, version, created, as_of, rows,
             "files": _file_entries(staging, serving.files_in(staging)),
             "redactions": [],
         }
-        _seal(staging, manifest)
+        _seal(staging, sign_manifest(config, manifest))
         final.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging, final)  # the version appears whole, or not at all
     except BaseException:
@@ -355,8 +368,65 @@ def _file_entries(folder: Path, paths: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def _as_of_dates(folder: Path, table: str, as_of: dt.date) -> dict[str, str | None]:
+    """The newest and oldest as_of_date among a written table's rows (from the Parquet
+    footers): a table whose latest partition is older than the snapshot's date says so."""
+    dates = _column_range(sorted(folder.glob("*.parquet")), AS_OF)
+    newest, oldest = (max(dates), min(dates)) if dates else (None, None)
+    if newest is None:
+        log.warning("online_features as of %s: %s has no rows within its TTL", as_of, table)
+    elif newest < as_of:
+        log.warning("online_features as of %s: %s is as of %s, %d day(s) behind: its "
+                    "latest partition is older than the snapshot", as_of, table, newest,
+                    (as_of - newest).days)  # fmt: skip
+    else:
+        log.info("online_features as of %s: %s is as of %s", as_of, table, newest)
+    return {
+        "as_of_date": newest and newest.isoformat(),
+        "oldest_as_of_date": oldest and oldest.isoformat(),
+    }
+
+
+def _column_range(files: list[Path], column: str) -> list:
+    """Every row group's min and max of ``column``; a file without statistics is read."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    values = []
+    for path in files:
+        meta = pq.read_metadata(path)
+        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+        stats = [
+            g.column(i).statistics
+            for g in groups
+            for i in range(g.num_columns)
+            if g.column(i).path_in_schema == column
+        ]
+        if all(s is not None and s.has_min_max for s in stats):
+            values += [v for s in stats for v in (s.min, s.max)]
+        else:
+            found = pc.min_max(pq.read_table(path, columns=[column]).column(column))
+            values += [v for v in (found["min"].as_py(), found["max"].as_py()) if v is not None]
+    return values
+
+
+def sign_manifest(config: Config, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest signed with the publisher's key (`publish.signing_key_file`): what
+    every writer of a manifest (publish, forget's redaction) hands to `_seal`."""
+    return signing.sign(manifest, signing.signing_key(config))
+
+
+def _signed_by(manifest: dict[str, Any], public_key: str) -> bool:
+    try:
+        serving.check_signature(manifest, public_key)
+    except serving.SignatureError:
+        return False
+    return True
+
+
 def _seal(staging: Path, manifest: dict[str, Any]) -> None:
-    """Check the manifest against the format, write it last, flush everything to disk."""
+    """Check the manifest against the format (signed: `sign_manifest`), write it last,
+    flush everything to disk."""
     serving.check_manifest(manifest, artifact=manifest["artifact"], version=manifest["version"])
     (staging / serving.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     serving.fsync_tree(staging)
@@ -485,13 +555,14 @@ def _clear_staging(root: Path) -> None:
 
 
 def forget_in_published(
-    spark: SparkSession,
-    config: Config,
-    condition: Callable[[set[str]], Column],
-    request_id: str,
+    spark: SparkSession, config: Config, keys: DataFrame, request_id: str
 ) -> dict[str, int]:
-    """Rewrite every retained version that holds the member without them; returns
-    {version folder: rows removed}. The caller holds `lock` (forget does)."""
+    """Replace every retained version that holds a member of ``keys`` (one string column
+    of pseudonyms) by a redacted copy under a new version name, and remove it; returns
+    {old version folder: rows removed}. The caller holds `lock` (forget does).
+
+    A new name, not a rewrite in place: a copy pulled earlier is then visibly stale, and
+    `serving.pull` replaces it instead of reporting it "already present"."""
     root = Path(config.paths.published)
     _clear_staging(root)
     removed: dict[str, int] = {}
@@ -506,30 +577,55 @@ def forget_in_published(
                 log.warning("forget: removing unreadable version %s: %s", folder, exc)
                 _remove_version(root, name, version)
                 continue
-            counts = _redact_version(spark, root, folder, manifest, condition, request_id)
+            counts = _redact_version(spark, config, folder, manifest, keys, request_id)
             if counts:
                 removed[str(folder)] = sum(counts.values())
         _move_latest(root, name)
     return removed
 
 
-def _redact_version(spark, root, folder, manifest, condition, request_id) -> dict[str, int]:
+def redacted_version_name(version: str, redactions: int) -> str:
+    """``<version>.r<n>`` for the n-th redaction of a version's content: sorts right
+    after the version it replaces, so `latest` and retention keep their order."""
+    base = re.sub(r"\.r[0-9]+$", "", version)
+    return f"{base}.r{redactions}"
+
+
+def _member_rows(spark: SparkSession, folder: Path, info: dict, keys: DataFrame):
+    """(rows without the member, how many were removed) of one table of a version, or
+    None when the table has no member column. Anti-joins on the keys: no id literal."""
+    columns = [c["name"] for c in info["schema"] if c["name"] in MEMBER_COLUMNS]
+    if not columns:
+        return None
+    rows = spark.read.parquet((folder / info["path"]).as_uri())
+    kept = rows
+    for column in columns:
+        kept = kept.join(F.broadcast(keys), F.col(column) == keys[keys.columns[0]], "left_anti")
+    removed = rows.count() - kept.count()
+    return (kept, removed) if removed else None
+
+
+def _redact_version(spark, config, folder, manifest, keys, request_id) -> dict[str, int]:
+    root = Path(config.paths.published)
     counts, kept = {}, {}
     for table, info in manifest["tables"].items():
-        columns = {c["name"] for c in info["schema"]}
-        if not columns & MEMBER_COLUMNS:
-            continue
-        try:
-            is_member = F.coalesce(condition(columns), F.lit(False))
-        except ValueError:  # e.g. profile ids only, and the member has no profiles
-            continue
-        rows = spark.read.parquet((folder / info["path"]).as_uri())
-        count = rows.filter(is_member).count()
-        if count:
-            counts[table], kept[table] = count, rows.filter(~is_member)
+        found = _member_rows(spark, folder, info, keys)
+        if found:
+            kept[table], counts[table] = found
     if not counts:
         return {}
-    staging = root / STAGING / f"{manifest['artifact']}-forget-{uuid.uuid4().hex}"
+    name = manifest["artifact"]
+    try:  # never re-sign what the publisher did not write: a forget must not launder it
+        serving.verify(folder, artifact=name, version=folder.name,
+                       public_key=signing.public_key_text(signing.signing_key(config)))  # fmt: skip
+    except serving.ArtifactError as exc:
+        log.warning("forget: removing version %s, which fails verification: %s", folder, exc)
+        _remove_version(root, name, folder.name)
+        return counts
+    redactions = [*manifest.get("redactions", [])]
+    version = redacted_version_name(folder.name, len(redactions) + 1)
+    staging = root / STAGING / f"{name}-forget-{uuid.uuid4().hex}"
+    final = folder.with_name(version)
     try:
         new = json.loads(json.dumps(manifest))
         entries = [e for e in manifest["files"] if e["path"].split("/")[0] not in counts]
@@ -540,21 +636,25 @@ def _redact_version(spark, root, folder, manifest, condition, request_id) -> dic
             new["tables"][table].update(_describe(spark, staging, table))
             paths = [p for p in serving.files_in(staging) if p.split("/")[0] == table]
             entries += _file_entries(staging, paths)
+        new["version"] = version
         new["files"] = sorted(entries, key=lambda e: e["path"])
         new["rows"] = sum(t["rows"] for t in new["tables"].values())
         new["redactions"] = [
-            *manifest.get("redactions", []),
-            {
-                "request_id": request_id,
-                "redacted_at": _now_text(),
-                "rows_removed": counts,
-            },
-        ]
-        _seal(staging, new)
-        _exchange(staging, folder)  # staging now holds the old files
+            *redactions,
+            {"request_id": request_id, "redacted_at": _now_text(), "rows_removed": counts,
+             "replaces_version": folder.name},
+        ]  # fmt: skip
+        _seal(staging, sign_manifest(config, new))
+        if final.exists():  # left by a forget that failed before removing `folder`
+            _remove_version(root, name, version)
+        os.rename(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("forget: %s rows removed from %s", sum(counts.values()), folder)
+    serving.fsync_dir(final.parent)
+    _move_latest(root, name)  # before the old version goes: `latest` never dangles
+    _remove_version(root, name, folder.name)
+    log.info("forget: %s rows removed from %s, now version %s", sum(counts.values()), folder,
+             version)  # fmt: skip
     return counts
 
 
@@ -569,35 +669,3 @@ def _link_or_copy(source: Path, target: Path) -> None:
 def _now_text() -> str:
     now = dt.datetime.now(dt.UTC)
     return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-
-
-def _exchange(staged: Path, live: Path) -> None:
-    """Swap two folders in one step (Linux renameat2 RENAME_EXCHANGE), so a reader sees
-    the old version or the new one, never neither. Elsewhere: two renames, with a
-    moment in which the version is missing (a pull then fails cleanly and can retry)."""
-    renameat2 = getattr(_libc(), "renameat2", None)
-    if renameat2 is not None:
-        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                              ctypes.c_uint]  # fmt: skip
-        if not renameat2(_AT_FDCWD, os.fsencode(staged), _AT_FDCWD, os.fsencode(live),
-                         _RENAME_EXCHANGE):  # fmt: skip
-            serving.fsync_dir(live.parent)
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-            raise OSError(code, os.strerror(code), str(live))
-    aside = staged.with_name(staged.name + "-old")
-    os.rename(live, aside)
-    os.rename(staged, live)
-    os.rename(aside, staged)
-    serving.fsync_dir(live.parent)
-
-
-def _libc():
-    try:
-        return ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return None

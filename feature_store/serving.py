@@ -13,21 +13,34 @@ differ from the manifest in any way, or which holds files the manifest does not 
 copies into a temporary folder beside the destination and renames it into place only
 once every byte is verified, so a refused pull leaves nothing behind.
 
-This module is what serving hosts import: the standard library only (pyarrow and pandas
-for `read_table`), never Spark or MLflow. The publisher (`feature_store.publish`) uses
-the same layout helpers, so both sides agree on the format by construction. All path
-handling is on local paths here; an object store would slot in behind these helpers.
+Authenticity. Every manifest carries an Ed25519 signature over all its other keys (so
+over every file's sha256), made by the publisher's key (`feature_store.signing`).
+`verify` and `pull` take the public key they trust and refuse a manifest that is
+unsigned, altered after signing, or signed by another key. They also refuse a version
+holding a symbolic link anywhere (or anything but folders and regular files), and open
+every file without following links, so nothing outside the version is ever read.
+
+This module is what serving hosts import: the standard library only (`cryptography` to
+check signatures, pyarrow and pandas for `read_table`), never Spark or MLflow. The
+publisher (`feature_store.publish`) uses the same layout helpers, so both sides agree on
+the format by construction. All path handling is on local paths here; an object store
+would slot in behind these helpers.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import datetime as dt
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
+import stat
 import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -36,11 +49,15 @@ MANIFEST = "manifest.json"
 LATEST = "latest"
 MANIFEST_VERSION = 1  # bumped on any incompatible change of the manifest's shape
 FORMAT = "parquet"
+SIGNATURE = "signature"  # the manifest key holding the signature of all the others
+SIGNATURE_ALGORITHM = "ed25519"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")  # artifact and table names
 _VERSION = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")  # no separators: never a path
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 class ArtifactError(Exception):
@@ -64,8 +81,13 @@ class ManifestError(ArtifactError):
     """manifest.json is missing, truncated, not JSON or not a valid manifest."""
 
 
+class SignatureError(ManifestError):
+    """The manifest is unsigned, changed after signing, or signed by an untrusted key."""
+
+
 class IntegrityError(ArtifactError):
-    """A file is missing, has the wrong size or checksum, or is not in the manifest."""
+    """A file is missing, has the wrong size or checksum, is not in the manifest, or is a
+    symbolic link (never followed)."""
 
 
 class DestinationError(ArtifactError):
@@ -231,6 +253,9 @@ def check_manifest(manifest: Any, *, artifact: str | None, version: str | None) 
             need(column, "name", str, f"{where}schema[{i}].")
             need(column, "type", str, f"{where}schema[{i}].")
         need(table, "source", dict, where)
+        for key in ("as_of_date", "oldest_as_of_date"):  # online snapshots: per table
+            if table.get(key) is not None and not _is_date(table[key]):
+                fail(f"key '{where}{key}' is not an ISO date")
     if need(manifest, "rows", int) != total:
         fail(f"'rows' is {manifest['rows']} but the tables hold {total}")
     seen = set()
@@ -249,6 +274,55 @@ def check_manifest(manifest: Any, *, artifact: str | None, version: str | None) 
             fail(f"key '{where}bytes' is negative")
         if not _SHA256.match(need(entry, "sha256", str, where)):
             fail(f"key '{where}sha256' is not a sha256 hex digest")
+    if SIGNATURE not in manifest:
+        raise SignatureError(*expected, "the manifest is not signed; refusing it")
+    for key in ("algorithm", "key_id", "value"):
+        need(manifest[SIGNATURE], key, str, f"{SIGNATURE}.")
+
+
+def _is_date(value: Any) -> bool:
+    try:
+        dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+# ---- signatures -------------------------------------------------------------------------
+
+
+def signed_bytes(manifest: dict[str, Any]) -> bytes:
+    """What a manifest's signature covers: canonical JSON of every key but the signature."""
+    unsigned = {k: v for k, v in manifest.items() if k != SIGNATURE}
+    return json.dumps(unsigned, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def key_id(public_key: str) -> str:
+    """A short name for a public key (base64 of its 32 bytes), for messages."""
+    return hashlib.sha256(public_key.encode()).hexdigest()[:16]
+
+
+def check_signature(manifest: dict[str, Any], public_key: str) -> None:
+    """Raise SignatureError unless ``manifest`` (shape already checked) is signed by the
+    key whose public half is ``public_key`` (base64 of its 32 bytes)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    where = manifest["artifact"], manifest["version"]
+    signature = manifest[SIGNATURE]
+    if signature["algorithm"] != SIGNATURE_ALGORITHM:
+        problem = f"the manifest is signed with {signature['algorithm']!r}, not ed25519"
+        raise SignatureError(*where, problem)
+    if signature["key_id"] != key_id(public_key):
+        raise SignatureError(*where, f"the manifest is signed by key {signature['key_id']}, "
+                             f"not by the trusted key {key_id(public_key)}")  # fmt: skip
+    try:
+        value = base64.b64decode(signature["value"], validate=True)
+        trusted = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+        trusted.verify(value, signed_bytes(manifest))
+    except (InvalidSignature, binascii.Error, ValueError):
+        problem = "the manifest's signature does not verify: it was changed after signing"
+        raise SignatureError(*where, problem) from None
 
 
 # ---- files ------------------------------------------------------------------------------
@@ -308,18 +382,83 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 
 def verify(
-    folder: str | os.PathLike[str], *, artifact: str | None = None, version: str | None = None
+    folder: str | os.PathLike[str],
+    *,
+    artifact: str | None = None,
+    version: str | None = None,
+    public_key: str,
 ) -> dict[str, Any]:
-    """Check a version folder in place: manifest, every file's size and sha256, nothing
-    unlisted. Returns the manifest; raises ManifestError or IntegrityError."""
+    """Check a version folder in place: no symbolic link, a manifest signed by the key
+    ``public_key`` names, every file's size and sha256, nothing unlisted. Returns the
+    manifest; raises ManifestError (SignatureError) or IntegrityError."""
     folder = Path(folder)
-    manifest = load_manifest(folder, artifact=artifact, version=version)
+    where = artifact or str(folder), version
+    raw = _read_manifest_bytes(folder, *where)
+    manifest = _trusted_manifest(folder, raw, artifact, version, public_key)
     artifact, version = manifest["artifact"], manifest["version"]
-    _check_listing(folder, manifest, artifact, version)
     for entry in manifest["files"]:
-        if sha256_file(folder / entry["path"]) != entry["sha256"]:
+        with _open_no_follow(folder, entry["path"], artifact, version) as reader:
+            digest = hashlib.file_digest(reader, "sha256").hexdigest()
+        if digest != entry["sha256"]:
             raise IntegrityError(artifact, version, f"checksum mismatch for {entry['path']}")
     return manifest
+
+
+def _trusted_manifest(
+    folder: Path, raw: bytes, artifact: str | None, version: str | None, public_key: str
+) -> dict[str, Any]:
+    """The manifest of a version once its shape, signature and listing hold."""
+    _refuse_links(folder, artifact or str(folder), version)
+    manifest = parse_manifest(raw, artifact=artifact, version=version, folder=folder)
+    check_signature(manifest, public_key)
+    _check_listing(folder, manifest, manifest["artifact"], manifest["version"])
+    return manifest
+
+
+def _refuse_links(folder: Path, artifact: str, version: str | None) -> None:
+    """Refuse a version holding a symbolic link, or anything but folders and regular
+    files, anywhere below it (the folder itself included): links are never followed."""
+    if folder.is_symlink():
+        raise IntegrityError(artifact, version, "the version folder is a symbolic link: refused")
+    pending = [folder]
+    while pending:
+        with os.scandir(pending.pop()) as entries:
+            for entry in entries:
+                where = Path(entry.path).relative_to(folder).as_posix()
+                if entry.is_symlink():
+                    problem = f"symbolic link {where} in the version: refused, never followed"
+                    raise IntegrityError(artifact, version, problem)
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(entry.path)
+                elif not entry.is_file(follow_symlinks=False):
+                    raise IntegrityError(artifact, version, f"{where} is not a regular file")
+
+
+def _open_no_follow(folder: Path, path: str, artifact: str, version: str | None):
+    """Open ``path`` (relative, POSIX) below ``folder`` for reading without following a
+    symbolic link at any step, so a link swapped in after `_refuse_links` is refused too.
+    FileNotFoundError passes through for the caller to name."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # NONBLOCK: a FIFO cannot hang us
+    *folders, name = PurePosixPath(path).parts
+    fds: list[int] = []
+    try:
+        fds.append(os.open(folder, flags | os.O_DIRECTORY))
+        for part in folders:
+            fds.append(os.open(part, flags | os.O_DIRECTORY, dir_fd=fds[-1]))
+        fd = os.open(name, flags, dir_fd=fds[-1])
+    except OSError as exc:
+        if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        problem = f"a symbolic link on the path of {path}: refused, never followed"
+        raise IntegrityError(artifact, version, problem) from None
+    finally:
+        for opened in fds:
+            os.close(opened)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IntegrityError(artifact, version, f"{path} is not a regular file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
 
 
 def _check_listing(folder: Path, manifest: dict, artifact: str, version: str) -> None:
@@ -345,57 +484,99 @@ def pull(
     artifact: str,
     dest: str | os.PathLike[str],
     version: str | None = None,
+    *,
+    public_key: str,
 ) -> Pulled:
-    """Copy a verified version (default: latest) to the folder ``dest``.
+    """Copy a verified version (default: latest) to the folder ``dest``; its manifest
+    must be signed by the key ``public_key`` (base64) names, and it must hold no link.
 
     Files are hashed as they are copied, so what lands is what was checked. The copy is
     built in a hidden folder beside ``dest`` and renamed to ``dest`` when complete; on
     any failure that folder is removed and ``dest`` is left as it was. A ``dest`` that
     already holds this verified version is kept as it is; anything else there is refused.
     """
+    remove_stale_copy(root, artifact, dest, public_key=public_key)
     source = resolve(root, artifact, version)
     version = source.name
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         try:
-            manifest = verify(dest, artifact=artifact, version=version)
+            manifest = verify(dest, artifact=artifact, version=version, public_key=public_key)
         except ArtifactError:
             raise DestinationError(
                 artifact, version, f"{dest} exists and is not a verified copy of this version"
             ) from None
         return Pulled(artifact, version, dest, manifest, copied=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # A forget request may swap in a rewritten copy of the version while we read it:
-    # then the manifest changed under us and one more attempt reads the new one.
-    for attempt in range(2):
-        raw = _read_manifest_bytes(source, artifact, version)
-        try:
-            manifest = _copy_verified(source, raw, dest, artifact, version)
-        except (IntegrityError, ManifestError):
-            if attempt or _read_manifest_bytes(source, artifact, version) == raw:
-                raise
-            continue
-        return Pulled(artifact, version, dest, manifest, copied=True)
-    raise AssertionError("unreachable")
+    # Versions are never rewritten (a forget publishes a new one), so one read suffices.
+    raw = _read_manifest_bytes(source, artifact, version)
+    manifest = _copy_verified(source, raw, dest, artifact, version, public_key)
+    return Pulled(artifact, version, dest, manifest, copied=True)
 
 
-def _read_manifest_bytes(folder: Path, artifact: str, version: str) -> bytes:
+def remove_stale_copy(
+    root: str | os.PathLike[str], artifact: str, dest: str | os.PathLike[str], *, public_key: str
+) -> str | None:
+    """Remove ``dest`` when it holds a copy of a version ``root`` no longer publishes, or
+    one a forget request replaced (its data may hold a forgotten member); returns the
+    version removed. Anything else at ``dest`` is left for `pull` to judge."""
+    dest = Path(dest)
+    if dest.is_symlink() or not (dest / MANIFEST).is_file():
+        return None
     try:
-        return (folder / MANIFEST).read_bytes()
+        held = load_manifest(dest, artifact=artifact)["version"]
+    except ManifestError:
+        return None  # not a copy of this artifact: pull refuses it, untouched
+    current = list_versions(root, artifact)
+    successor = _replacement_of(root, artifact, held, current, public_key)
+    if not current or (held in current and successor is None):
+        return None
+    why = f"replaced by version {successor} after a forget request" if successor else (
+        "no longer published")  # fmt: skip
+    retired = dest.parent / f".{dest.name}.stale-{uuid.uuid4().hex}"
+    os.rename(dest, retired)  # gone from dest in one step, then deleted
+    shutil.rmtree(retired)
+    log.warning("pull %s: removed the copy of version %s at %s: %s", artifact, held, dest, why)
+    return held
+
+
+def _replacement_of(
+    root, artifact: str, version: str, current: list[str], public_key: str
+) -> str | None:
+    """The published version whose signed redactions say it replaces ``version``
+    (directly or through earlier redactions), if any: an unsigned claim is ignored, so
+    whoever can write the published folder cannot make a host drop its copy."""
+    for candidate in reversed(current):
+        try:
+            manifest = load_manifest(artifact_dir(root, artifact) / candidate)
+            check_signature(manifest, public_key)
+        except ManifestError:
+            continue
+        if any(r.get("replaces_version") == version for r in manifest.get("redactions", [])):
+            return candidate
+    return None
+
+
+def _read_manifest_bytes(folder: Path, artifact: str, version: str | None) -> bytes:
+    try:
+        with _open_no_follow(folder, MANIFEST, artifact, version) as handle:
+            return handle.read()
     except FileNotFoundError:
         raise ManifestError(artifact, version, f"{MANIFEST} is missing") from None
 
 
-def _copy_verified(source: Path, raw: bytes, dest: Path, artifact: str, version: str) -> dict:
-    manifest = parse_manifest(raw, artifact=artifact, version=version)
-    _check_listing(source, manifest, artifact, version)
+def _copy_verified(
+    source: Path, raw: bytes, dest: Path, artifact: str, version: str, public_key: str
+) -> dict:
+    manifest = _trusted_manifest(source, raw, artifact, version, public_key)
     tmp = dest.parent / f".{dest.name}.pull-{uuid.uuid4().hex}"
     try:
         for entry in manifest["files"]:
             target = tmp / entry["path"]
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                size, digest = _copy_hashing(source / entry["path"], target)
+                with _open_no_follow(source, entry["path"], artifact, version) as reader:
+                    size, digest = _copy_hashing(reader, target)
             except FileNotFoundError:  # removed since the listing was checked
                 raise IntegrityError(artifact, version, f"missing file {entry['path']}") from None
             if size != entry["bytes"] or digest != entry["sha256"]:
@@ -410,10 +591,10 @@ def _copy_verified(source: Path, raw: bytes, dest: Path, artifact: str, version:
     return manifest
 
 
-def _copy_hashing(source: Path, target: Path) -> tuple[int, str]:
-    """Copy a file, returning its size and sha256 as read (one pass over the bytes)."""
+def _copy_hashing(reader, target: Path) -> tuple[int, str]:
+    """Copy an open file, returning its size and sha256 as read (one pass over the bytes)."""
     digest, size = hashlib.sha256(), 0
-    with open(source, "rb") as reader, open(target, "wb") as writer:
+    with open(target, "wb") as writer:
         while chunk := reader.read(_CHUNK):
             digest.update(chunk)
             size += len(chunk)

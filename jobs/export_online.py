@@ -8,6 +8,7 @@ checksums) the way `marquee publish` writes every artifact, and moves `latest`.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from feature_store import runtime
@@ -37,10 +38,20 @@ def _main(args: argparse.Namespace) -> int:
     print(f"online features as of {args.date}: {state} {published.version} at {published.path}")
     for name, info in published.manifest["tables"].items():
         print(
-            f"  {name:<28}{info['rows']:>12,} rows  (feature table version "
-            f"{info['source']['delta_version']})"
+            f"  {name:<28}{info['rows']:>12,} rows  {_as_of_text(info, args.date)}  "
+            f"(feature table version {info['source']['delta_version']})"
         )
     return runtime.EXIT_OK
+
+
+def _as_of_text(table: dict, snapshot: dt.date) -> str:
+    """The table's own as-of date, and how far it lags the snapshot's."""
+    as_of = table.get("as_of_date")
+    if as_of is None:
+        return "no rows within its TTL"
+    behind = (snapshot - dt.date.fromisoformat(as_of)).days
+    days = f"{behind} day" + ("s" if behind > 1 else "")
+    return f"as of {as_of}" + (f" ({days} behind the snapshot)" if behind else "")
 
 
 def main(argv: list[str] | None = None) -> int:

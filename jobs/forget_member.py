@@ -1,7 +1,10 @@
-"""Forget a member: delete an account and its profiles from every table, then vacuum.
+"""Forget a member: erase an account and its profiles everywhere, and suppress them.
 
 spark-submit jobs/forget_member.py --account acc000000042
-The request is audited in <lake>/ops/forget_requests without the raw id.
+Every table, the quarantine, landing files and published versions lose the member; the
+suppression list keeps them out of later ingests. The request is audited in
+<lake>/ops/forget_requests with its suppression token, never the raw id or pseudonym.
+Safe to run again when it failed half-way.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 marquee pull recommendations [--version V | --latest] --to /srv/marquee/recommendations-v
 marquee pull recommendations --list
-Refuses (exit 1, nothing left at --to) a partial, corrupted or unknown version.
-No Spark: this is what serving hosts run.
+Refuses (exit 1, nothing left at --to) a partial, corrupted or unknown version, a version
+holding a symbolic link, and a manifest not signed by the key publish.trusted_public_key
+names (default: the local publisher's). No Spark: this is what serving hosts run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from feature_store import runtime, serving
+from feature_store import runtime, serving, signing
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -56,8 +57,9 @@ def _main(args: argparse.Namespace) -> int:
     try:
         if args.list:
             return _list(root, args.artifact)
-        pulled = serving.pull(root, args.artifact, args.to, args.version)
-    except serving.ArtifactError as exc:
+        public_key = signing.trusted_public_key(config)
+        pulled = serving.pull(root, args.artifact, args.to, args.version, public_key=public_key)
+    except (serving.ArtifactError, OSError) as exc:  # OSError: e.g. --to is not writable
         print(f"error: {exc}", file=sys.stderr)
         return runtime.EXIT_FAILED
     state = "copied and verified" if pulled.copied else "already present and verified"

@@ -113,3 +113,41 @@ def test_the_cluster_example_puts_the_lake_on_an_object_store_by_configuration_a
     ]
     assert settings["conf"]["spark.hadoop.fs.s3a.path.style.access"] == "true"
     assert settings["conf"]["spark.executor.memory"] == "16g"
+
+
+def test_manifest_signing_keys_are_configured_by_path_and_public_key(tmp_path):
+    from feature_store import doctor, signing
+    from feature_store.config import manifest_signing_key_file
+
+    default = load_config(write(tmp_path, f"paths:\n  state_dir: {tmp_path}/state\n"), environ=ENV)
+    assert manifest_signing_key_file(default) == tmp_path / "state/secrets/manifest-signing.key"
+    with pytest.raises(signing.SigningKeyError, match="set publish.trusted_public_key"):
+        signing.trusted_public_key(default)  # nothing to trust yet, and none is made up
+    assert doctor.manifest_signing_report(default).startswith("manifest signing key: none yet")
+    assert not (tmp_path / "state" / "secrets").exists()
+
+    # Generated once, owner-only, and its public half is what a local pull trusts.
+    key = signing.signing_key(default)
+    again = signing.signing_key(default)
+    key_file = manifest_signing_key_file(default)
+    assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert signing.public_key_text(key) == signing.public_key_text(again)
+    assert signing.trusted_public_key(default) == signing.public_key_text(key)
+    assert doctor.manifest_signing_report(default) == (
+        f"manifest signing public key: {signing.public_key_text(key)} "
+        "(set publish.trusted_public_key to it on serving hosts)"
+    )
+
+    # A relative key path resolves against the file; a configured public key wins.
+    other = signing.public_key_text(signing.Ed25519PrivateKey.generate())
+    text = f"publish:\n  signing_key_file: keys/sign.pem\n  trusted_public_key: {other}\n"
+    config = load_config(write(tmp_path, text), environ=ENV)
+    assert manifest_signing_key_file(config) == tmp_path / "keys" / "sign.pem"
+    assert signing.trusted_public_key(config) == other
+
+
+@pytest.mark.parametrize("value", ["not-base64!", "c2hvcnQ=", "QUFB" * 20])
+def test_a_trusted_public_key_that_is_not_32_bytes_of_base64_is_refused(tmp_path, value):
+    path = write(tmp_path, f"publish:\n  trusted_public_key: '{value}'\n")
+    with pytest.raises(ConfigError, match="key 'publish.trusted_public_key' must be the base64"):
+        load_config(path, environ=ENV)

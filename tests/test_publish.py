@@ -15,14 +15,14 @@ from conftest import TEST_KEY, make_config
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store import serving
+from feature_store import serving, signing
 from feature_store.cli import main as cli_main
-from feature_store.config import ConfigError
+from feature_store.config import ConfigError, manifest_signing_key_file
 from feature_store.forget import forget_account
 from feature_store.privacy import pseudonymize_value
 from feature_store.publish import ARTIFACTS, PublishError, publish_all, publish_artifact
 from feature_store.tracking import configure_mlflow
-from jobs import publish_artifacts
+from jobs import export_online, publish_artifacts
 
 D1, D2 = dt.date(2026, 3, 10), dt.date(2026, 3, 11)
 RECS = "profile_id string, title_id string, score double, rank int, model_version string"
@@ -128,7 +128,11 @@ def test_publish_writes_a_version_whose_manifest_and_rows_match_the_source(spark
     assert latest(conf, "recommendations") == recs.latest == recs.version
 
     manifest = json.loads((folder / serving.MANIFEST).read_text())
-    assert manifest == serving.verify(folder, artifact="recommendations", version=recs.version)
+    trusted = signing.trusted_public_key(conf)
+    verified = serving.verify(
+        folder, artifact="recommendations", version=recs.version, public_key=trusted
+    )
+    assert manifest == verified
     assert {k: manifest[k] for k in ("artifact", "version", "as_of_date", "format", "rows")} == {
         "artifact": "recommendations",
         "version": recs.version,
@@ -372,31 +376,127 @@ def test_forget_removes_the_member_from_every_published_version(spark, conf, reg
         churn.path: {"churn_scores": 1},
         snapshot.path: {"profile_daily": 2, "account_daily": 1},
     }
-    for folder, removed in expected.items():
-        manifest = serving.verify(folder, artifact=folder.parent.name, version=folder.name)
+    trusted = signing.trusted_public_key(conf)
+    for old, removed in expected.items():
+        # A new version name (so copies pulled before are visibly stale); the old one is gone.
+        assert not old.exists()
+        folder = old.with_name(f"{old.name}.r1")
+        manifest = serving.verify(folder, artifact=old.parent.name, public_key=trusted)
+        assert manifest["version"] == folder.name
         assert manifest["redactions"] == [
             {
                 "request_id": report.request_id,
                 "redacted_at": manifest["redactions"][0]["redacted_at"],
                 "rows_removed": removed,
+                "replaces_version": old.name,
             }
         ]
-        assert report.deleted[str(folder)] == sum(removed.values())
+        assert report.deleted[str(old)] == sum(removed.values())
         for table, info in manifest["tables"].items():
             rows = serving.read_table(folder, table)
             assert info["rows"] == len(rows) > 0
             ids = set(rows.get("account_id", [])) | set(rows.get("profile_id", []))
             assert not ids & {member, "m-p1", "m-p2"}, (folder, table)
             assert ids & {other, "o-p1"}, "the other member stays"
-    assert serving.read_table(newer.path)["profile_id"].tolist() == ["o-p1", "o-p1"]
-    # Nothing of the member in staging, versions and pointers where they were, and the
-    # title-only artifact untouched.
+    newest = newer.path.with_name(f"{newer.version}.r1")
+    assert serving.read_table(newest)["profile_id"].tolist() == ["o-p1", "o-p1"]
+    # Nothing of the member in staging; latest moved to the redacted versions, in the same
+    # order; the title-only artifact untouched.
     assert staging_leftovers(conf) == []
-    assert versions(conf, "recommendations") == [older.version, newer.version]
-    assert {a: latest(conf, a) for a in pointers} == pointers
+    assert versions(conf, "recommendations") == [f"{older.version}.r1", f"{newer.version}.r1"]
+    assert {a: latest(conf, a) for a in pointers} == {
+        a: v if a == "similar_titles" else f"{v}.r1" for a, v in pointers.items()
+    }
     assert (titles.path / serving.MANIFEST).read_bytes() == titles_manifest
-    pulled = serving.pull(conf.paths.published, "churn_scores", Path(conf.state_dir) / "pull")
+    pulled = serving.pull(
+        conf.paths.published, "churn_scores", Path(conf.state_dir) / "pull", public_key=trusted
+    )
     assert serving.read_table(pulled.path)["account_id"].tolist() == [other]
+
+
+def test_a_forget_does_not_re_sign_a_version_altered_after_publishing(spark, conf, registry):
+    member = pseudonymize_value("acc000000001", TEST_KEY)
+    write_churn(spark, conf, D1, [member, "other"], registry.churn.version)
+    churn = publish_artifact(spark, conf, "churn_scores")
+    manifest_path = churn.path / serving.MANIFEST
+    tampered = json.loads(manifest_path.read_text())
+    tampered["description"] = "edited by hand"
+    manifest_path.write_text(json.dumps(tampered))
+
+    report = forget_account(spark, conf, "acc000000001")
+
+    # Removed, not laundered into a validly signed redacted version.
+    assert versions(conf, "churn_scores") == []
+    assert report.deleted[str(churn.path)] == 1
+
+
+def test_manifests_are_signed_with_a_key_kept_apart_and_a_new_key_means_a_new_version(
+    spark, conf, registry
+):
+    write_recs(spark, conf, D1, ["p1"], registry.recommender.version)
+    first = publish_artifact(spark, conf, "recommendations")
+
+    key_file = manifest_signing_key_file(conf)
+    assert key_file == Path(conf.state_dir) / "secrets" / "manifest-signing.key"
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+    assert not key_file.resolve().is_relative_to(Path(conf.paths.published).resolve())
+    signature = first.manifest[serving.SIGNATURE]
+    public_key = signing.trusted_public_key(conf)
+    assert signature["algorithm"] == "ed25519"
+    assert signature["key_id"] == serving.key_id(public_key)
+    serving.check_signature(first.manifest, public_key)
+    private = key_file.read_bytes()
+    published_bytes = [p.read_bytes() for p in Path(conf.paths.published).rglob("*") if p.is_file()]
+    assert not any(private.strip() in data for data in published_bytes)
+
+    # The same inputs reuse the version; after the key changes they do not (every pull
+    # would refuse the old signature), and the new version carries the new key's.
+    assert publish_artifact(spark, conf, "recommendations").reused
+    key_file.unlink()
+    second = publish_artifact(spark, conf, "recommendations")
+    new_key = signing.trusted_public_key(conf)
+    assert not second.reused and new_key != public_key
+    serving.check_signature(second.manifest, new_key)
+    with pytest.raises(serving.SignatureError, match="not by the trusted key"):
+        serving.check_signature(first.manifest, new_key)
+
+
+def test_online_snapshot_states_each_tables_as_of_date(spark, conf, tmp_path, capsys, caplog):
+    write_features(spark, conf, D1, {"p1": "a1", "p2": "a2"})
+    write_slice(  # profile_daily is built for D2; account_daily is not (yet)
+        spark,
+        lk.Lake(conf.lake).features("profile_daily"),
+        "profile_id string, account_id string, sum_watch_hours_7d double",
+        [("p1", "a1", 7.0)],
+        D2,
+    )
+    caplog.set_level(logging.INFO, logger="feature_store.publish")
+    tables = ["profile_daily", "account_daily"]
+
+    snapshot = publish_artifact(spark, conf, "online_features", as_of=D2, tables=tables)
+
+    described = {
+        t: (info["as_of_date"], info["oldest_as_of_date"], info["rows"])
+        for t, info in snapshot.manifest["tables"].items()
+    }
+    assert described == {
+        "profile_daily": ("2026-03-11", "2026-03-10", 2),  # p1 from D2, p2 still from D1
+        "account_daily": ("2026-03-10", "2026-03-10", 2),
+    }
+    assert snapshot.manifest["as_of_date"] == "2026-03-11"
+    assert (
+        "online_features as of 2026-03-11: account_daily is as of 2026-03-10, 1 day(s) behind"
+        in caplog.text
+    )
+    serving.verify(snapshot.path, public_key=signing.trusted_public_key(conf))
+
+    # The export command says it too, table by table.
+    args = ["--date", D2.isoformat(), "--table", "profile_daily", "--table", "account_daily"]
+    assert export_online.main([*args, *cli_args(conf)]) == 0
+    out = capsys.readouterr().out
+    assert "account_daily" in out and "as of 2026-03-10 (1 day behind the snapshot)" in out
+    profile_line = next(line for line in out.splitlines() if "profile_daily" in line)
+    assert "as of 2026-03-11  (feature table version" in profile_line
 
 
 def test_retention_must_keep_at_least_one_version(tmp_path):
