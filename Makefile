@@ -74,6 +74,7 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/bench_features.py
 	$(PY) bench/bench_recs.py
 	$(PY) bench/bench_models.py
+	$(PY) bench/bench_pseudonymize.py
 
 # Airflow on this machine: SQLite and every component in one `airflow standalone`, the DAGs
 # of dags/, state under .marquee/airflow (the runs `make run` made are there). The Spark
