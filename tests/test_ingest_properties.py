@@ -9,7 +9,8 @@ names, in subfolders, beside hidden files. The real `ingest_date` runs on a fres
 lake per example, and the test checks its report against counts it works out itself.
 
 Runs a few derandomized examples by default (each is a Spark ingest); for a long search:
-`HYPOTHESIS_PROFILE=thorough pytest tests/test_ingest_properties.py`.
+`HYPOTHESIS_PROFILE=thorough pytest tests/test_ingest_properties.py` (300 examples, or
+`HYPOTHESIS_MAX_EXAMPLES`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "thorough",
-    max_examples=300,
+    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "300")),
     deadline=None,
     database=None,
     phases=(Phase.explicit, Phase.generate, Phase.shrink),
