@@ -15,7 +15,9 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: setup run test bench lint format clean airflow mlflow
 
-setup: $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
+# The packages and the BLAS library install side by side (-j): neither needs the other.
+setup:
+	@$(MAKE) --no-print-directory -j3 $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
 
 # --compile-bytecode: the packages ship as source only, and a process that imports
 # Great Expectations, MLflow or Airflow spends 10-15 s compiling them whenever .pyc
@@ -23,11 +25,12 @@ setup: $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
 $(INSTALL_STAMP): pyproject.toml requirements.lock Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Marquee needs Python 3.11" >&2; exit 1; }
 	@command -v java >/dev/null || { echo "error: java not found; Marquee needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
-	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
-	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
-	touch $@
+	@echo "set-up: Python packages into $(VENV) (locked versions; about two minutes the first time)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
+	@$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
+	@$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	@touch $@
 
 # MLlib loads BLAS through netlib's JNI shim, which looks for libblas.so.3.
 # OpenBLAS provides it; without it MLlib prints `netlib-blas: JNI_OnLoad ... failed`
@@ -45,13 +48,18 @@ $(BLAS_STAMP):
 	fi
 	@touch $@
 
+# Spark fetches Delta's jars from Maven on its first start (a screen of Ivy report: kept in
+# the log, shown only on failure); doctor keeps a copy that later starts load directly.
 $(JARS_STAMP): $(INSTALL_STAMP)
 	@mkdir -p $(STATE)
-	$(MARQUEE) doctor --warm
+	@echo "set-up: starting Spark once to fetch Delta's jars (log: $(STATE)/doctor.log)"
+	@$(MARQUEE) doctor --warm --set spark.show_progress=false >$(STATE)/doctor.log 2>&1 \
+		|| { cat $(STATE)/doctor.log >&2; exit 1; }
+	@grep -E "^(spark |MLlib|Delta jars)" $(STATE)/doctor.log || true
 	@touch $@
 
 run: setup
-	$(MARQUEE) demo
+	@$(MARQUEE) demo
 
 # One pytest worker, whole test modules at a time (module fixtures build Delta lakes
 # once). Each worker's Spark JVM (local[2]) already keeps both cores busy, so more workers

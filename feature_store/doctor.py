@@ -11,7 +11,13 @@ import tempfile
 from pathlib import Path
 
 from feature_store.config import Config, manifest_signing_key_file
-from feature_store.spark import SparkSetupError, build_session, check_java, delta_maven_coordinates
+from feature_store.spark import (
+    SparkSetupError,
+    build_session,
+    check_java,
+    delta_maven_coordinates,
+    keep_delta_jars,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +53,9 @@ def warm(config: Config) -> list[str]:
     if rows != 3:
         raise SparkSetupError(f"Delta round trip returned {rows} rows instead of 3")
     lines.append(f"spark {spark.version} with Delta: ok ({', '.join(delta_maven_coordinates())})")
+    kept = keep_delta_jars(spark, config)
+    if kept:
+        lines.append(f"Delta jars kept in {kept} (no Maven resolution at each Spark start)")
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     blas = jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName()
     native = blas == "JNIBLAS"

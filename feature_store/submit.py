@@ -38,7 +38,12 @@ def spark_home() -> str:
 
 def submit_settings(config: Config) -> dict[str, Any]:
     """What ``build_session`` sets for the JVM itself, as spark-submit options."""
-    from feature_store.spark import _PROVIDED_BY_SPARK, delta_maven_coordinates, java_options
+    from feature_store.spark import (
+        _PROVIDED_BY_SPARK,
+        delta_jars,
+        delta_maven_coordinates,
+        java_options,
+    )
 
     sc = config.spark
     home = spark_home()
@@ -59,8 +64,9 @@ def submit_settings(config: Config) -> dict[str, Any]:
         "jars": None,
     }
     extra = sc.extra_package_list
-    if sc.jars_dir:
-        settings["jars"] = ",".join(sorted(str(p) for p in Path(sc.jars_dir).glob("*.jar")))
+    jars = delta_jars(config)
+    if jars:
+        settings["jars"] = ",".join(jars)
         settings["packages"] = ",".join(extra) or None
     else:
         settings["packages"] = ",".join([*delta_maven_coordinates(), *extra])
