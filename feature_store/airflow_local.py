@@ -23,7 +23,7 @@ import secrets
 import subprocess
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,12 +92,25 @@ class EmbeddedAirflow:
         self.dagbag = dagbag
         self.quiet = quiet
 
-    def run(
-        self, dag_id: str, *, logical_date: dt.datetime, conf: Mapping[str, Any]
-    ) -> DagRunResult:
+    def task_count(self, dag_id: str) -> int:
+        return len(self._dag(dag_id).task_ids)
+
+    def _dag(self, dag_id: str):
         dag = self.dagbag.get_dag(dag_id)
         if dag is None:
             raise KeyError(f"no DAG {dag_id!r} in {DAGS_DIR} ({self.dagbag.import_errors})")
+        return dag
+
+    def run(
+        self,
+        dag_id: str,
+        *,
+        logical_date: dt.datetime,
+        conf: Mapping[str, Any],
+        on_task: Callable[[str, str], None] | None = None,
+    ) -> DagRunResult:
+        """One DAG run; ``on_task(task_id, state)`` hears each task start and end."""
+        dag = self._dag(dag_id)
         log.info("Airflow: %s for %s", dag_id, logical_date.isoformat())
         printed = io.StringIO()
         succeeded = False
@@ -105,6 +118,8 @@ class EmbeddedAirflow:
             with _quiet_deprecations(self.quiet), contextlib.ExitStack() as stack:
                 if self.quiet:
                     stack.enter_context(contextlib.redirect_stdout(printed))
+                if on_task is not None:
+                    stack.enter_context(_listening(on_task))
                 dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf))
             succeeded = str(dag_run.state) == "success"
         finally:
@@ -125,6 +140,47 @@ class EmbeddedAirflow:
             task_states={ti.task_id: str(ti.state) for ti in instances},
             outputs=outputs,
         )
+
+
+def _make_listener(on_task: Callable[[str, str], None]) -> Any:
+    """Airflow's task listener hooks (the task runner calls them in this process), passed
+    on to ``on_task``. Made here: Airflow is imported only once its settings are set."""
+    from airflow.listeners import hookimpl
+
+    class Listener:
+        def __init__(self) -> None:
+            self.on_task = on_task
+
+        @hookimpl
+        def on_task_instance_running(self, previous_state, task_instance) -> None:
+            self.on_task(task_instance.task_id, "running")
+
+        @hookimpl
+        def on_task_instance_success(self, previous_state, task_instance) -> None:
+            self.on_task(task_instance.task_id, "success")
+
+        @hookimpl
+        def on_task_instance_failed(self, previous_state, task_instance, error) -> None:
+            self.on_task(task_instance.task_id, "failed")
+
+        @hookimpl
+        def on_task_instance_skipped(self, previous_state, task_instance) -> None:
+            self.on_task(task_instance.task_id, "skipped")
+
+    return Listener()
+
+
+@contextlib.contextmanager
+def _listening(on_task: Callable[[str, str], None]) -> Iterator[None]:
+    from airflow.sdk.listener import get_listener_manager
+
+    manager = get_listener_manager()
+    listener = _make_listener(on_task)
+    manager.add_listener(listener)
+    try:
+        yield
+    finally:
+        manager.pm.unregister(listener)
 
 
 @contextlib.contextmanager
