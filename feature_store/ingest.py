@@ -14,13 +14,15 @@ event-date partitions are replaced too and nobody else's rows there are touched.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 
 import delta.exceptions
 from pyspark import StorageLevel
@@ -534,22 +536,32 @@ def ingest_date(
             f"no landing files for {date.isoformat()} under {lake.root}/landing/<source>/date="
             f"{date.isoformat()}/ (sources: {', '.join(names)})"
         )
-    staged = []
+    landed = [n for n in names if listings[n].files or listings[n].hidden]
+    for name in sorted(set(names) - set(landed)):
+        log.info("ingest %s %s: no landing files", date, name)
+    staged: list[_Staged] = []
     try:
-        for name in names:
-            if listings[name].files or listings[name].hidden:
-                references = _references(spark, lake, SOURCES[name], staged)
-                staged.append(
-                    _stage(spark, config, lake, SOURCES[name], date, listings[name], references)
-                )
-            else:
-                log.info("ingest %s %s: no landing files", date, name)
+        # Sources whose rules look up another source (viewing: the catalogue) come after
+        # it, so a title landing today bounds today's views; the others all at once.
+        for wave in _waves([SOURCES[n] for n in landed]):
+            staged += _in_parallel(
+                lambda source, earlier=tuple(staged): _stage(
+                    spark,
+                    config,
+                    lake,
+                    source,
+                    date,
+                    listings[source.name],
+                    _references(spark, lake, source, earlier),
+                ),
+                wave,
+            )
+        staged.sort(key=lambda stage: landed.index(stage.source.name))
         report = IngestReport(date, tuple(s.reconciliation for s in staged), committed=False)
         with _first_to_commit(date):
             _write_quarantine(spark, lake, staged, date)
             _refuse_if_too_dirty(spark, config, lake, report, staged)
-            for stage in staged:
-                _write_bronze(lake, stage, date)
+            _write_all_bronze(spark, lake, staged, date)
         report = dataclasses.replace(report, committed=True)
     finally:
         for stage in staged:
@@ -672,7 +684,7 @@ def _classify(
 
 
 def _references(
-    spark: SparkSession, lake: lk.Lake, source: Source, staged: list[_Staged]
+    spark: SparkSession, lake: lk.Lake, source: Source, staged: Sequence[_Staged]
 ) -> dict[str, DataFrame]:
     """Rows of the sources `source`'s plausibility rules look up (the catalogue for
     viewing): what bronze holds plus what this run accepted before it, so a title that
@@ -747,15 +759,48 @@ def _earlier_ids(
     )
 
 
+# Stagings and commits of one day run this many at a time: at a day's size each is
+# mostly fixed latency (planning, Delta log reads and commits), which overlaps well.
+_PARALLEL_SOURCES = 4
+
+
+def _waves(sources: list[Source]) -> list[list[Source]]:
+    """The sources in the order their look-ups allow: first those that look nothing up
+    among the others, then the rest."""
+    names = {s.name for s in sources}
+    first = [s for s in sources if not names.intersection(s.referenced_sources)]
+    rest = [s for s in sources if s not in first]
+    return [wave for wave in (first, rest) if wave]
+
+
+def _in_parallel(work, items: list) -> list:
+    """``work`` of every item, several at once (Spark runs jobs of many threads side by
+    side); results in the items' order; the first error is raised once all are done."""
+    # Named after the calling thread, so that its logs and stack dumps say whose they are.
+    caller = threading.current_thread().name
+    pool = concurrent.futures.ThreadPoolExecutor(_PARALLEL_SOURCES, thread_name_prefix=caller)
+    with pool:
+        futures = [pool.submit(work, item) for item in items]
+    return [future.result() for future in futures]
+
+
+def _write_all_bronze(
+    spark: SparkSession, lake: lk.Lake, staged: list[_Staged], date: dt.date
+) -> None:
+    # Dictionary settings are session-wide: one setting for every source's scattered columns.
+    scattered = sorted({c for stage in staged for c in stage.source.scattered_columns})
+    with lk.without_dictionaries(spark, scattered):
+        _in_parallel(lambda stage: _write_bronze(lake, stage, date), staged)
+
+
 def _write_bronze(lake: lk.Lake, stage: _Staged, date: dt.date) -> None:
     rows = bronze_rows(stage.rows, source=stage.source)
-    with lk.without_dictionaries(rows.sparkSession, stage.source.scattered_columns):
-        lk.replace_slice(
-            rows,
-            lake.bronze(stage.source.name),
-            slice_values={"ingest_date": date},
-            partition_by=["event_date"],
-        )
+    lk.replace_slice(
+        rows,
+        lake.bronze(stage.source.name),
+        slice_values={"ingest_date": date},
+        partition_by=["event_date"],
+    )
     log.info(
         "bronze %s: %s rows for ingest date %s",
         stage.source.name,
