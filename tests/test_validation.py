@@ -22,6 +22,7 @@ from feature_store.features.validation import (
     freshness_bounds,
     row_count_bounds,
     validate_partition,
+    validate_partitions,
 )
 
 AS_OF_DATE = dt.date(2026, 1, 7)
@@ -309,3 +310,95 @@ def test_a_missing_column_fails_the_gate(spark, tmp_path):
         (RULE_RANGE, "sum_watch_hours"),
     }
     assert all(f.observed.startswith("could not be evaluated") for f in outcome.failed)
+
+
+# ------------------------------------------------------ a range judged in one pass
+
+RANGE = [dt.date(2026, 1, 5), dt.date(2026, 1, 6), dt.date(2026, 1, 7)]
+
+
+def _dated(as_of, *rows):
+    """Rows of `as_of` (last view that evening)."""
+    evening = dt.datetime.combine(as_of, dt.time(21, 0))
+    return [(*row, evening, as_of, WRITTEN) for row in rows]
+
+
+def _plain_gx_failures(spark, df, suite) -> set[tuple[str, str]]:
+    """(rule, check) of the expectations that fail when GX runs `suite` on `df` directly:
+    the per-date reference, independent of how validate_partitions splits its work."""
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_spark(name="reference", persist=False)
+        .add_dataframe_asset(name="partition")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": df})
+    )
+    result = batch.validate(suite, result_format="BASIC")
+    return {(r.expectation_config.meta["rule"], r.expectation_config.meta["check"])
+            for r in result.results if not r.success}  # fmt: skip
+
+
+@pytest.mark.integration
+def test_a_range_gets_the_verdicts_of_each_date_validated_alone(spark, tmp_path):
+    first, second, third = RANGE
+    clean = [("gb", "t1", 3, 1.5, 2), ("gb", "t2", 1, 0.25, 1), ("de", "t1", 2, 2.0, 2)]
+    rows = (
+        _dated(first, *clean)
+        # a row rule broken on the second date only (the same keys as the other dates)
+        + _dated(second, clean[0], ("gb", "t2", -4, 0.25, 1), clean[2])
+        # six rows on the third date where the previous had three: over the ±50% bound
+        + _dated(third, *clean, ("us-east", "t1", 1, 0.5, 1), ("us-east", "t2", 1, 0.5, 1),
+                 ("ca", "t1", 1, 0.5, 1))
+    )  # fmt: skip
+    previous = {first: None, second: 3, third: 3}
+    df = _frame(spark, rows)
+
+    together = validate_partitions(
+        REGION_TITLE_DAILY, df, dates=RANGE, previous_row_counts=previous,
+        results_dir=tmp_path / "range",
+    )  # fmt: skip
+    saved = {d: json.loads(o.result_path.read_text()) for d, o in together.items()}
+    alone = {}
+    for d in RANGE:
+        partition = df.filter(df.as_of_date == d).cache()
+        alone[d] = validate_partition(
+            REGION_TITLE_DAILY, partition, as_of=d, previous_row_count=previous[d],
+            results_dir=tmp_path / "alone",
+        )  # fmt: skip
+        suite = build_suite(REGION_TITLE_DAILY, as_of=d, previous_row_count=previous[d])
+        reference = _plain_gx_failures(spark, partition, suite)
+        assert {(f.rule, f.detail) for f in together[d].failed} == reference, d
+        partition.unpersist()
+    df.unpersist()
+
+    # each date's verdict, checks and observations: the same as validating it alone
+    def verdicts(outcomes):
+        return {d: (o.success, o.evaluated, o.failed) for d, o in outcomes.items()}
+
+    assert verdicts(together) == verdicts(alone)
+    assert [together[d].success for d in RANGE] == [True, False, False]
+    assert [(f.rule, f.column, f.observed) for f in together[second].failed] == [
+        (RULE_RANGE, "count_views", "1 unexpected of 3 rows (e.g. -4)")
+    ]
+    assert [(f.rule, f.observed, f.detail) for f in together[third].failed] == [
+        (RULE_ROW_COUNT, "observed 6",
+         "row count between 2 and 4 (at least 1; within ±50% of the previous 3)")
+    ]  # fmt: skip
+
+    # each date's result file names that date's failed checks only
+    for d in RANGE:
+        assert together[d].result_path == tmp_path / "range" / "region_title_daily" / (
+            f"{d.isoformat()}/validation.json"
+        )
+        failed = [r["expectation_config"]["meta"]["rule"] for r in saved[d]["results"]
+                  if not r["success"]]  # fmt: skip
+        assert failed == {first: [], second: [RULE_RANGE], third: [RULE_ROW_COUNT]}[d]
+        assert saved[d]["success"] is (d == first)
+        assert saved[d]["statistics"]["evaluated_expectations"] == 13
+        counts = [r["result"]["observed_value"] for r in saved[d]["results"]
+                  if r["expectation_config"]["meta"]["rule"] == RULE_ROW_COUNT]  # fmt: skip
+        assert counts == [{first: 3, second: 3, third: 6}[d]]
+    docs = (tmp_path / "range" / "data_docs" / "index.html").read_text()
+    assert all(f"region_title_daily-{d.isoformat()}" in docs for d in RANGE)
