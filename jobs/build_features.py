@@ -2,7 +2,8 @@
 
 spark-submit jobs/build_features.py --date 2026-01-09 [--table profile_daily ...]
 spark-submit jobs/build_features.py --start 2026-01-05 --end 2026-01-09   (backfill)
-Exit code 1 when any table failed validation (its rows went to quarantine).
+A range is one pass per table (every date computed, validated and committed together).
+Exit code 1 when any date failed validation (its rows went to quarantine) or was skipped.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from feature_store import lake as lk
 from feature_store import runtime
-from feature_store.features.build import FeatureBuildError, build_features
+from feature_store.features.build import FeatureBuildError, build_feature_range
 
 
 def add_date_args(parser: argparse.ArgumentParser) -> None:
@@ -35,16 +37,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _main(args: argparse.Namespace) -> int:
     config = runtime.load(args)
     spark = runtime.session(config, args)
-    failed = False
-    for as_of in args.dates:
-        try:
-            report = build_features(spark, config, as_of, args.table)
-        except (FeatureBuildError, KeyError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return runtime.EXIT_FAILED
-        print(report.format_table(), end="\n\n")
-        failed = failed or not report.ok
-    return runtime.EXIT_FAILED if failed else runtime.EXIT_OK
+    try:
+        report = build_feature_range(spark, config, args.dates, args.table)
+    except (FeatureBuildError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return runtime.EXIT_FAILED
+    print(report.format_table())
+    if report.ok:
+        return runtime.EXIT_OK
+    failed = ", ".join(d.isoformat() for d in report.failed_dates)
+    results = lk.Lake(config.lake).validation_results
+    print(f"\nnot committed: {failed}; validation results under {results}/<table>/<date>/")
+    return runtime.EXIT_FAILED
 
 
 def main(argv: list[str] | None = None) -> int:

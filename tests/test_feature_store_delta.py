@@ -152,7 +152,7 @@ def test_failed_validation_quarantines_the_partition_and_publishes_nothing(
 def test_validate_job_rechecks_committed_partitions(built, capsys):
     config, _ = built
     code = validate_job.main(
-        ["--date", AS_OF.isoformat(), "--table", "title_daily", "--set",
+        ["--date", AS_OF.isoformat(), "--table", "title_daily", "--recheck", "--set",
          f"paths.lake={config.lake}", "--set", f"paths.state_dir={config.paths.state_dir}"]
     )  # fmt: skip
     assert code == 0
@@ -291,7 +291,7 @@ def test_views_are_recomputed_only_for_days_whose_bronze_changed(spark, built, t
     days = [AS_OF - dt.timedelta(days=d) for d in range(6, -1, -1)]
     stored_days = tuple(days[:-1])  # the as-of day is made from bronze each time
     viewing = lk.read_table(spark, lake.bronze("viewing"))
-    again = refresh_views(spark, lake, viewing, days, as_of=AS_OF)
+    again = refresh_views(spark, lake, viewing, as_of_dates=[AS_OF], lookback_days=7)
     assert again.recomputed == () and again.reused == stored_days
 
     late_day = AS_OF - dt.timedelta(days=3)
@@ -304,11 +304,10 @@ def test_views_are_recomputed_only_for_days_whose_bronze_changed(spark, built, t
         lake.bronze("viewing")
     )
     viewing = lk.read_table(spark, lake.bronze("viewing"))
-    refreshed = refresh_views(spark, lake, viewing, days, as_of=AS_OF)
+    refreshed = refresh_views(spark, lake, viewing, as_of_dates=[AS_OF], lookback_days=7)
     one = dt.timedelta(days=1)
     assert refreshed.recomputed == (late_day - one, late_day, late_day + one)
     # what is read equals the views computed from bronze from scratch, up to the as-of date
-    stored = refreshed.rows.drop("view_date")
-    direct = tf.views_started_on(viewing, days=days, until=AS_OF)
-    assert_df_equality(stored, direct.select(*stored.columns), ignore_row_order=True)
+    direct = tf.range_views(viewing, as_of_dates=[AS_OF], lookback_days=7)
+    assert_df_equality(refreshed.rows, direct, ignore_row_order=True)
     assert refreshed.rows.filter(F.col("session_id") == "late-session").count() == 1

@@ -20,7 +20,9 @@ def bronze(spark):
 
 @pytest.fixture(scope="module")
 def view_rows(bronze):
-    return tf.views(bronze["viewing"], as_of=AS_OF, lookback_days=56).cache()
+    """The views every table of AS_OF reads: complete views of earlier days, the cut
+    views of AS_OF itself."""
+    return tf.range_views(bronze["viewing"], as_of_dates=[AS_OF], lookback_days=56).cache()
 
 
 def check(spark, got, columns, expected_rows):
@@ -34,10 +36,10 @@ def check(spark, got, columns, expected_rows):
     )
 
 
-def test_views_collapse_events_into_one_row_per_session_and_title(spark, view_rows):
+def test_views_collapse_events_into_one_row_per_session_and_title(spark, bronze):
     check(
         spark,
-        view_rows,
+        tf.views(bronze["viewing"], as_of=AS_OF, lookback_days=56),
         ["profile_id", "session_id", "title_id", "watch_seconds", "completed", "days_ago"],
         [
             ("p1", "s1", "t1", 6000, True, 0),
@@ -66,6 +68,62 @@ def test_a_view_belongs_to_its_start_day_whatever_the_lookback(spark):
     check(spark, longer, columns, [("inside", 600, 6), ("late", 3 * 3600, 7)])
 
 
+def test_a_view_across_midnight_is_cut_for_its_start_day_and_whole_afterwards(spark):
+    """As of its start day a view ends at midnight (the stop after it is the future); as of
+    the next day the same view is whole. Both as-of dates in one pass, keyed by date."""
+    day = AS_OF - dt.timedelta(days=1)
+    rows = view_events("p1", "a1", "night", "t1", f"{day}T23:30:00", 3600,
+                       complete=True, device="tv", hour=23, region="gb")  # fmt: skip
+    viewing = bronze_frame(spark, "viewing", rows)
+    dates = [day, AS_OF]
+    views = tf.range_views(viewing, as_of_dates=dates, lookback_days=7)
+    got = tf.tag_views(views, as_of_dates=dates, lookback_days=7)
+    check(
+        spark,
+        got,
+        ["as_of_date", "session_id", "watch_seconds", "completed", "last_ts", "days_ago"],
+        [
+            (day, "night", 0, False, ts(f"{day}T23:30:00"), 0),
+            (AS_OF, "night", 3600, True, ts(f"{AS_OF}T00:30:00"), 1),
+        ],
+    )
+    check(
+        spark,
+        tf.region_title_daily(views, as_of_dates=dates),
+        ["as_of_date", "title_id", "count_views", "sum_watch_hours", "last_view_ts"],
+        [(day, "t1", 1, 0.0, ts(f"{day}T23:30:00"))],
+    )
+
+
+def test_account_daily_takes_each_dates_own_snapshot(spark, bronze):
+    """Three as-of dates (not contiguous) in one pass: a1's plan changes on 01-04, a2's
+    payment fails on 01-03, a3 is cancelled on 01-02."""
+    dates = [dt.date(2026, 1, 1), dt.date(2026, 1, 3), dt.date(2026, 1, 4)]
+    views = tf.range_views(bronze["viewing"], as_of_dates=dates, lookback_days=30)
+    got = tf.account_daily(
+        views,
+        accounts=bronze["accounts"],
+        profiles=bronze["profiles"],
+        subscriptions=bronze["subscriptions"],
+        as_of_dates=dates,
+    )
+    check(
+        spark,
+        got,
+        ["account_id", "as_of_date", "plan", "tenure_days", "count_payment_failures_30d",
+         "count_plan_changes_30d", "count_profiles"],
+        [
+            ("a1", dates[0], "standard", 356, 0, 0, 2),
+            ("a2", dates[0], "basic", 0, 0, 0, 1),
+            ("a3", dates[0], "basic", 0, 0, 0, 1),
+            ("a1", dates[1], "standard", 358, 0, 0, 2),
+            ("a2", dates[1], "basic", 2, 1, 0, 1),
+            ("a1", dates[2], "premium", 359, 0, 1, 2),
+            ("a2", dates[2], "basic", 3, 1, 0, 1),
+        ],
+    )  # fmt: skip
+
+
 def test_profile_daily_windows_shares_segment_and_inactive_profiles(spark, bronze, view_rows):
     got = tf.profile_daily(
         view_rows,
@@ -73,7 +131,7 @@ def test_profile_daily_windows_shares_segment_and_inactive_profiles(spark, bronz
         titles=bronze["titles"],
         ratings=bronze["ratings"],
         searches=bronze["searches"],
-        as_of=AS_OF,
+        as_of_dates=[AS_OF],
     )
     check(
         spark,
@@ -123,11 +181,11 @@ def test_account_daily_uses_latest_state_and_drops_cancelled_accounts(spark, bro
         accounts=bronze["accounts"],
         profiles=bronze["profiles"],
         subscriptions=bronze["subscriptions"],
-        as_of=AS_OF,
+        as_of_dates=[AS_OF],
     )
     check(
         spark,
-        conform(got, REGISTRY.get("account_daily"), as_of=AS_OF, written_at=WRITTEN),
+        conform(got, REGISTRY.get("account_daily"), written_at=WRITTEN),
         [
             "account_id",
             "region",
@@ -155,7 +213,7 @@ def test_account_daily_uses_latest_state_and_drops_cancelled_accounts(spark, bro
 
 
 def test_title_daily_covers_released_titles_per_available_region(spark, bronze, view_rows):
-    got = tf.title_daily(view_rows, titles=bronze["titles"], as_of=AS_OF)
+    got = tf.title_daily(view_rows, titles=bronze["titles"], as_of_dates=[AS_OF])
     check(
         spark,
         got,
@@ -183,7 +241,7 @@ def test_title_daily_covers_released_titles_per_available_region(spark, bronze, 
 
 
 def test_region_title_daily_counts_the_as_of_date_only(spark, view_rows):
-    got = tf.region_title_daily(view_rows, as_of=AS_OF)
+    got = tf.region_title_daily(view_rows, as_of_dates=[AS_OF])
     check(
         spark,
         got,
@@ -195,7 +253,7 @@ def test_region_title_daily_counts_the_as_of_date_only(spark, view_rows):
 
 def test_interactions_count_rewatches_and_weigh_thumbs(spark, bronze, view_rows):
     got = tf.profile_title_interactions(
-        view_rows, titles=bronze["titles"], ratings=bronze["ratings"], as_of=AS_OF
+        view_rows, titles=bronze["titles"], ratings=bronze["ratings"], as_of_dates=[AS_OF]
     )
     check(
         spark,
@@ -225,9 +283,11 @@ def test_a_title_missing_from_the_catalogue_counts_completion_not_a_full_watch(s
                        complete=False, device="tv", hour=20, region="gb")  # fmt: skip
     rows += view_events("p2", "a1", "x2", "t-unknown", "2026-01-09T21:00:00", 4000,
                         complete=True, device="tv", hour=21, region="gb")  # fmt: skip
-    views = tf.views(bronze_frame(spark, "viewing", rows), as_of=AS_OF, lookback_days=56)
+    views = tf.range_views(
+        bronze_frame(spark, "viewing", rows), as_of_dates=[AS_OF], lookback_days=56
+    )
     got = tf.profile_title_interactions(
-        views, titles=bronze["titles"], ratings=bronze["ratings"], as_of=AS_OF
+        views, titles=bronze["titles"], ratings=bronze["ratings"], as_of_dates=[AS_OF]
     )
     check(
         spark,
@@ -239,9 +299,10 @@ def test_a_title_missing_from_the_catalogue_counts_completion_not_a_full_watch(s
 
 def test_artwork_daily_splits_by_the_viewers_segment(spark, bronze):
     segments = spark.createDataFrame(
-        [("p1", "drama_romance"), ("p3", "unknown")], "profile_id string, segment string"
+        [("p1", AS_OF, "drama_romance"), ("p3", AS_OF, "unknown")],
+        "profile_id string, as_of_date date, segment string",
     )
-    got = tf.artwork_daily(bronze["impressions"], profile_segments=segments, as_of=AS_OF)
+    got = tf.artwork_daily(bronze["impressions"], profile_segments=segments, as_of_dates=[AS_OF])
     check(
         spark,
         got,
@@ -266,7 +327,7 @@ def test_artwork_daily_splits_by_the_viewers_segment(spark, bronze):
 
 def test_conform_gives_exactly_the_declared_schema(bronze, view_rows):
     table = REGISTRY.get("region_title_daily")
-    got = conform(tf.region_title_daily(view_rows, as_of=AS_OF), table, as_of=AS_OF,
+    got = conform(tf.region_title_daily(view_rows, as_of_dates=[AS_OF]), table,
                   written_at=WRITTEN)  # fmt: skip
     assert [(f.name, f.dataType) for f in got.schema] == [
         (f.name, f.dataType) for f in table.schema

@@ -1,15 +1,19 @@
-"""Materialize feature tables for an as-of date: read, transform, validate, commit.
+"""Materialize feature tables for a set of as-of dates: read, transform, validate, commit.
 
-For each requested table, in dependency order:
-1. read the bronze partitions its window needs, pinned at the Delta version noted
-   for lineage (a rebuild can time-travel to exactly the same input);
-2. compute the declared columns (`transforms`), cast to the declared types, stamp
-   `as_of_date` and `written_at`;
-3. run the table's expectations (`validation`) on the computed partition;
-4. passed: replace the `as_of_date` partition of `<lake>/features/<table>`
-   (idempotent); failed: write the rows to `<lake>/quarantine/features/<table>`
-   instead, so the table never shows them and earlier partitions stay as they were.
-Every attempt is appended to `<lake>/ops/feature_builds`.
+One pass per table, whatever the number of dates (a daily build is a range of one):
+1. read the bronze tables, pinned at the Delta version noted for lineage (a rebuild
+   can time-travel to exactly the same input), and refresh the stored views of every
+   day the dates' windows need once (`views`);
+2. compute the declared columns of every date in one Spark job (`transforms`), cast
+   to the declared types, stamp `as_of_date` and `written_at`;
+3. run the table's expectations (`validation`) on each date's partition;
+4. replace the partitions of the dates that passed in `<lake>/features/<table>` in one
+   commit (`replaceWhere` on those dates: idempotent); the failed dates' rows go to
+   `<lake>/quarantine/features/<table>` instead, so the table never shows them and
+   their earlier partitions stay as they were.
+Tables are built in dependency order; a date whose upstream table did not commit is
+skipped for the downstream table, with that reason. Every attempt (one per table and
+date) is appended to `<lake>/ops/feature_builds` in one write.
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ from feature_store.config import Config
 from feature_store.features import transforms as tf
 from feature_store.features.definitions import AS_OF, FeatureTable
 from feature_store.features.tables import REGISTRY
-from feature_store.features.validation import ValidationOutcome, validate_partition
+from feature_store.features.validation import (
+    ValidationOutcome,
+    validate_partition,
+    validate_partitions,
+)
 from feature_store.features.views import refresh_views
 
 log = logging.getLogger(__name__)
@@ -88,6 +96,58 @@ class BuildReport:
         return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class RangeBuildReport:
+    """One build of a set of as-of dates: a TableBuild per table and date."""
+
+    dates: tuple[dt.date, ...]
+    builds: tuple[TableBuild, ...]  # tables in build order, dates ascending within each
+    table_seconds: dict[str, float]  # the one pass per table, whole
+
+    @property
+    def ok(self) -> bool:
+        return all(b.status == COMMITTED for b in self.builds)
+
+    @property
+    def failed_dates(self) -> tuple[dt.date, ...]:
+        """The dates with a table that did not commit (failed validation or skipped)."""
+        return tuple(sorted({b.as_of for b in self.builds if b.status != COMMITTED}))
+
+    def for_date(self, as_of: dt.date) -> BuildReport:
+        return BuildReport(as_of, tuple(b for b in self.builds if b.as_of == as_of))
+
+    def format_table(self) -> str:
+        first, last = self.dates[0].isoformat(), self.dates[-1].isoformat()
+        span = first if first == last else f"{first} to {last}"
+        header = (
+            f"{'feature table':<28}{'committed':>10}{'failed':>8}{'skipped':>9}"
+            f"{'rows':>14}{'seconds':>9}"
+        )
+        lines = [f"features as of {span} ({len(self.dates)} dates)", header, "-" * len(header)]
+        for table in dict.fromkeys(b.table for b in self.builds):
+            mine = [b for b in self.builds if b.table == table]
+            status = [b.status for b in mine]
+            lines.append(
+                f"{table:<28}{status.count(COMMITTED):>10}{status.count(FAILED_VALIDATION):>8}"
+                f"{status.count(SKIPPED):>9}{sum(b.rows for b in mine):>14,}"
+                f"{self.table_seconds.get(table, 0.0):>9.1f}"
+            )
+        if self.failed_dates:
+            lines.append(f"failed dates: {', '.join(d.isoformat() for d in self.failed_dates)}")
+        lines += [_failure_text(b) for b in self.builds if b.status != COMMITTED]
+        return "\n".join(lines)
+
+
+def _failure_text(build: TableBuild) -> str:
+    head = f"{build.table} {build.as_of.isoformat()}: {build.status}"
+    if build.validation is None:
+        return f"{head}: {build.reason}"
+    return (
+        f"{head} (rows in quarantine; result {build.validation.result_path})\n"
+        + build.validation.summary()
+    )
+
+
 def build_order(names: Iterable[str] | None) -> list[FeatureTable]:
     """The requested tables (all by default), each after the tables it reads."""
     wanted = [REGISTRY.get(n) for n in names] if names else list(REGISTRY)
@@ -104,187 +164,231 @@ def build_features(
     tables: Iterable[str] | None = None,
 ) -> BuildReport:
     """Build, validate and commit the requested feature tables for one as-of date."""
-    lake = lk.Lake(config.lake)
-    ordered = build_order(tables)
-    needed = sorted({s for t in ordered for s in t.sources})
-    versions = _bronze_versions(spark, lake, needed)
-    bronze = {s: _read_bronze(spark, lake, s, versions[s]) for s in needed}
-    history_starts = _history_starts(bronze)
-    written_at = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
+    return build_feature_range(spark, config, [as_of], tables).for_date(as_of)
 
-    view_lookback = max((t.lookback_days for t in ordered if t.name in VIEW_TABLES), default=0)
-    view_rows = None
-    if view_lookback:
-        days = tf.window_days(as_of, view_lookback)
-        refreshed = refresh_views(spark, lake, bronze["viewing"], days, as_of=as_of)
-        if refreshed.version is not None:
-            versions[VIEWS_LINEAGE] = refreshed.version
-        view_rows = tf.with_days_ago(refreshed.rows, as_of=as_of).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
+
+def build_feature_range(
+    spark: SparkSession,
+    config: Config,
+    dates: Iterable[dt.date],
+    tables: Iterable[str] | None = None,
+) -> RangeBuildReport:
+    """Build, validate and commit the requested feature tables for a set of as-of dates:
+    per table one computation of every date, one validation, one commit of the dates
+    that passed and one of the failed dates' rows to the quarantine."""
+    dates = sorted(set(dates))
+    if not dates:
+        raise FeatureBuildError("no as-of dates to build")
+    ordered = build_order(tables)
+    run = _prepare(spark, config, ordered, dates)
     builds: list[TableBuild] = []
+    seconds: dict[str, float] = {}
     try:
         for table in ordered:
-            failed_upstream = [
-                b.table
-                for b in builds
-                if b.table in table.upstream_tables and b.status != COMMITTED
+            skipped = _upstream_skips(run, table, dates, builds)
+            done = [
+                TableBuild(table.name, d, SKIPPED, 0, 0.0, {}, reason=why)
+                for d, why in skipped.items()
             ]
-            if failed_upstream:
-                builds.append(
-                    TableBuild(
-                        table.name,
-                        as_of,
-                        SKIPPED,
-                        0,
-                        0.0,
-                        {},
-                        reason=f"not built: upstream {', '.join(failed_upstream)} did not commit",
-                    )
-                )
-                continue
-            frame = _compute(
-                spark,
-                lake,
-                table,
-                bronze,
-                view_rows,
-                as_of,
-                broadcast_max_rows=config.spark.broadcast_lookup_max_rows,
-            )
-            builds.append(
-                _validate_and_commit(
-                    spark,
-                    lake,
-                    table,
-                    frame,
-                    as_of=as_of,
-                    written_at=written_at,
-                    bronze_versions=_input_versions(table, versions),
-                    history_start=_history_start(table, history_starts),
-                )
-            )
+            todo = [d for d in dates if d not in skipped]
+            if todo:
+                started = time.perf_counter()
+                done += _build_table(run, table, todo)
+                seconds[table.name] = round(time.perf_counter() - started, 1)
+            builds += sorted(done, key=lambda b: b.as_of)
     finally:
-        if view_rows is not None:
-            view_rows.unpersist()
-    report = BuildReport(as_of, tuple(builds))
-    _record_builds(spark, lake, report, written_at)
+        if run.views is not None:
+            run.views.unpersist()
+    report = RangeBuildReport(tuple(dates), tuple(builds), seconds)
+    _record_builds(spark, run.lake, report.builds, run.written_at)
     return report
 
 
-def _compute(
-    spark: SparkSession,
-    lake: lk.Lake,
-    table: FeatureTable,
-    bronze: dict[str, DataFrame],
-    view_rows: DataFrame | None,
-    as_of: dt.date,
-    *,
-    broadcast_max_rows: int,
-) -> DataFrame:
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What every table of one build reads: pinned bronze, the views, the stamps."""
+
+    spark: SparkSession
+    lake: lk.Lake
+    bronze: dict[str, DataFrame]
+    versions: dict[str, int]  # bronze tables and the views table, for lineage
+    history_starts: dict[str, dt.date | None]
+    views: DataFrame | None  # persisted: complete views of earlier days, cut views of the dates
+    written_at: dt.datetime
+    broadcast_max_rows: int
+
+
+def _prepare(
+    spark: SparkSession, config: Config, ordered: list[FeatureTable], dates: list[dt.date]
+) -> _Run:
+    lake = lk.Lake(config.lake)
+    needed = sorted({s for t in ordered for s in t.sources})
+    versions = _bronze_versions(spark, lake, needed)
+    bronze = {s: _read_bronze(spark, lake, s, versions[s]) for s in needed}
+    view_lookback = max((t.lookback_days for t in ordered if t.name in VIEW_TABLES), default=0)
+    views = None
+    if view_lookback:
+        refreshed = refresh_views(
+            spark, lake, bronze["viewing"], as_of_dates=dates, lookback_days=view_lookback
+        )
+        if refreshed.version is not None:
+            versions[VIEWS_LINEAGE] = refreshed.version
+        # clustered by profile: the aggregations by profile then reuse this one shuffle
+        views = refreshed.rows.repartition("profile_id").persist(StorageLevel.MEMORY_AND_DISK)
+    return _Run(
+        spark,
+        lake,
+        bronze,
+        versions,
+        _history_starts(bronze),
+        views,
+        dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0),
+        config.spark.broadcast_lookup_max_rows,
+    )
+
+
+def _upstream_skips(
+    run: _Run, table: FeatureTable, dates: list[dt.date], builds: list[TableBuild]
+) -> dict[dt.date, str]:
+    """The dates `table` cannot be built for, and why: an upstream table of the same
+    date did not commit in this run, or (not built in this run) has no partition."""
+    skips: dict[dt.date, str] = {}
+    for upstream in table.upstream_tables:
+        built = {b.as_of: b.status for b in builds if b.table == upstream}
+        if built:
+            failed = [d for d in dates if built.get(d) != COMMITTED]
+            why = f"not built: upstream {upstream} did not commit"
+        else:
+            stored = _stored_dates(run.spark, run.lake, upstream, dates)
+            failed = [d for d in dates if d not in stored]
+            why = f"not built: {upstream} has no partition for that date; build {upstream} first"
+        for d in failed:
+            skips.setdefault(d, why)
+    return dict(sorted(skips.items()))
+
+
+def _stored_dates(
+    spark: SparkSession, lake: lk.Lake, table: str, dates: list[dt.date]
+) -> set[dt.date]:
+    path = lake.features(table)
+    if not lk.table_exists(spark, path):
+        return set()
+    rows = lk.read_table(spark, path).filter(F.col(AS_OF).isin(dates)).select(AS_OF).distinct()
+    return {r[0] for r in rows.collect()}
+
+
+def _compute(run: _Run, table: FeatureTable, dates: list[dt.date]) -> DataFrame:
+    bronze, views = run.bronze, run.views
     if table.name == "profile_daily":
         return tf.profile_daily(
-            view_rows,
+            views,
             profiles=bronze["profiles"],
             titles=bronze["titles"],
             ratings=bronze["ratings"],
             searches=bronze["searches"],
-            as_of=as_of,
+            as_of_dates=dates,
         )
     if table.name == "account_daily":
         return tf.account_daily(
-            view_rows,
+            views,
             accounts=bronze["accounts"],
             profiles=bronze["profiles"],
             subscriptions=bronze["subscriptions"],
-            as_of=as_of,
+            as_of_dates=dates,
         )
     if table.name == "title_daily":
-        return tf.title_daily(view_rows, titles=bronze["titles"], as_of=as_of)
+        return tf.title_daily(views, titles=bronze["titles"], as_of_dates=dates)
     if table.name == "region_title_daily":
-        return tf.region_title_daily(view_rows, as_of=as_of)
+        return tf.region_title_daily(views, as_of_dates=dates)
     if table.name == "profile_title_interactions":
         return tf.profile_title_interactions(
-            view_rows, titles=bronze["titles"], ratings=bronze["ratings"], as_of=as_of
+            views, titles=bronze["titles"], ratings=bronze["ratings"], as_of_dates=dates
         )
     if table.name == "artwork_daily":
-        segments = read_partition(spark, lake, "profile_daily", as_of)
-        if segments is None:
-            raise FeatureBuildError(
-                f"artwork_daily {as_of}: profile_daily has no partition for that date; "
-                "build profile_daily first"
-            )
-        small = segments.count() <= broadcast_max_rows
+        segments = lk.read_table(run.spark, run.lake.features("profile_daily")).filter(
+            F.col(AS_OF).isin(dates)
+        )
+        small = segments.count() <= run.broadcast_max_rows
         return tf.artwork_daily(
-            bronze["impressions"], profile_segments=segments, as_of=as_of, broadcast_segments=small
+            bronze["impressions"],
+            profile_segments=segments,
+            as_of_dates=dates,
+            broadcast_segments=small,
         )
     raise FeatureBuildError(f"no transform for feature table {table.name!r}")
 
 
-def _validate_and_commit(
-    spark: SparkSession,
-    lake: lk.Lake,
-    table: FeatureTable,
-    frame: DataFrame,
-    *,
-    as_of: dt.date,
-    written_at: dt.datetime,
-    bronze_versions: dict[str, int],
-    history_start: dt.date | None,
-) -> TableBuild:
+def _build_table(run: _Run, table: FeatureTable, dates: list[dt.date]) -> list[TableBuild]:
+    """Compute every date once, validate each date's partition, commit the dates that
+    passed in one write and put the failed dates' rows in the quarantine in another."""
     started = time.perf_counter()
     steps: dict[str, float] = {}
 
     def step_done(name: str) -> None:
         steps[name] = round(time.perf_counter() - started - sum(steps.values()), 2)
 
-    rows = tf.conform(frame, table, as_of=as_of, written_at=written_at).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
+    rows = tf.conform(_compute(run, table, dates), table, written_at=run.written_at)
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        count = rows.count()
+        counts = _row_counts(rows, dates)
         step_done("compute")
-        outcome = validate_partition(
+        outcomes = validate_partitions(
             table,
             rows,
-            as_of=as_of,
-            previous_row_count=_previous_row_count(spark, lake, table, as_of, history_start),
-            results_dir=lake.validation_results,
+            dates=dates,
+            previous_row_counts=_previous_row_counts(run, table, dates, counts),
+            results_dir=run.lake.validation_results,
         )
         step_done("validate")
-        slice_values = {AS_OF: as_of}
-        if outcome.success:
-            lk.replace_slice(
-                rows, lake.features(table.name), slice_values=slice_values, partition_by=[AS_OF]
-            )
-            version = lk.table_version(spark, lake.features(table.name))
-            status = COMMITTED
-        else:
-            lk.replace_slice(
-                rows,
-                lake.feature_quarantine(table.name),
-                slice_values=slice_values,
-                partition_by=[AS_OF],
-            )
-            version, status = None, FAILED_VALIDATION
+        passed = [d for d in dates if outcomes[d].success]
+        failed = [d for d in dates if not outcomes[d].success]
+        version = None
+        if passed:
+            version = _write_dates(rows, run.lake.features(table.name), passed)
+        if failed:
+            _write_dates(rows, run.lake.feature_quarantine(table.name), failed)
         step_done("write")
     finally:
         rows.unpersist()
     seconds = time.perf_counter() - started
     log.info(
-        "features %s %s: %s, %s rows in %.1fs", table.name, as_of, status, f"{count:,}", seconds
+        "features %s, %d dates: %d committed, %d failed, %s rows in %.1fs",
+        table.name, len(dates), len(passed), len(failed), f"{sum(counts.values()):,}", seconds,
+    )  # fmt: skip
+    # One pass builds every date: each date's record gets an even share of its seconds.
+    share = 1 / len(dates)
+    lineage = _input_versions(table, run.versions)
+    return [
+        TableBuild(
+            table.name,
+            d,
+            COMMITTED if outcomes[d].success else FAILED_VALIDATION,
+            counts[d],
+            round(seconds * share, 1),
+            lineage,
+            version if outcomes[d].success else None,
+            outcomes[d],
+            seconds_by_step={k: round(v * share, 2) for k, v in steps.items()},
+        )
+        for d in dates
+    ]
+
+
+def _row_counts(rows: DataFrame, dates: list[dt.date]) -> dict[dt.date, int]:
+    """Rows per as-of date (0 for a date without rows), in one Spark job."""
+    counted = {r[AS_OF]: r["count"] for r in rows.groupBy(AS_OF).count().collect()}
+    return {d: counted.get(d, 0) for d in dates}
+
+
+def _write_dates(rows: DataFrame, path: str, dates: list[dt.date]) -> int:
+    """Replace the partitions of ``dates`` in the table at ``path`` in one commit."""
+    lk.replace_slice(
+        rows.filter(F.col(AS_OF).isin(dates)),
+        path,
+        slice_values={AS_OF: tuple(dates)},
+        partition_by=[AS_OF],
     )
-    return TableBuild(
-        table.name,
-        as_of,
-        status,
-        count,
-        round(seconds, 1),
-        bronze_versions,
-        version,
-        outcome,
-        seconds_by_step=steps,
-    )
+    return lk.table_version(rows.sparkSession, path)
 
 
 def read_partition(
@@ -304,7 +408,34 @@ def _previous_row_count(
     as_of: dt.date,
     history_start: dt.date | None,
 ) -> int | None:
-    """Rows in the previous day's partition, once that day's window was full.
+    """Rows in the stored partition of the previous day, once that day's window was full
+    (see `_window_full`)."""
+    previous_day = as_of - dt.timedelta(days=1)
+    if not _window_full(table, previous_day, history_start):
+        return None
+    return _stored_row_count(spark, lake, table.name, previous_day)
+
+
+def _previous_row_counts(
+    run: _Run, table: FeatureTable, dates: list[dt.date], counts: dict[dt.date, int]
+) -> dict[dt.date, int | None]:
+    """Per date, the previous day's row count for the day-over-day bound: computed in this
+    run when the previous day is one of its dates, else the stored partition's."""
+    history_start = _history_start(table, run.history_starts)
+    out: dict[dt.date, int | None] = {}
+    for as_of in dates:
+        previous_day = as_of - dt.timedelta(days=1)
+        if not _window_full(table, previous_day, history_start):
+            out[as_of] = None
+        elif previous_day in counts:
+            out[as_of] = counts[previous_day]
+        else:
+            out[as_of] = _stored_row_count(run.spark, run.lake, table.name, previous_day)
+    return out
+
+
+def _window_full(table: FeatureTable, day: dt.date, history_start: dt.date | None) -> bool:
+    """Whether `day`'s whole window lies inside the bronze history.
 
     While the lake's history is shorter than a table's lookback, each day's window
     holds one more day of events than the day before, so tables keyed by what
@@ -312,12 +443,17 @@ def _previous_row_count(
     day-over-day bound starts when the previous day's whole window lies inside the
     bronze history; before that only the table's minimum row count applies.
     """
-    previous_day = as_of - dt.timedelta(days=1)
-    window_start = previous_day - dt.timedelta(days=table.lookback_days - 1)
-    if history_start is None or window_start < history_start:
+    window_start = day - dt.timedelta(days=table.lookback_days - 1)
+    return history_start is not None and window_start >= history_start
+
+
+def _stored_row_count(spark: SparkSession, lake: lk.Lake, table: str, as_of: dt.date) -> int | None:
+    """Rows of the committed partition of ``as_of``; None when there is none."""
+    path = lake.features(table)
+    if not lk.table_exists(spark, path):
         return None
-    previous = read_partition(spark, lake, table.name, previous_day)
-    return None if previous is None else previous.count()
+    count = lk.read_table(spark, path).filter(F.col(AS_OF) == F.lit(as_of)).count()
+    return count or None
 
 
 def _input_versions(table: FeatureTable, versions: dict[str, int]) -> dict[str, int]:
@@ -358,9 +494,9 @@ def _read_bronze(spark: SparkSession, lake: lk.Lake, source: str, version: int) 
 
 
 def _record_builds(
-    spark: SparkSession, lake: lk.Lake, report: BuildReport, built_at: dt.datetime
+    spark: SparkSession, lake: lk.Lake, builds: Iterable[TableBuild], built_at: dt.datetime
 ) -> None:
-    """Append every attempt, with its lineage, to the ops log."""
+    """Append every attempt (one per table and date), with its lineage, to the ops log."""
     rows = [
         (
             b.table,
@@ -374,7 +510,7 @@ def _record_builds(
             None if b.validation is None else str(b.validation.result_path),
             b.reason or (None if b.validation is None else b.validation.summary()),
         )
-        for b in report.builds
+        for b in builds
     ]
     schema = (
         "table string, as_of_date date, built_at timestamp, status string, rows long, "

@@ -1,7 +1,7 @@
 """The views table: viewing events reduced to one row per view, kept day by day.
 
 Every feature table that reads viewing starts from *views* (one row per profile,
-session and title; see :func:`feature_store.features.transforms.views_started_on`).
+session and title; see :func:`feature_store.features.transforms.complete_views`).
 Recomputing 56 days of them from raw events for every as-of date is what makes daily
 materialization reread all history, so they are kept in a Delta table,
 ``<lake>/silver/views``, partitioned by ``view_date`` (the day the view started), and
@@ -14,10 +14,11 @@ is recomputed when its fingerprint differs: a new day of bronze changes the day 
 it too, a late arrival or a re-ingestion rewrites its partition, a deletion (forgetting
 a member) rewrites files. Otherwise the stored rows are read as they are.
 
-The as-of day itself is never stored: its views are made from its own events and the
-day before's only, since what a view did after the as-of date's midnight is the future
-for features as of that date. It is one day of views, the day a daily build has to
-compute anyway.
+An as-of date's own day is never read from the table: features as of that date see
+the views started on it *cut at its midnight*, made from its events and the day
+before's only, since what a view did after midnight is that date's future. A build of
+a range of as-of dates refreshes the stored days of all their windows once and makes
+the cut views of all its dates in one job (`transforms.cut_views`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hashlib
 import logging
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -43,10 +45,10 @@ _PARTITION = re.compile(r"event_date=(\d{4}-\d{2}-\d{2})")
 
 @dataclasses.dataclass(frozen=True)
 class ViewsRefresh:
-    """The views of the requested days, and what the refresh did to get them."""
+    """The views a set of as-of dates needs, and what the refresh did to get them."""
 
-    rows: DataFrame  # stored days pinned to `version`, the as-of day made from bronze
-    version: int | None  # of the views table; None when only the as-of day was asked for
+    rows: DataFrame  # tf.VIEW_COLUMNS: stored days pinned to `version`, cut days from bronze
+    version: int | None  # of the views table; None when no stored day was needed
     recomputed: tuple[dt.date, ...]
     reused: tuple[dt.date, ...]
 
@@ -55,26 +57,25 @@ def refresh_views(
     spark: SparkSession,
     lake: lk.Lake,
     viewing: DataFrame,
-    days: list[dt.date],
     *,
-    as_of: dt.date,
+    as_of_dates: Sequence[dt.date],
+    lookback_days: int,
 ) -> ViewsRefresh:
-    """The views of ``days`` as features dated ``as_of`` see them, from ``viewing`` (the
-    bronze table, pinned at the version the build reads): the stored days before the
-    as-of date brought up to date, and the as-of day's views cut at its midnight."""
-    if not days or max(days) > as_of:
-        raise ValueError(f"refresh_views needs days up to the as-of date {as_of}, got {days}")
-    stored_days = sorted(d for d in days if d < as_of)
-    as_of_day = _dated(tf.views_started_on(viewing, days=[as_of], until=as_of))
+    """The views the windows of ``as_of_dates`` (``lookback_days`` long) hold, from
+    ``viewing`` (the bronze table, pinned at the version the build reads): the stored
+    complete views of every earlier day, brought up to date once for the whole set, and
+    each as-of date's own day cut at its midnight (all of them in one job)."""
+    dates = sorted(set(as_of_dates))
+    cut = tf.cut_views(viewing, as_of_dates=dates)
+    stored_days = tf.complete_view_days(dates, lookback_days)
     if not stored_days:
-        return ViewsRefresh(as_of_day, None, (), ())
+        return ViewsRefresh(cut, None, (), ())
     prints = fingerprints(viewing, stored_days)
     stored = _stored_fingerprints(spark, lake, stored_days)
     stale = tuple(d for d in stored_days if stored.get(d) != prints[d])
     if stale:
-        rows = _dated(tf.views_started_on(viewing, days=stale))
         lk.replace_slice(
-            rows,
+            _stored_form(tf.complete_views(viewing, days=stale)),
             lake.silver("views"),
             slice_values={VIEW_DATE: stale},
             partition_by=[VIEW_DATE],
@@ -84,15 +85,19 @@ def refresh_views(
     views = (
         lk.read_table(spark, lake.silver("views"), version=version)
         .filter(F.col(VIEW_DATE).isin(stored_days))
-        .unionByName(as_of_day)
+        .withColumnRenamed(VIEW_DATE, "event_date")
+        .withColumn(tf.CUT, F.lit(False))
+        .select(*tf.VIEW_COLUMNS)
+        .unionByName(cut)
     )
     reused = tuple(d for d in stored_days if d not in stale)
     log.info("views: %d days recomputed, %d reused (version %d)", len(stale), len(reused), version)
     return ViewsRefresh(views, version, stale, reused)
 
 
-def _dated(views: DataFrame) -> DataFrame:
-    return views.withColumn(VIEW_DATE, F.to_date("start_ts"))
+def _stored_form(views: DataFrame) -> DataFrame:
+    """Complete views as the table keeps them: partitioned by the day they started."""
+    return views.drop("event_date", tf.CUT).withColumn(VIEW_DATE, F.to_date("start_ts"))
 
 
 def fingerprints(viewing: DataFrame, days: list[dt.date]) -> dict[dt.date, str]:
