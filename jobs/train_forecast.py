@@ -28,7 +28,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--plan-days", type=int, default=7, help="days of forecast views the plan serves"
     )
     parser.add_argument(
-        "--backtest-origins", type=int, default=3, help="rolling origins, 7 days apart"
+        "--backtest-origins",
+        type=int,
+        help="rolling origins, 7 days apart (default: sized to the data: at most 3, only "
+        "those whose fold learns from 7+ origins with all 14 targets observed, and the "
+        "latest alone when the series are short or hold under 1,000,000 series x days; "
+        "horizons are always 1-14)",
     )
     parser.add_argument("--top-n", type=int, default=100, help="top titles per region judged")
     parser.add_argument(

@@ -26,6 +26,7 @@ from feature_store.forecast.backtest import (
     error_sums,
     metrics_table,
     min_history_days,
+    plan_backtest,
     sample_series,
 )
 from feature_store.forecast.features import (
@@ -211,6 +212,40 @@ def test_backtest_origins_step_back_from_the_end_within_the_history():
     origins = backtest_origins(first, end, horizon=14, count=5, step=7, min_train_origins=7)
     # the last leaves 14 days of actuals; none before day 27 + 13 + 7 = 47
     assert origins == [day(48), day(55)]
+
+
+def _sized(days: int, series: int, count: int | None = None):
+    end = day(days - 1)
+    return plan_backtest(
+        D0, end, series_count=series, horizon=14, step=7, min_train_origins=1, count=count
+    )
+
+
+def test_the_backtest_is_sized_to_the_length_and_size_of_the_series():
+    every_horizon = tuple(range(1, 15))
+    # the demo: 70 days of ~8,000 series (0.56M series x days) -> the latest origin only
+    demo = _sized(70, 8_000)
+    assert (demo.origins, demo.horizons) == ((day(55),), every_horizon)
+    assert demo.rule.startswith("small: 560,000 series x days")
+    # 70 days of a large catalogue: the fold at day 41 would learn from one fully observed
+    # origin, so two origins (day 48's fold learns from 8, day 55's from 15)
+    wide = _sized(70, 60_000)
+    assert (wide.origins, wide.horizons) == ((day(48), day(55)), every_horizon)
+    # twelve weeks of a real catalogue: the full three-origin backtest
+    long = _sized(84, 20_000)
+    assert (long.origins, long.horizons) == ((day(55), day(62), day(69)), every_horizon)
+    assert long.rule.startswith("sized: 3 of at most 3 origins")
+    # too short for a fold with a week of observed origins: the latest origin there is
+    short = _sized(60, 60_000)
+    assert (short.origins, short.horizons) == ((day(45),), every_horizon)
+    assert short.rule.startswith("short: in 60 days")
+    # asked for: as many as the history allows, whatever the size
+    assert _sized(70, 8_000, count=3).origins == (day(41), day(48), day(55))
+    assert demo.params() == {
+        "backtest.origins_evaluated": 1,
+        "backtest.horizons_evaluated": "1-14",
+        "backtest.rule": demo.rule,
+    }
 
 
 def test_a_capped_training_set_keeps_whole_series_the_same_ones_every_time(spark):

@@ -81,6 +81,96 @@ def backtest_origins(
     return sorted(o for o in origins if o >= earliest)
 
 
+# The sizing rule's constants (see :func:`plan_backtest`).
+SIZED_MAX_ORIGINS = 3
+# a sized fold learns from at least a week of origins whose 14 targets are all observed:
+# every weekday once, as the final model does many times over
+SIZED_FOLD_TRAIN_ORIGINS = 7
+# series x days below which the backtest is one origin (a demo or a smoke test: the
+# 5,000-account demo holds ~0.6M; 100,000 accounts over 70 days ~4M)
+SIZED_FULL_SERIES_DAYS = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class BacktestPlan:
+    """The origins and horizons a backtest evaluates, and the rule that chose them (for
+    the run's record: what the quality report is about)."""
+
+    origins: tuple[dt.date, ...]
+    horizons: tuple[int, ...]
+    rule: str
+
+    def params(self) -> dict[str, object]:
+        return {
+            "backtest.origins_evaluated": len(self.origins),
+            "backtest.horizons_evaluated": f"{self.horizons[0]}-{self.horizons[-1]}",
+            "backtest.rule": self.rule,
+        }
+
+
+def plan_backtest(
+    first: dt.date,
+    end: dt.date,
+    *,
+    series_count: int,
+    horizon: int,
+    step: int,
+    min_train_origins: int,
+    count: int | None = None,
+) -> BacktestPlan:
+    """The backtest sized to the data, or ``count`` origins when asked for.
+
+    Horizons: always 1..``horizon``, the whole forecast window: the CDN plan's days and
+    the report's per-horizon errors need every one, and scoring them costs little; the
+    data decides how many origins, never which horizons.
+
+    Origins (``count`` None), ``step`` days apart, the last ``horizon`` days before
+    ``end``:
+    - length: only origins whose fold learns from at least
+      ``SIZED_FOLD_TRAIN_ORIGINS`` (7) origins with all targets observed, at most
+      ``SIZED_MAX_ORIGINS`` (3): an earlier fold's model would learn from a few days and
+      say little about the final one. A series too short for any such fold (under 62
+      days at the defaults) gets the latest origin the history allows: one;
+    - size: fewer than ``SIZED_FULL_SERIES_DAYS`` (1,000,000) series x days gets the
+      latest of those origins only: there each fold costs the fits' fixed overhead, not
+      data, and the run is a demo or a smoke test.
+    So 12 weeks of a real catalogue (20,000 series) get all three; the 70-day demo one.
+    With ``count``: that many, as the history allows (``min_train_origins``).
+    """
+    horizons = tuple(range(1, horizon + 1))
+    days = (end - first).days + 1
+
+    def origins(n: int, train_origins: int) -> tuple[dt.date, ...]:
+        return tuple(
+            backtest_origins(
+                first, end, horizon=horizon, count=n, step=step, min_train_origins=train_origins
+            )
+        )
+
+    if count is not None:
+        chosen = origins(count, min_train_origins)
+        return BacktestPlan(chosen, horizons, f"{count} asked for, {len(chosen)} fit {days} days")
+    sized = origins(SIZED_MAX_ORIGINS, SIZED_FOLD_TRAIN_ORIGINS)
+    series_days = series_count * days
+    if not sized:
+        rule = (
+            f"short: in {days} days no fold has {SIZED_FOLD_TRAIN_ORIGINS} fully observed "
+            "training origins, so the latest origin only"
+        )
+        return BacktestPlan(origins(1, min_train_origins), horizons, rule)
+    if series_days < SIZED_FULL_SERIES_DAYS:
+        rule = (
+            f"small: {series_days:,} series x days (under {SIZED_FULL_SERIES_DAYS:,}), so "
+            "the latest origin only"
+        )
+        return BacktestPlan(sized[-1:], horizons, rule)
+    rule = (
+        f"sized: {len(sized)} of at most {SIZED_MAX_ORIGINS} origins with "
+        f"{SIZED_FOLD_TRAIN_ORIGINS}+ fully observed training origins in {days} days"
+    )
+    return BacktestPlan(sized, horizons, rule)
+
+
 def training_rows(
     examples: DataFrame,
     *,

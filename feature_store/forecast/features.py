@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
@@ -55,6 +55,7 @@ MEAN_7D = "mean_views_7d"
 SAME_WEEKDAY_1W = "views_same_weekday_1w"
 LAG_0 = "views_lag_0d"
 SEASONAL_SCALE = "seasonal_naive_mae_in_sample"  # MASE's scale, see backtest.py
+NEXT_VIEWS = "next_views"  # origin rows' views on T+1 .. T+h: the targets, never a feature
 
 CATEGORICAL_FEATURES = (REGION, "kind")
 NUMERIC_FEATURES = (
@@ -79,35 +80,53 @@ def _lag(k: int) -> str:
     return f"views_lag_{k}d"
 
 
-def origin_rows(series: DataFrame, *, origins: list[dt.date]) -> DataFrame:
+def origin_rows(series: DataFrame, *, origins: list[dt.date], ahead: int = 0) -> DataFrame:
     """One row per (region, title, origin) with the 28 days up to the origin as columns.
 
-    ``views_lag_{k}d`` = views on T - k for k = 0..27. A series row dated d feeds the
-    origins d .. d + 27 only, so no origin ever sees a later day. Origins whose window
-    starts before the series does are dropped (count < 28), never padded.
+    ``views_lag_{k}d`` = views on T - k for k = 0..27, read with ``lag`` over each series
+    in date order, so no origin ever sees a later day. Origins whose window is not 28
+    consecutive days of the series (it starts before the series does, or a day is
+    missing) are dropped, never padded. With ``ahead`` > 0, also ``next_views``: the
+    views on T+1 .. T+ahead (null past the series' end or on a missing day), the targets
+    :func:`examples_from_origins` reads -- never a feature.
+
+    Lags and leads over one sorted pass, not every row copied to the 28 origins it feeds
+    and summed back, nor a join for the targets: that explode and join were most of the
+    cost of building the examples.
     """
     if not origins:
         raise ValueError("origin_rows needs at least one origin date")
-    age = F.datediff(F.col(ORIGIN), F.col(DATE))
-    spread = series.select(
+    by_date = Window.partitionBy(REGION, TITLE).orderBy(DATE)
+    lags = [F.lag(VIEWS, k).over(by_date).cast("double") for k in range(LOOKBACK_DAYS)]
+    # the row 27 back is 27 days back only when the window holds every day once
+    span = F.datediff(F.col(DATE), F.lag(DATE, LOOKBACK_DAYS - 1).over(by_date))
+    leads = [
+        F.when(
+            F.datediff(F.lead(DATE, h).over(by_date), F.col(DATE)) == h,
+            F.lead(VIEWS, h).over(by_date).cast("double"),
+        )
+        for h in range(1, ahead + 1)
+    ]
+    zero_days = [F.when(F.col(_lag(k)) == 0, 1.0).otherwise(0.0) for k in range(LOOKBACK_DAYS)]
+    total_zero = zero_days[0]
+    for z in zero_days[1:]:
+        total_zero = total_zero + z
+    windowed = series.select(
         REGION,
         TITLE,
-        DATE,
-        VIEWS,
-        F.explode(F.sequence(F.col(DATE), F.date_add(F.col(DATE), LOOKBACK_DAYS - 1))).alias(
-            ORIGIN
-        ),
-    ).filter(F.col(ORIGIN).isin(sorted(set(origins))))
-    lags = [
-        F.sum(F.when(age == k, F.col(VIEWS)).otherwise(0)).cast("double").alias(_lag(k))
-        for k in range(LOOKBACK_DAYS)
-    ]
-    grouped = spread.groupBy(REGION, TITLE, ORIGIN).agg(
-        *lags,
-        F.count(F.lit(1)).alias("_days"),
-        F.avg((F.col(VIEWS) == 0).cast("double")).alias("share_zero_view_days_28d"),
+        F.col(DATE).alias(ORIGIN),
+        *[lag.alias(_lag(k)) for k, lag in enumerate(lags)],
+        span.alias("_span"),
+        *([F.array(*leads).alias(NEXT_VIEWS)] if leads else []),
+    ).filter(F.col(ORIGIN).isin(sorted(set(origins))) & (F.col("_span") == LOOKBACK_DAYS - 1))
+    return windowed.select(
+        REGION,
+        TITLE,
+        ORIGIN,
+        *[_lag(k) for k in range(LOOKBACK_DAYS)],
+        (total_zero / F.lit(float(LOOKBACK_DAYS))).alias("share_zero_view_days_28d"),
+        *([NEXT_VIEWS] if leads else []),
     )
-    return grouped.filter(F.col("_days") == LOOKBACK_DAYS).drop("_days")
 
 
 def _mean(first: int, last: int) -> Column:
@@ -202,17 +221,21 @@ def horizon_rows(
         same[0].alias(SAME_WEEKDAY_1W),
         (_mean(0, 27) * F.lit(float(LOOKBACK_DAYS))).alias(SUM_28D),
         scale.alias(SEASONAL_SCALE),
+        *([NEXT_VIEWS] if NEXT_VIEWS in origin_rows.columns else []),
     )
 
 
-def with_target(rows: DataFrame, *, series: DataFrame) -> DataFrame:
-    """Adds the views on the target day and the model's label (null where the target day
-    is past the end of the series: those rows are forecasts, not training examples)."""
-    actual = series.select(REGION, TITLE, F.col(DATE).alias(TARGET_DATE), F.col(VIEWS))
+def examples_from_origins(
+    origin_rows: DataFrame, *, titles: DataFrame, horizons: tuple[int, ...] | None = None
+) -> DataFrame:
+    """:func:`horizon_rows` of origin rows made with ``ahead``, plus the views on the
+    target day and the model's label (null where the target day is past the end of the
+    series: those rows are forecasts, not training examples)."""
+    rows = horizon_rows(origin_rows, titles=titles, horizons=horizons)
+    target = F.element_at(F.col(NEXT_VIEWS), F.col(HORIZON))
     return (
-        rows.join(actual, [REGION, TITLE, TARGET_DATE], "left")
-        .withColumn(TARGET_VIEWS, F.col(VIEWS).cast("double"))
-        .drop(VIEWS)
+        rows.withColumn(TARGET_VIEWS, target)
+        .drop(NEXT_VIEWS)
         .withColumn(LABEL, F.log1p(F.col(TARGET_VIEWS)) - F.col(LEVEL))
     )
 
@@ -226,8 +249,9 @@ def forecast_examples(
 ) -> DataFrame:
     """Every (series, origin, horizon) row with features known at the origin and, where
     the series reaches it, the target."""
-    rows = horizon_rows(origin_rows(series, origins=origins), titles=titles, horizons=horizons)
-    return with_target(rows, series=series)
+    horizons = horizons or tuple(range(1, HORIZON_DAYS + 1))
+    windows = origin_rows(series, origins=origins, ahead=max(horizons))
+    return examples_from_origins(windows, titles=titles, horizons=horizons)
 
 
 def feature_origins(first: dt.date, last: dt.date) -> list[dt.date]:

@@ -50,9 +50,10 @@ from feature_store.forecast.backtest import (
     ALL,
     IS_TOP,
     TOP,
+    BacktestPlan,
     BacktestResult,
-    backtest_origins,
     min_history_days,
+    plan_backtest,
     run_backtest,
     training_rows,
 )
@@ -105,7 +106,8 @@ def output_path(lake_root: str, table: str) -> str:
 @dataclasses.dataclass(frozen=True)
 class ForecastSettings:
     horizon: int = HORIZON_DAYS
-    backtest_origins: int = 3
+    # None: sized to the data (see backtest.plan_backtest); a number: that many origins
+    backtest_origins: int | None = None
     backtest_step_days: int = 7
     # origins with all 14 targets observed before a fold's origin (the later ones, with
     # fewer targets observed, train too): 1 lets 8 weeks of history -- the demo's --
@@ -121,7 +123,9 @@ class ForecastSettings:
     audience: AudienceSettings = dataclasses.field(default_factory=AudienceSettings)
 
     def __post_init__(self) -> None:
-        counts = ("horizon", "backtest_origins", "backtest_step_days", "min_train_origins")
+        if self.backtest_origins is not None and self.backtest_origins < 1:
+            raise ValueError("forecast setting backtest_origins must be at least 1")
+        counts = ("horizon", "backtest_step_days", "min_train_origins")
         for name in (*counts, "max_train_origins", "max_training_rows", "top_n", "plan_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"forecast setting {name} must be at least 1")
@@ -145,6 +149,18 @@ class ForecastSettings:
     def min_days(self) -> int:
         return min_history_days(horizon=self.horizon, min_train_origins=self.min_train_origins)
 
+    def backtest_plan(self, first: dt.date, end: dt.date, *, series_count: int) -> BacktestPlan:
+        """The origins and horizons to backtest on this series (sized unless asked)."""
+        return plan_backtest(
+            first,
+            end,
+            series_count=series_count,
+            horizon=self.horizon,
+            step=self.backtest_step_days,
+            min_train_origins=self.min_train_origins,
+            count=self.backtest_origins,
+        )
+
     @property
     def min_days_reason(self) -> str:
         return (
@@ -157,6 +173,8 @@ class ForecastSettings:
     def params(self) -> dict[str, object]:
         nested = ("gbt", "budget_gb", "audience")
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in nested}
+        if self.backtest_origins is None:
+            out["backtest_origins"] = "sized"
         if isinstance(self.budget_gb, Mapping):
             out.update({f"budget_gb.{r}": gb for r, gb in sorted(self.budget_gb.items())})
         else:
@@ -185,6 +203,8 @@ class ForecastRun:
     plot_forecasts: pd.DataFrame  # region, title_id, target_date, horizon, target, models
     audience: AudienceResult | None = None
     audience_note: str = ""  # why the audience model was not evaluated
+    # which origins and horizons the backtest evaluated, and why (sized to the data)
+    backtest_plan: BacktestPlan | None = None
     model_version: str | None = None
     forecast_rows: int = 0
     plan_rows: int = 0
@@ -209,6 +229,8 @@ class ForecastRun:
             f"{self.first_date}, {self.series_count:,} region x title series, backtest "
             f"origins {', '.join(o.isoformat() for o in bt.origins)}",
         ]
+        if self.backtest_plan is not None:
+            lines.append(f"backtest sizing: {self.backtest_plan.rule}")
         header = f"{'segment':<9}{'model':<18}{'WAPE':>8}{'MASE':>8}" + "".join(
             f"{'h' + str(h):>8}" for h in (1, 7, self.settings.horizon)
         )
@@ -293,28 +315,27 @@ def train_forecast(
         data = load_series(
             spark, config.lake, as_of, min_days=settings.min_days, why=settings.min_days_reason
         )
-        folds = backtest_origins(
-            data.first_date,
-            as_of,
-            horizon=settings.horizon,
-            count=settings.backtest_origins,
-            step=settings.backtest_step_days,
-            min_train_origins=settings.min_train_origins,
-        )
+        series = data.series.persist(StorageLevel.MEMORY_AND_DISK)
+        series_count = series.select(REGION, TITLE).distinct().count()
+        sizing = settings.backtest_plan(data.first_date, as_of, series_count=series_count)
+        folds = list(sizing.origins)
         if not folds:
             raise ForecastDataError(
                 f"no backtest origin fits in {data.first_date}..{as_of} with these settings"
             )
-        series = data.series.persist(StorageLevel.MEMORY_AND_DISK)
         # only the origins some model learns from or forecasts from
         oldest = min(folds[0], as_of) - dt.timedelta(days=settings.max_train_origins)
         origins = [o for o in feature_origins(data.first_date, as_of) if o >= oldest]
-        horizons = tuple(range(1, settings.horizon + 1))
         examples = forecast_examples(
-            series, titles=data.titles, origins=origins, horizons=horizons
+            series, titles=data.titles, origins=origins, horizons=sizing.horizons
         ).persist(StorageLevel.MEMORY_AND_DISK)
-        series_count = series.select(REGION, TITLE).distinct().count()
-    log.info("forecast: %d series, %d origins, backtest at %s", series_count, len(origins), folds)
+    log.info(
+        "forecast: %d series, %d origins, backtest at %s (%s)",
+        series_count,
+        len(origins),
+        folds,
+        sizing.rule,
+    )
     backtest = forecast = None
     try:
         with watch.stage("backtest"):
@@ -374,6 +395,7 @@ def train_forecast(
             plot_forecasts=sample,
             audience=audience,
             audience_note=audience_note,
+            backtest_plan=sizing,
             seconds=watch.seconds,  # the same dict: the stages below land in it too
         )
         with watch.stage("track"):

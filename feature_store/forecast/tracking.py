@@ -92,6 +92,15 @@ def run_metrics(run: ForecastRun) -> dict[str, float]:
             plan["expected_served"].sum() / plan["expected_total"].sum()
         )
     out["final.training_rows"] = float(run.training_rows)
+    # what the figures above were computed on: origins, and rows and views over them
+    evaluated = run.backtest.metrics
+    evaluated = evaluated[
+        (evaluated["segment"] == ALL) & (evaluated["model"] == MODEL) & (evaluated[HORIZON] == 0)
+    ]
+    out["backtest.origins"] = float(len(run.backtest.origins))
+    if len(evaluated):
+        out["backtest.rows"] = float(evaluated["rows"].iloc[0])
+        out["backtest.actual_views"] = float(evaluated["actual_views"].iloc[0])
     return out
 
 
@@ -128,6 +137,7 @@ def log_forecast_run(
                 "features": ",".join([*NUMERIC_FEATURES, *CATEGORICAL_FEATURES]),
                 "audience.features": ",".join([*aud.NUMERIC, *aud.CATEGORICAL]),
                 "series": run.series_count,
+                **(run.backtest_plan.params() if run.backtest_plan else {}),
             }
         )
         mlflow.log_metrics(run_metrics(run))
