@@ -1,6 +1,7 @@
 """One Spark session for the whole run (local[2], few shuffle partitions, UI off),
-built by the same factory as the jobs, with all state under a temporary folder; and one
-embedded Airflow per test process for the DAG tests."""
+built by the same factory as the jobs, with all state under a temporary folder; one
+generated world per run (tests/worlds.py); and one embedded Airflow per test process for
+the DAG tests."""
 
 from __future__ import annotations
 
@@ -68,6 +69,24 @@ def spark(config: Config):
     session = build_session(config)
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def generated_world(spark, tmp_path_factory):
+    """The run's one generated and ingested lake (tests/worlds.py): read it, never write
+    to it; copy it (``generated_world.copy(tmp_path)``) to change it."""
+    from worlds import shared_world
+
+    return shared_world(spark, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def model_world(spark, tmp_path_factory):
+    """The run's one lake of weeks of bronze and the churn and recommender features
+    (tests/worlds.py), read-only like ``generated_world``."""
+    from worlds import shared_model_world
+
+    return shared_model_world(spark, tmp_path_factory)
 
 
 def write_landing(

@@ -37,10 +37,8 @@ from feature_store.churn.platform import (
     train_register_and_score,
 )
 from feature_store.churn.tracking import MODEL_NAME
-from feature_store.features.build import build_features
 from feature_store.features.definitions import AS_OF, WRITTEN_AT
 from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
-from feature_store.generator import GenerationSpec, generate_bronze
 from feature_store.generator.world import WorldParams
 
 
@@ -321,33 +319,20 @@ def test_snapshots_have_full_feature_windows_and_their_labels_before_the_as_of_d
 
 # --- the whole job on a generated lake -------------------------------------------------------
 
-# A 14-day horizon and snapshots 3 days apart keep the lake short: windows full from day
-# 29, the training snapshot on day 29, the evaluation snapshot on day 32 labelled through
-# day 46.
+# The shared model world (tests/worlds.py): 47 days of 4,000 accounts with features built
+# as of days 29, 32 and 46. A 14-day horizon and snapshots 3 days apart keep it short:
+# windows full from day 29, the training snapshot on day 29, the evaluation snapshot on
+# day 32 labelled through day 46.
 HORIZON = 14
 EVERY_DAYS = 3
-SPEC = GenerationSpec(
-    seed=11,
-    accounts=4000,
-    titles=60,
-    days=47,
-    start_date=d(0),
-    dirty_share=0.0,
-    late_share=0.0,
-    sessions_per_day=0.15,
-)
 AS_OF_DATE = d(46)
 
 
 @pytest.fixture(scope="module")
-def churn_run(spark, tmp_path_factory):
-    config = make_config(tmp_path_factory.mktemp("churn-platform"))
-    generate_bronze(
-        spark, config.lake, SPEC, pseudonymization_key=config.privacy.pseudonymization_key
-    )
-    for date in (d(29), d(32), AS_OF_DATE):
-        report = build_features(spark, config, date, ["profile_daily", "account_daily"])
-        assert report.ok, report.format_table()
+def churn_run(spark, model_world, tmp_path_factory):
+    state = tmp_path_factory.mktemp("churn-platform")
+    model_world.copy(state)
+    config = make_config(state)
     run = train_register_and_score(
         spark, config, AS_OF_DATE, horizon_days=HORIZON, every_days=EVERY_DAYS
     )

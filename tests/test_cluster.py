@@ -5,10 +5,8 @@ same build in local mode on a copy of the same bronze lake."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,7 +21,6 @@ from conftest import SHORT_LIVED_JVM, TEST_KEY, make_config, state_overrides
 from feature_store import lake as lk
 from feature_store.features.build import build_features
 from feature_store.features.tables import REGISTRY
-from feature_store.generator import GenerationSpec, generate_bronze
 
 pytestmark = pytest.mark.integration
 
@@ -50,6 +47,8 @@ def cluster(tmp_path_factory):
         "WORKERS": "2",
         "WORKER_CORES": "1",
         "WORKER_MEMORY": "1g",
+        # the master and workers live for one build: no C2 compiler (see SHORT_LIVED_JVM)
+        "SPARK_DAEMON_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     }
     started = subprocess.run(
         [str(CLUSTER_SCRIPT), "start"], env=env, capture_output=True, text=True
@@ -78,23 +77,16 @@ CLUSTER_SIZES = (
 )
 
 
-def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(spark, cluster, tmp_path):
+def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(
+    spark, cluster, generated_world, tmp_path
+):
     assert master_state(cluster["state_url"])["aliveworkers"] == 2
 
+    # the shared world's bronze, one copy for each build
     local_state, cluster_state = tmp_path / "local", tmp_path / "cluster"
-    spec = GenerationSpec(
-        seed=11,
-        accounts=150,
-        titles=40,
-        days=3,
-        start_date=dt.date(2026, 3, 1),
-        dirty_share=0.0,
-        late_share=0.0,
-        sessions_per_day=1.0,
-    )
-    generate_bronze(spark, str(local_state / "lake"), spec, pseudonymization_key=TEST_KEY)
-    shutil.copytree(local_state / "lake", cluster_state / "lake")
-    day = spec.end_date
+    generated_world.copy(local_state, "bronze")
+    generated_world.copy(cluster_state, "bronze")
+    day = generated_world.spec.end_date
 
     local_config = make_config(local_state, *CLUSTER_SIZES)
     assert build_features(spark, local_config, day, TABLES).ok

@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import DAGS, SHORT_LIVED_JVM, TEST_KEY, make_config, state_overrides
+from conftest import DAGS, SHORT_LIVED_JVM, make_config, state_overrides
+from worlds import WORLD_OVERRIDES
 
 from feature_store import lake as lk
 from feature_store import serving
-from feature_store.generator import GenerationSpec, generate
 
 pytestmark = pytest.mark.integration
 
@@ -211,28 +211,19 @@ JOB_ARGS = {
 }
 
 
-def test_daily_dag_end_to_end(spark, dagbag, tmp_path):
+def test_daily_dag_end_to_end(spark, dagbag, generated_world, tmp_path):
     from airflow.models.asset import AssetEvent
     from airflow.utils.session import create_session
 
+    # the last landing day of the shared world, dirt and all, in a lake of its own
     state = tmp_path / "state"
+    day = generated_world.spec.end_date
+    generated_world.copy(state, f"landing/viewing/date={day.isoformat()}")
     config = make_config(state)
-    spec = GenerationSpec(
-        seed=5,
-        accounts=60,
-        titles=30,
-        days=1,
-        start_date=dt.date(2026, 3, 4),
-        dirty_share=0.0,
-        late_share=0.0,
-        sessions_per_day=1.0,
-    )
-    generate(spark, config.lake, spec, pseudonymization_key=TEST_KEY)
-    day = spec.end_date
     dag_run, states = run(
         dagbag.get_dag("marquee_daily"),
         logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), UTC),
-        conf={"overrides": dag_overrides(state), "job_args": JOB_ARGS},
+        conf={"overrides": [*dag_overrides(state), *WORLD_OVERRIDES], "job_args": JOB_ARGS},
     )
     assert states == dict.fromkeys(
         ["window", "ingest", "build_features", "validate_features", "publish_online_features"],

@@ -1,42 +1,19 @@
 """The synthetic data set: deterministic, consistent with its hidden truth, and
-reconciled line for line by ingestion."""
+reconciled line for line by ingestion. The checks read the run's shared generated world
+(tests/worlds.py): two history days straight into bronze, two dirty landing days ingested."""
 
-import datetime as dt
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
-from conftest import TEST_KEY, make_config
+from conftest import TEST_KEY
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.generator import GenerationSpec, generate, generate_bronze, load_manifest
+from feature_store.generator import generate_bronze, load_manifest
 from feature_store.generator.landing import REPLACING_KINDS
 from feature_store.generator.world import ARTWORK_STYLES, WorldParams
-from feature_store.ingest import ingest_date
 from feature_store.privacy import pseudonymize
 from feature_store.sources import GENRES, SOURCES
-
-SPEC = GenerationSpec(
-    seed=11,
-    accounts=600,
-    titles=150,
-    days=4,
-    start_date=dt.date(2026, 3, 2),
-    dirty_share=0.04,
-    late_share=0.05,
-    sessions_per_day=1.5,
-)
-
-
-@pytest.fixture(scope="module")
-def world(spark, tmp_path_factory):
-    """One generated and fully ingested lake shared by this module's tests."""
-    state = tmp_path_factory.mktemp("generated")
-    config = make_config(state, "ingest.max_quarantine_share=0.2")
-    result = generate(spark, config.lake, SPEC)
-    reports = [ingest_date(spark, config, date) for date in SPEC.dates]
-    return config, result, reports
 
 
 def landing_lines(spark, lake_root: str) -> dict[str, list[str]]:
@@ -62,9 +39,9 @@ def shown_candidates(sessions, field: str, *keep):
     return exploded.filter("c.valid").select("*", "c.i", f"c.{field}").drop("c")
 
 
-def test_ingestion_reconciles_with_the_dirt_the_generator_injected(spark, world):
-    config, result, reports = world
-    manifest = load_manifest(spark, config.lake)["landing_counts"]
+def test_ingestion_reconciles_with_the_dirt_the_generator_injected(spark, generated_world):
+    result, reports = generated_world.result, generated_world.reports
+    manifest = load_manifest(spark, generated_world.lake)["landing_counts"]
     assert manifest == result.landing_counts
     for source in SOURCES:
         injected = manifest[source]
@@ -80,12 +57,15 @@ def test_ingestion_reconciles_with_the_dirt_the_generator_injected(spark, world)
     assert manifest["viewing"]["late"] > 0 and manifest["viewing"]["duplicate_of_earlier_day"] > 0
 
 
-def test_generate_bronze_writes_what_ingestion_keeps_from_the_same_world(spark, world, tmp_path):
-    """Benchmarks write bronze directly: the same rows, values and types as ingesting the
-    landing files, plus exactly the records the landing files carried broken."""
-    config, result, _ = world
+def test_generate_bronze_writes_what_ingestion_keeps_from_the_same_world(
+    spark, generated_world, tmp_path
+):
+    """Benchmarks write bronze directly: the same rows, values and types as the history
+    days `generate` wrote to bronze and the ingested landing files, plus exactly the
+    records the landing files carried broken."""
+    config, result = generated_world.config, generated_world.result
     direct = str(tmp_path / "direct")
-    generate_bronze(spark, direct, SPEC, pseudonymization_key=TEST_KEY)
+    generate_bronze(spark, direct, generated_world.spec, pseudonymization_key=TEST_KEY)
     for source in SOURCES:
         ingested = lk.read_table(spark, lk.Lake(config.lake).bronze(source))
         written = lk.read_table(spark, lk.Lake(direct).bronze(source))
@@ -117,17 +97,16 @@ def dictionary_encoded_columns(table_path: str) -> set[str]:
     return set.intersection(*encoded)
 
 
-def test_late_events_are_in_bronze_under_their_event_date(spark, world):
-    config, result, _ = world
-    viewing = lk.read_table(spark, lk.Lake(config.lake).bronze("viewing"))
+def test_late_events_are_in_bronze_under_their_event_date(spark, generated_world):
+    result = generated_world.result
+    viewing = lk.read_table(spark, lk.Lake(generated_world.lake).bronze("viewing"))
     late = viewing.filter(F.col("event_date") < F.col("ingest_date")).count()
     # Late arrivals, plus events near midnight UTC that the service delivered in the next file.
     assert late >= result.landing_counts["viewing"]["late"]
 
 
-def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, world):
-    config, _, _ = world
-    lake = lk.Lake(config.lake)
+def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, generated_world):
+    lake = lk.Lake(generated_world.lake)
     truth_accounts = lk.read_table(spark, f"{lake.ground_truth}/accounts")
     raw = (
         truth_accounts.select(F.col("account_id").alias("v"))
@@ -155,9 +134,8 @@ def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, world):
     assert bronze_accounts.join(expected, "account_id").count() == bronze_accounts.count() > 500
 
 
-def test_profiles_choose_titles_of_their_favourite_genres(spark, world):
-    config, _, _ = world
-    truth = lk.Lake(config.lake).ground_truth
+def test_profiles_choose_titles_of_their_favourite_genres(spark, generated_world):
+    truth = lk.Lake(generated_world.lake).ground_truth
     sessions = lk.read_table(spark, f"{truth}/sessions").filter(F.col("chosen") >= 0)
     titles = lk.read_table(spark, f"{truth}/titles").select("title_id", "genres")
     shown = shown_candidates(sessions, "title_id", F.col("top_genres")[0].alias("g")).select(
@@ -178,26 +156,25 @@ def test_profiles_choose_titles_of_their_favourite_genres(spark, world):
     assert shares[True] > 1.5 * shares[False], shares
 
 
-def test_cancelled_accounts_stop_watching_and_cancel_on_their_day(spark, world):
-    config, _, _ = world
-    lake = lk.Lake(config.lake)
+def test_cancelled_accounts_stop_watching_and_cancel_on_their_day(spark, generated_world):
+    lake = lk.Lake(generated_world.lake)
     accounts = lk.read_table(spark, f"{lake.ground_truth}/accounts")
     sessions = lk.read_table(spark, f"{lake.ground_truth}/sessions")
     after = sessions.join(accounts.select("account_idx", "cancel_day"), "account_idx").filter(
         F.col("day") >= F.col("cancel_day")
     )
     assert after.count() == 0
-    cancels = spark.read.text(f"{config.lake}/landing/subscriptions").filter(
-        F.col("value").contains('"event_type":"cancel"')
+    # the history days' cancels went straight to bronze, the landing days' through ingestion
+    cancels = lk.read_table(spark, lake.bronze("subscriptions")).filter(
+        F.col("event_type") == "cancel"
     )
     truth_cancels = accounts.filter(F.col("cancel_day").isNotNull()).count()
     assert truth_cancels > 0
     assert abs(cancels.count() - truth_cancels) <= 0.1 * truth_cancels + 3  # dirt changes a few
 
 
-def test_artwork_click_through_follows_segment_appeal(spark, world):
-    config, _, _ = world
-    sessions = lk.read_table(spark, f"{lk.Lake(config.lake).ground_truth}/sessions")
+def test_artwork_click_through_follows_segment_appeal(spark, generated_world):
+    sessions = lk.read_table(spark, f"{lk.Lake(generated_world.lake).ground_truth}/sessions")
     shown = shown_candidates(sessions, "artwork_style", "segment")
     ctr = (
         shown.groupBy("segment", F.col("artwork_style").alias("style"))
@@ -208,7 +185,7 @@ def test_artwork_click_through_follows_segment_appeal(spark, world):
         .filter(F.col("n") >= 30)
         .collect()
     )
-    appeal = WorldParams.draw(SPEC.seed).artwork_appeal
+    appeal = WorldParams.draw(generated_world.spec.seed).artwork_appeal
     pairs = [(appeal[r["segment"]][r["style"]], r["ctr"]) for r in ctr]
     assert len(pairs) >= 10 and len(ARTWORK_STYLES) == 6
     import numpy as np
@@ -217,12 +194,12 @@ def test_artwork_click_through_follows_segment_appeal(spark, world):
     assert correlation > 0.3, correlation
 
 
-def test_ground_truth_is_saved_beside_the_data(spark, world):
-    config, _, _ = world
-    truth = Path(config.lake) / "ground_truth"
+def test_ground_truth_is_saved_beside_the_data(spark, generated_world):
+    truth = Path(generated_world.lake) / "ground_truth"
     assert {"accounts", "profiles", "titles", "title_regions", "sessions", "manifest.json"} <= {
         p.name for p in truth.iterdir()
     }
-    manifest = load_manifest(spark, config.lake)
-    assert manifest["spec"]["seed"] == SPEC.seed
-    assert manifest["world"] == WorldParams.draw(SPEC.seed).__dict__
+    manifest = load_manifest(spark, generated_world.lake)
+    seed = generated_world.spec.seed
+    assert manifest["spec"]["seed"] == seed
+    assert manifest["world"] == WorldParams.draw(seed).__dict__

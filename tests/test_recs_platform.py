@@ -1,22 +1,20 @@
-"""The recommender on generated platform data: train, evaluate against the next days'
-views and the ground truth, log and register in MLflow, load the registered pyfunc,
-batch-score to Delta."""
+"""The recommender on generated platform data (the shared model world): train, evaluate
+against the next days' views and the ground truth, log and register in MLflow, load the
+registered pyfunc, batch-score to Delta."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import mlflow
 import pandas as pd
 import pytest
-from conftest import TEST_KEY, make_config
+from conftest import make_config
 from pandas.testing import assert_frame_equal
 from pyspark.sql import functions as F
+from worlds import model_day
 
 from feature_store import lake as lk
-from feature_store.features.build import build_features
-from feature_store.generator import GenerationSpec, generate_bronze
 from feature_store.recs.platform import (
     _append_staging,
     score_profiles,
@@ -27,31 +25,18 @@ from feature_store.recs.platform_data import RecsDataError
 from feature_store.recs.tracking import EXPERIMENT, MODEL_NAME, log_recommender_run
 from feature_store.tracking import configure_mlflow
 
-SPEC = GenerationSpec(
-    seed=5,
-    accounts=400,
-    titles=120,
-    days=10,
-    start_date=dt.date(2026, 3, 2),
-    dirty_share=0.0,
-    late_share=0.0,
-    sessions_per_day=1.5,
-)
-AS_OF = dt.date(2026, 3, 8)  # three days of views after it are the truth
+# The shared model world (tests/worlds.py): 4,000 accounts over 47 days with features
+# built as of days 29 and 32 (and 46); three days of views after AS_OF are the truth.
+AS_OF = model_day(32)
 SMALL = {"als_params": {"rank": 8, "iterations": 4}, "ease_grid": ({"lambda_": 50.0},)}
 
 
 @pytest.fixture(scope="module")
-def trained(spark, tmp_path_factory):
+def trained(spark, model_world, tmp_path_factory):
     state = tmp_path_factory.mktemp("recs-platform")
+    model_world.copy(state)
     config = make_config(state)
-    generate_bronze(spark, config.lake, SPEC, pseudonymization_key=TEST_KEY)
     # the generators of the ranker's training window learn as of AS_OF - 3 days
-    for date in (AS_OF - dt.timedelta(days=3), AS_OF):
-        report = build_features(
-            spark, config, date, ["profile_daily", "account_daily", "profile_title_interactions"]
-        )
-        assert report.ok, report.format_table()
     run = train_recommender(spark, config, AS_OF, label_days=3, k=10, **SMALL)
     return config, run
 
@@ -76,8 +61,8 @@ def test_every_model_is_evaluated_against_the_next_days(trained):
     )
     # the ranker learnt from the sessions after its generators' data, with context
     report = run.ranker_report
-    assert report["generators_as_of"] == "2026-03-05"
-    assert report["label_window"] == ["2026-03-06", "2026-03-08"]
+    assert report["generators_as_of"] == model_day(29).isoformat()
+    assert report["label_window"] == [model_day(30).isoformat(), AS_OF.isoformat()]
     assert 0 < report["positives"] < report["training_rows"]
     sessions = report["evaluation"]
     assert 0.0 <= sessions["ranker"]["ndcg@10"] <= 1.0
