@@ -2,9 +2,10 @@
 day through the Airflow DAGs, as a deployment would run it.
 
 1. Generate the demo service (weeks of history straight into bronze, the last days as
-   landing files) and build the feature partitions the models need from the history
+   landing files) and backfill the feature partitions the models need from the history
    (the region x title series every day, the churn snapshots' account and profile
-   features): the history a platform brings with it, made here in this process.
+   features), one pass per table: the history a platform brings with it, made here in
+   this process.
 2. The daily DAG for each landing day, oldest first: ingest, build, validate, publish the
    online features (each task a spark-submit of its job).
 3. The training DAG once, for the last day: train the recommender, churn and forecast
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,8 @@ from feature_store import reports, serving
 from feature_store.churn import platform as churn
 from feature_store.churn.dataset import HORIZON_DAYS, SNAPSHOT_TABLES, ChurnDataError
 from feature_store.config import Config
-from feature_store.features.build import build_features
+from feature_store.console import StageProgress, Stages
+from feature_store.features.build import RangeBuildReport, build_feature_range
 from feature_store.generator import GenerationSpec, generate
 
 log = logging.getLogger(__name__)
@@ -54,22 +55,21 @@ class DemoOutcome:
 
 
 def prepare(spark: SparkSession, config: Config, spec: GenerationSpec) -> list[dt.date]:
-    """Step 1: generate, then the history's feature partitions. Returns failed dates."""
-    started = time.perf_counter()
+    """Step 1 whole: generate, then backfill the history. Returns failed dates."""
+    generate_service(spark, config, spec)
+    return build_history(spark, config, spec)
+
+
+def generate_service(spark: SparkSession, config: Config, spec: GenerationSpec) -> str:
+    """Step 1: the demo service's history into bronze, its last days as landing files.
+    Returns a line saying what was made."""
     result = generate(
         spark, config.lake, spec, pseudonymization_key=config.privacy.pseudonymization_key
     )
-    log.info(
-        "generated %s accounts over %s days: %s days of history straight into bronze, then "
-        "%s landing lines for %s days, in %.0fs",
-        f"{spec.accounts:,}",
-        spec.days,
-        spec.history_days,
-        f"{result.lines:,}",
-        len(spec.landing_dates),
-        time.perf_counter() - started,
+    return (
+        f"{spec.accounts:,} accounts, {spec.days} days: {spec.history_days} in bronze, "
+        f"{result.lines:,} landing lines"
     )
-    return build_history(spark, config, spec)
 
 
 def recs_interaction_dates(spec: GenerationSpec) -> set[dt.date]:
@@ -80,12 +80,12 @@ def recs_interaction_dates(spec: GenerationSpec) -> set[dt.date]:
     return {as_of, as_of - dt.timedelta(days=RECS_RANKER_DAYS)}
 
 
-def build_history(spark: SparkSession, config: Config, spec: GenerationSpec) -> list[dt.date]:
-    """Feature partitions the models need among the history days (the landing days get
-    every table from the daily DAG): the daily region x title series for every day
-    (forecasts), the account and profile features of the churn model's snapshot dates,
-    and the interactions the recommender trains on, so that a demo with few landing days
-    still trains every model. Returns the dates whose build failed."""
+def history_plan(spec: GenerationSpec) -> list[tuple[tuple[str, ...], list[dt.date]]]:
+    """The feature partitions the models need among the history days (the landing days
+    get every table from the daily DAG), as (tables, as-of dates) backfills: the daily
+    region x title series every day (forecasts), the account and profile features of the
+    churn snapshots, the interactions the recommender trains on."""
+    history = spec.dates[: spec.history_days]
     try:
         train, test = churn.choose_snapshots(
             spec.dates,
@@ -99,26 +99,31 @@ def build_history(spark: SparkSession, config: Config, spec: GenerationSpec) -> 
     except ChurnDataError:
         snapshots = set()  # too short for churn; the churn training says why
     interactions = recs_interaction_dates(spec)
-    failed, built = [], 0
-    for date in spec.dates[: spec.history_days]:
-        tables = ["region_title_daily", *(SNAPSHOT_TABLES if date in snapshots else ())]
-        if date in interactions:
-            tables.append("profile_title_interactions")
-        report = build_features(spark, config, date, tables)
-        built += len(report.builds)
+    plan = [
+        (("region_title_daily",), history),
+        (tuple(SNAPSHOT_TABLES), sorted(snapshots.intersection(history))),
+        (("profile_title_interactions",), sorted(interactions.intersection(history))),
+    ]
+    return [(tables, dates) for tables, dates in plan if dates]
+
+
+def build_history(
+    spark: SparkSession,
+    config: Config,
+    spec: GenerationSpec,
+    *,
+    on_backfill: Callable[[tuple[str, ...], RangeBuildReport], None] = lambda t, r: None,
+) -> list[dt.date]:
+    """Step 1, second half: each `history_plan` entry as one backfill (one pass per
+    table). Returns the dates whose build failed."""
+    failed: set[dt.date] = set()
+    for tables, dates in history_plan(spec):
+        report = build_feature_range(spark, config, dates, tables)
+        on_backfill(tables, report)
         if not report.ok:
-            failed.append(date)
-            log.error("history build failed for %s:\n%s", date, report.format_table())
-    log.info(
-        "history: %s feature partitions over %s days (region_title_daily every day; "
-        "account_daily and profile_daily on the churn snapshots %s; "
-        "profile_title_interactions on %s for the recommender)",
-        built,
-        spec.history_days,
-        ", ".join(d.isoformat() for d in sorted(snapshots)) or "none",
-        ", ".join(d.isoformat() for d in sorted(interactions)),
-    )
-    return failed
+            failed.update(report.failed_dates)
+            log.error("history backfill failed:\n%s", report.format_table())
+    return sorted(failed)
 
 
 def run_dags(
@@ -127,44 +132,65 @@ def run_dags(
     *,
     config_file: str | None,
     overrides: Sequence[str],
-    on_run: Callable[[Any], None] = lambda run: None,
+    stages: Stages,
 ) -> DemoOutcome:
-    """Steps 2 and 3: the daily DAG per landing day, then the training DAG; ``on_run``
-    hears of each finished DAG run. The tasks' own output is kept to warnings and errors
-    (it is in the lake, the registry and the report)."""
+    """Steps 2 and 3: the daily DAG per landing day, then the training DAG, each a stage
+    whose bar advances with the tasks. The tasks' own output is kept to warnings and
+    errors (it is in the lake, the registry and the report)."""
     from feature_store.airflow_local import embedded_airflow
 
     common = {"config": config_file, "overrides": list(overrides)}
     outcome = DemoOutcome()
     with embedded_airflow(config, quiet=True) as airflow:
-        for day in spec.landing_dates:
-            # A daily run's data interval is [D, D+1): it is due at D+1's midnight.
-            run = airflow.run(
-                "marquee_daily", logical_date=_midnight(day + dt.timedelta(days=1)), conf=common
+        days = spec.landing_dates
+        steps = airflow.task_count("marquee_daily") * len(days)
+        with stages.stage(f"Daily DAG, {len(days)} landing days", steps=steps) as stage:
+            for day in days:
+                # A daily run's data interval is [D, D+1): it is due at D+1's midnight.
+                run = airflow.run(
+                    "marquee_daily",
+                    logical_date=_midnight(day + dt.timedelta(days=1)),
+                    conf=common,
+                    on_task=_task_progress(stage, day.isoformat()),
+                )
+                outcome.runs.append(run)
+                if not run.ok:  # the days after depend on it (depends_on_past)
+                    outcome.failed.append(f"daily run for {day}: {run.task_states}")
+                    return outcome
+            stage.note("ingest, build, validate, publish online features")
+        with stages.stage("Training DAG", steps=airflow.task_count("marquee_training")) as stage:
+            training = airflow.run(
+                "marquee_training",
+                logical_date=_midnight(spec.end_date + dt.timedelta(days=1)),
+                conf={**common, **_training_conf(spec)},
+                on_task=_task_progress(stage, "training"),
             )
-            outcome.runs.append(run)
-            on_run(run)
-            if not run.ok:  # the days after depend on it (depends_on_past)
-                outcome.failed.append(f"daily run for {day}: {run.task_states}")
-                return outcome
-        training = airflow.run(
-            "marquee_training",
-            logical_date=_midnight(spec.end_date + dt.timedelta(days=1)),
-            conf={
-                **common,
-                "date": spec.end_date.isoformat(),
-                "recs_label_days": RECS_LABEL_DAYS,
-                "job_args": {
-                    "train_recommender": ["--ranker-days", str(RECS_RANKER_DAYS)],
-                    "train_churn": ["--every-days", str(CHURN_EVERY_DAYS)],
-                },
-            },
-        )
-        outcome.runs.append(training)
-        on_run(training)
-        if not training.ok:
-            outcome.failed.append(f"training run: {training.task_states}")
+            outcome.runs.append(training)
+            if not training.ok:
+                outcome.failed.append(f"training run: {training.task_states}")
+            stage.note("train, register, promote, publish 3 models")
     return outcome
+
+
+def _training_conf(spec: GenerationSpec) -> dict[str, Any]:
+    return {
+        "date": spec.end_date.isoformat(),
+        "recs_label_days": RECS_LABEL_DAYS,
+        "job_args": {
+            "train_recommender": ["--ranker-days", str(RECS_RANKER_DAYS)],
+            "train_churn": ["--every-days", str(CHURN_EVERY_DAYS)],
+        },
+    }
+
+
+def _task_progress(stage: StageProgress, run_name: str) -> Callable[[str, str], None]:
+    def on_task(task_id: str, state: str) -> None:
+        if state == "running":
+            stage.working_on(f"{run_name} {task_id}")
+        else:
+            stage.advance()
+
+    return on_task
 
 
 def _midnight(day: dt.date) -> dt.datetime:
