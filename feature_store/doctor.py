@@ -15,8 +15,10 @@ from feature_store.spark import (
     SparkSetupError,
     build_session,
     check_java,
+    delta_jars,
     delta_maven_coordinates,
     keep_delta_jars,
+    kept_jars_dir,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ def warm(config: Config) -> list[str]:
     kept = keep_delta_jars(spark, config)
     if kept:
         lines.append(f"Delta jars kept in {kept} (no Maven resolution at each Spark start)")
+    elif delta_jars(config):
+        lines.append(f"Delta jars: loaded from {kept_jars_dir(config)}")
     jvm = spark.sparkContext._jvm  # noqa: SLF001
     blas = jvm.dev.ludovic.netlib.blas.BLAS.getInstance().getClass().getSimpleName()
     native = blas == "JNIBLAS"

@@ -105,9 +105,10 @@ def keep_delta_jars(spark: SparkSession, config: Config) -> Path | None:
     """Copy the jars Spark resolved for this session (``spark.jars``) to `kept_jars_dir`,
     so later drivers skip resolution. None when the session did not resolve them."""
     resolved = [j for j in spark.conf.get("spark.jars", "").split(",") if j.endswith(".jar")]
-    if not resolved or config.spark.jars_dir:
-        return None
     target = kept_jars_dir(config)
+    # a session started from the kept copy (set-up run again) has nothing new to keep
+    if not resolved or config.spark.jars_dir or delta_jars(config):
+        return None
     target.mkdir(parents=True, exist_ok=True)
     for jar in resolved:
         shutil.copy2(jar.removeprefix("file:").removeprefix("//"), target)

@@ -124,7 +124,7 @@ def test_a_feature_build_on_the_cluster_writes_what_local_mode_writes(
 
 
 def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_path):
-    from feature_store.spark import delta_maven_coordinates
+    from feature_store.spark import LOG4J_CONFIG, delta_maven_coordinates
     from feature_store.submit import JOBS_DIR, spark_submit_command
 
     config = make_config(
@@ -140,9 +140,10 @@ def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_pat
     assert command[command.index("--packages") + 1] == ",".join(delta_maven_coordinates())
     confs = dict(c.split("=", 1) for c in command[1::] if "=" in c and c.startswith("spark."))
     assert confs["spark.pyspark.python"] == sys.executable
-    # UTC clocks, then the config's own JVM options
+    # UTC clocks (and the driver's Derby and log settings), then the config's own options
     assert confs["spark.driver.extraJavaOptions"] == (
-        f"-Duser.timezone=UTC -Dderby.system.home={tmp_path} -XX:TieredStopAtLevel=1"
+        f"-Duser.timezone=UTC -Dderby.system.home={tmp_path} "
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} -XX:TieredStopAtLevel=1"
     )
     assert confs["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
     # the job itself, its flags, and the master again for build_session

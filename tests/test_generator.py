@@ -131,7 +131,8 @@ def test_no_raw_member_id_or_pii_is_left_anywhere_in_bronze(spark, generated_wor
         pseudonymize(F.col("account_id"), TEST_KEY).alias("account_id")
     )
     bronze_accounts = lk.read_table(spark, lake.bronze("accounts")).select("account_id").distinct()
-    assert bronze_accounts.join(expected, "account_id").count() == bronze_accounts.count() > 500
+    matched = bronze_accounts.join(expected, "account_id").count()
+    assert matched == bronze_accounts.count() > 0.8 * generated_world.spec.accounts
 
 
 def test_profiles_choose_titles_of_their_favourite_genres(spark, generated_world):

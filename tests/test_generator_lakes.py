@@ -63,5 +63,7 @@ def test_history_days_go_straight_to_bronze_and_the_rest_through_landing(spark, 
     assert {d for d, generated, _ in by_origin if not generated} >= set(spec.landing_dates)
     with pytest.raises(ValueError, match="pass the pseudonymization key"):
         generate(spark, str(Path(generated_world.lake).parent / "never"), spec)
-    with pytest.raises(ValueError, match="history_days must be from 0 to days - 1 = 3"):
-        dataclasses.replace(spec, history_days=4)
+    with pytest.raises(
+        ValueError, match=f"history_days must be from 0 to days - 1 = {spec.days - 1}"
+    ):
+        dataclasses.replace(spec, history_days=spec.days)

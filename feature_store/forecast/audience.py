@@ -58,7 +58,7 @@ from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from feature_store.forecast.model import GBTParams
+from feature_store.forecast.model import GBTParams, fitting_input
 from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
 from feature_store.recs.models.content import item_features
 from feature_store.sources import GENRES
@@ -402,6 +402,13 @@ def leaf_params(settings: AudienceSettings, *, rows: int, titles: int) -> GBTPar
     )
 
 
+def _fit(pipeline: Pipeline, rows: DataFrame) -> PipelineModel:
+    """A few thousand launch rows at most: one cached partition, so each of the trees'
+    hundreds of small jobs is a single task."""
+    with fitting_input(rows, partitions=1) as cached:
+        return pipeline.fit(cached)
+
+
 def _score(rows: DataFrame, model: PipelineModel, name: str) -> DataFrame:
     return model.transform(rows).select(*rows.columns, F.col(PREDICTION).alias(name))
 
@@ -567,9 +574,9 @@ def evaluate_audience(
 
         log.info("audience: fitting on %d titles, evaluating %d", train_titles, eval_titles)
         params = leaf_params(settings, rows=train_rows, titles=train_titles)
-        scored = _score(test, build_pipeline(params).fit(train), MODEL)
+        scored = _score(test, _fit(build_pipeline(params), train), MODEL)
         if truth is not None:
-            ceiling = build_pipeline(params, numeric=(*NUMERIC, TRUTH)).fit(train)
+            ceiling = _fit(build_pipeline(params, numeric=(*NUMERIC, TRUTH)), train)
             scored = _score(scored, ceiling, CEILING)
         scored = genre_average(train, rows=scored)
         models = (MODEL, BASELINE, *((CEILING,) if truth is not None else ()))
@@ -579,7 +586,7 @@ def evaluate_audience(
         final_params = leaf_params(
             settings, rows=train_rows + eval_rows, titles=train_titles + eval_titles
         )
-        final = build_pipeline(final_params).fit(features.filter(complete))
+        final = _fit(build_pipeline(final_params), features.filter(complete))
         upcoming = (
             _score(features.filter(F.col(RELEASE) > F.lit(eval_end)), final, "predicted_views_28d")
             .select(REGION, TITLE, RELEASE, CUTOFF, "predicted_views_28d")

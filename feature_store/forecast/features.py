@@ -96,15 +96,14 @@ def origin_rows(series: DataFrame, *, origins: list[dt.date], ahead: int = 0) ->
     """
     if not origins:
         raise ValueError("origin_rows needs at least one origin date")
-    by_date = Window.partitionBy(REGION, TITLE).orderBy(DATE)
-    lags = [F.lag(VIEWS, k).over(by_date).cast("double") for k in range(LOOKBACK_DAYS)]
+    # one ordering (a day number, which range frames need) for the lags and the leads
+    by_day = Window.partitionBy(REGION, TITLE).orderBy(F.unix_date(F.col(DATE)))
+    lags = [F.lag(VIEWS, k).over(by_day).cast("double") for k in range(LOOKBACK_DAYS)]
     # the row 27 back is 27 days back only when the window holds every day once
-    span = F.datediff(F.col(DATE), F.lag(DATE, LOOKBACK_DAYS - 1).over(by_date))
+    span = F.datediff(F.col(DATE), F.lag(DATE, LOOKBACK_DAYS - 1).over(by_day))
+    # the row dated T+h exactly (a frame of that one day), whatever days are missing
     leads = [
-        F.when(
-            F.datediff(F.lead(DATE, h).over(by_date), F.col(DATE)) == h,
-            F.lead(VIEWS, h).over(by_date).cast("double"),
-        )
+        F.first(VIEWS).over(by_day.rangeBetween(h, h)).cast("double")
         for h in range(1, ahead + 1)
     ]
     zero_days = [F.when(F.col(_lag(k)) == 0, 1.0).otherwise(0.0) for k in range(LOOKBACK_DAYS)]

@@ -16,9 +16,12 @@ Baselines, computed from the same rows:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Iterator
 
+from pyspark import StorageLevel
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.feature import SQLTransformer, StringIndexer, VectorAssembler
 from pyspark.ml.regression import GBTRegressor
@@ -109,9 +112,35 @@ def fit(training: DataFrame, params: GBTParams) -> PipelineModel:
     history -- about 0 -- until their first day is observed: a launch model is the
     missing piece.
     """
-    return build_pipeline(params).fit(
-        training.filter(F.col(LABEL).isNotNull() & (F.col(RELEASE_AGE_AT_ORIGIN) >= 0))
-    )
+    return fit_counted(training, params)[0]
+
+
+def fit_counted(training: DataFrame, params: GBTParams) -> tuple[PipelineModel, int]:
+    """:func:`fit`, and the number of rows the model learnt from (counted on the cached
+    input, which the count fills for the fit)."""
+    rows = training.filter(F.col(LABEL).isNotNull() & (F.col(RELEASE_AGE_AT_ORIGIN) >= 0))
+    with fitting_input(rows) as cached:
+        count = cached.count()
+        return build_pipeline(params).fit(cached), count
+
+
+@contextlib.contextmanager
+def fitting_input(rows: DataFrame, *, partitions: int | None = None) -> Iterator[DataFrame]:
+    """``rows`` cached, in at most ``partitions`` partitions (default: the cores), for the
+    length of one fit.
+
+    A pipeline fit reads its input several times before GBT bins it (the indexer, the
+    trees' metadata and split candidates, the binning) and every tree level is a Spark
+    job with a task per partition: cached, those reads cost nothing, and with as many
+    partitions as cores no task waits for a core (a 400,000-row fit here took 27 s for
+    15 trees this way against 59 s straight from the 8-partition examples)."""
+    spark = rows.sparkSession
+    wanted = partitions or spark.sparkContext.defaultParallelism
+    cached = rows.coalesce(max(1, wanted)).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield cached
+    finally:
+        cached.unpersist()
 
 
 def with_predictions(rows: DataFrame, model: PipelineModel) -> DataFrame:

@@ -65,8 +65,9 @@ from feature_store.forecast.features import (
     SUM_28D,
     TARGET_DATE,
     TARGET_VIEWS,
+    examples_from_origins,
     feature_origins,
-    forecast_examples,
+    origin_rows,
 )
 from feature_store.forecast.model import (
     MODEL,
@@ -75,7 +76,7 @@ from feature_store.forecast.model import (
     TRAILING_MEAN,
     GBTParams,
     feature_importances,
-    fit,
+    fit_counted,
     with_predictions,
 )
 from feature_store.forecast.series import (
@@ -198,7 +199,7 @@ class ForecastRun:
     cdn_backtest: pd.DataFrame  # strategy, region, served_views, total_views
     plan_summary: pd.DataFrame  # region, budget_gb, titles, used_gb, expected_hit_rate
     importances: dict[str, float]
-    training_rows: int  # of the final model
+    training_rows: int  # the final model learnt from (labelled rows of released titles)
     plot_history: pd.DataFrame  # region, title_id, date, views around the last origin
     plot_forecasts: pd.DataFrame  # region, title_id, target_date, horizon, target, models
     audience: AudienceResult | None = None
@@ -309,7 +310,7 @@ def train_forecast(
     from feature_store.tracking import configure_mlflow
 
     settings = settings or ForecastSettings()
-    # the examples are persisted lazily: "backtest" includes making them
+    # the origin rows are persisted lazily: "backtest" includes making them
     watch = Stopwatch()
     with watch.stage("load"):
         data = load_series(
@@ -326,9 +327,13 @@ def train_forecast(
         # only the origins some model learns from or forecasts from
         oldest = min(folds[0], as_of) - dt.timedelta(days=settings.max_train_origins)
         origins = [o for o in feature_origins(data.first_date, as_of) if o >= oldest]
-        examples = forecast_examples(
-            series, titles=data.titles, origins=origins, horizons=sizing.horizons
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        # the origin rows are cached, not their 14 horizon rows each: cached, the examples
+        # of every origin were most of the run's memory and time (5.6M rows at the demo);
+        # a fold reads a sample of them, made from these on the way
+        windows = origin_rows(series, origins=origins, ahead=max(sizing.horizons)).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        examples = examples_from_origins(windows, titles=data.titles, horizons=sizing.horizons)
     log.info(
         "forecast: %d series, %d origins, backtest at %s (%s)",
         series_count,
@@ -363,8 +368,7 @@ def train_forecast(
                 seed=settings.gbt.seed,
             )
             log.info("forecast: fitting the final model on origins up to %s", as_of)
-            model = fit(train, settings.gbt)
-            training_row_count = train.count()
+            model, training_row_count = fit_counted(train, settings.gbt)
         with watch.stage("forecast"):  # every series' next days, and the plan from them
             forecast = (
                 with_predictions(examples.filter(F.col(ORIGIN) == F.lit(as_of)), model)
@@ -415,7 +419,7 @@ def train_forecast(
                 )
     finally:
         predictions = backtest.predictions if backtest else None
-        for frame in (forecast, predictions, examples, series):
+        for frame in (forecast, predictions, windows, series):
             if frame is not None:
                 frame.unpersist()
     log.info("forecast as of %s:\n%s", as_of, run.format_table())
@@ -477,9 +481,8 @@ def write_audience(
     )
     path = output_path(lake_root, AUDIENCE)
     lk.replace_slice(rows, path, slice_values={AS_OF: as_of}, partition_by=[AS_OF])
-    written = lk.read_table(spark, path).filter(F.col(AS_OF) == F.lit(as_of)).count()
-    log.info("audience: %d rows written to %s for %s", written, path, as_of)
-    return written
+    log.info("audience: %d rows written to %s for %s", len(upcoming), path, as_of)
+    return len(upcoming)
 
 
 def _plan_summary(plan: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
@@ -504,21 +507,25 @@ def _plot_samples(series: DataFrame, backtest: BacktestResult, *, top: int):
     forecast against the actuals after it (small frames for the run's plot)."""
     last = backtest.origins[-1]
     rows = backtest.predictions.filter((F.col(ORIGIN) == F.lit(last)) & F.col(IS_TOP))
-    leaders = (
+    # collected once (a few keys), not re-ranked by each of the two reads below
+    chosen = (
         rows.select(REGION, TITLE, SUM_28D)
         .distinct()
         .orderBy(F.col(SUM_28D).desc(), REGION, TITLE)
         .limit(top)
+        .select(REGION, TITLE)
+        .collect()
     )
+    leaders = series.sparkSession.createDataFrame(chosen, f"{REGION} string, {TITLE} string")
     sample = (
-        rows.join(leaders.select(REGION, TITLE), [REGION, TITLE])
+        rows.join(F.broadcast(leaders), [REGION, TITLE])
         .select(REGION, TITLE, TARGET_DATE, HORIZON, TARGET_VIEWS, *MODELS)
         .toPandas()
     )
     first = last - dt.timedelta(days=LOOKBACK_DAYS - 1)
     history = (
         series.filter((F.col(DATE) >= F.lit(first)) & (F.col(DATE) <= F.lit(last)))
-        .join(leaders.select(REGION, TITLE), [REGION, TITLE])
+        .join(F.broadcast(leaders), [REGION, TITLE])
         .select(REGION, TITLE, DATE, VIEWS)
         .toPandas()
     )
@@ -561,11 +568,15 @@ def write_outputs(
         version.alias("model_version"),
         F.lit(run.as_of).alias(AS_OF),
     )
+    # the rows written are the rows given (a Delta write commits all or nothing): counted
+    # from the cached forecast and the pandas plan, not by reading each table back
     counts = []
-    for frame, table in ((forecasts, FORECASTS), (plan_rows, PLAN)):
+    for frame, rows, table in (
+        (forecasts, forecast.count(), FORECASTS),
+        (plan_rows, len(plan), PLAN),
+    ):
         path = output_path(lake_root, table)
         lk.replace_slice(frame, path, slice_values={AS_OF: run.as_of}, partition_by=[AS_OF])
-        written = lk.read_table(spark, path).filter(F.col(AS_OF) == F.lit(run.as_of)).count()
-        log.info("forecast: %d rows written to %s for %s", written, path, run.as_of)
-        counts.append(written)
+        log.info("forecast: %d rows written to %s for %s", rows, path, run.as_of)
+        counts.append(rows)
     return counts[0], counts[1]
