@@ -108,8 +108,11 @@ class EmbeddedAirflow:
         logical_date: dt.datetime,
         conf: Mapping[str, Any],
         on_task: Callable[[str, str], None] | None = None,
+        retries: int | None = None,
     ) -> DagRunResult:
-        """One DAG run; ``on_task(task_id, state)`` hears each task start and end."""
+        """One DAG run; ``on_task(task_id, state)`` hears each task start and end.
+        ``retries``: instead of the tasks' own (0: a failed task ends the run at once,
+        rather than waiting out its retry delay in this process)."""
         dag = self._dag(dag_id)
         log.info("Airflow: %s for %s", dag_id, logical_date.isoformat())
         printed = io.StringIO()
@@ -120,6 +123,8 @@ class EmbeddedAirflow:
                     stack.enter_context(contextlib.redirect_stdout(printed))
                 if on_task is not None:
                     stack.enter_context(_listening(on_task))
+                if retries is not None:
+                    stack.enter_context(_retrying(dag, retries))
                 dag_run = dag.test(logical_date=logical_date, run_conf=dict(conf))
             succeeded = str(dag_run.state) == "success"
         finally:
@@ -168,6 +173,19 @@ def _make_listener(on_task: Callable[[str, str], None]) -> Any:
             self.on_task(task_instance.task_id, "skipped")
 
     return Listener()
+
+
+@contextlib.contextmanager
+def _retrying(dag, retries: int) -> Iterator[None]:
+    """The DAG's tasks with ``retries`` for one run, their own restored afterwards."""
+    own = {task.task_id: task.retries for task in dag.tasks}
+    for task in dag.tasks:
+        task.retries = retries
+    try:
+        yield
+    finally:
+        for task in dag.tasks:
+            task.retries = own[task.task_id]
 
 
 @contextlib.contextmanager

@@ -75,7 +75,8 @@ class Stages:
 
     def _line(self, label: str, summary: str, seconds: float, *, style: str = "") -> None:
         text = f"{label:<44} {summary:<52} {seconds:>7.1f} s"
-        self.console.print(text.rstrip() if not style else f"[{style}]{text}[/]")
+        # one line per stage, also in a log whose width rich would guess as 80
+        self.console.print(text.rstrip() if not style else f"[{style}]{text}[/]", soft_wrap=True)
 
 
 def _bar(console: Console) -> Progress:

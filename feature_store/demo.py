@@ -152,6 +152,7 @@ def run_dags(
                     logical_date=_midnight(day + dt.timedelta(days=1)),
                     conf=common,
                     on_task=_task_progress(stage, day.isoformat()),
+                    retries=0,  # a failure is reported now, not after retry delays
                 )
                 outcome.runs.append(run)
                 if not run.ok:  # the days after depend on it (depends_on_past)
@@ -164,6 +165,7 @@ def run_dags(
                 logical_date=_midnight(spec.end_date + dt.timedelta(days=1)),
                 conf={**common, **_training_conf(spec)},
                 on_task=_task_progress(stage, "training"),
+                retries=0,
             )
             outcome.runs.append(training)
             if not training.ok:
