@@ -35,6 +35,16 @@ def config(state_dir: Path) -> Config:
 SHORT_LIVED_JVM = "spark.java_options=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 
+def _kept_delta_jars() -> list[str]:
+    """Set-up's copy of Delta's jars (`make test` runs set-up first), for every JVM a test
+    starts: an Ivy resolution per start cost seconds, and the JVMs of parallel test
+    workers waited on each other's lock of Ivy's cache. Without a copy, Ivy resolves."""
+    from feature_store.spark import delta_jars, kept_jars_dir
+
+    project = load_config(None, [], environ={"MARQUEE_PSEUDONYMIZATION_KEY": TEST_KEY})
+    return [f"spark.jars_dir={kept_jars_dir(project)}"] if delta_jars(project) else []
+
+
 def state_overrides(state_dir: Path, *extra: str) -> list[str]:
     """``--set`` values that put all state under ``state_dir`` and size Spark for two
     cores and tiny data; ``extra`` come last and win. Tests that start jobs in other
@@ -50,6 +60,7 @@ def state_overrides(state_dir: Path, *extra: str) -> list[str]:
         "spark.show_progress=false",
         "spark.driver_memory=2g",
         "spark.log_level=ERROR",
+        *_kept_delta_jars(),
         *extra,
     ]
 

@@ -128,7 +128,10 @@ def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_pat
     from feature_store.submit import JOBS_DIR, spark_submit_command
 
     config = make_config(
-        tmp_path, "spark.driver_memory=3g", "spark.java_options=-XX:TieredStopAtLevel=1"
+        tmp_path,
+        "spark.driver_memory=3g",
+        "spark.java_options=-XX:TieredStopAtLevel=1",
+        "spark.jars_dir=",  # no local copy of Delta's jars: the cluster resolves them
     )
     master = "spark://10.1.2.3:7077"
     command, env = spark_submit_command(
