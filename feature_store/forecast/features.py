@@ -103,8 +103,7 @@ def origin_rows(series: DataFrame, *, origins: list[dt.date], ahead: int = 0) ->
     span = F.datediff(F.col(DATE), F.lag(DATE, LOOKBACK_DAYS - 1).over(by_day))
     # the row dated T+h exactly (a frame of that one day), whatever days are missing
     leads = [
-        F.first(VIEWS).over(by_day.rangeBetween(h, h)).cast("double")
-        for h in range(1, ahead + 1)
+        F.first(VIEWS).over(by_day.rangeBetween(h, h)).cast("double") for h in range(1, ahead + 1)
     ]
     zero_days = [F.when(F.col(_lag(k)) == 0, 1.0).otherwise(0.0) for k in range(LOOKBACK_DAYS)]
     total_zero = zero_days[0]
