@@ -35,7 +35,8 @@ SECONDS_PER_HOUR = 3600.0
 VIEW_MARGIN_DAYS = 1  # views last less than a day: see `complete_views`
 # True for a view as features dated on its start day see it: cut at that day's midnight.
 CUT = "cut_at_midnight"
-VIEW_COLUMNS = (
+# who watched what, where and when: the keys of a view and of its events
+_VIEW_KEYS = (
     "profile_id",
     "account_id",
     "session_id",
@@ -43,6 +44,9 @@ VIEW_COLUMNS = (
     "region",
     "device",
     "local_hour",
+)
+VIEW_COLUMNS = (
+    *_VIEW_KEYS,
     "start_ts",
     "last_ts",
     "watch_seconds",
@@ -51,13 +55,7 @@ VIEW_COLUMNS = (
     CUT,
 )
 _EVENT_COLUMNS = (
-    "profile_id",
-    "account_id",
-    "session_id",
-    "title_id",
-    "region",
-    "device",
-    "local_hour",
+    *_VIEW_KEYS,
     "event_ts",
     "event_type",
     "watch_seconds",
