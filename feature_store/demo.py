@@ -72,8 +72,8 @@ def generate_service(spark: SparkSession, config: Config, spec: GenerationSpec) 
     )
 
 
-def recs_interaction_dates(spec: GenerationSpec) -> set[dt.date]:
-    """The as-of dates whose ``profile_title_interactions`` the training DAG's recommender
+def recs_dates(spec: GenerationSpec) -> set[dt.date]:
+    """The as-of dates whose profiles and interactions the training DAG's recommender
     reads: its own (RECS_LABEL_DAYS before the last day) and its ranker's generators'
     (RECS_RANKER_DAYS before that)."""
     as_of = spec.end_date - dt.timedelta(days=RECS_LABEL_DAYS)
@@ -84,7 +84,8 @@ def history_plan(spec: GenerationSpec) -> list[tuple[tuple[str, ...], list[dt.da
     """The feature partitions the models need among the history days (the landing days
     get every table from the daily DAG), as (tables, as-of dates) backfills: the daily
     region x title series every day (forecasts), the account and profile features of the
-    churn snapshots, the interactions the recommender trains on."""
+    churn snapshots and of the recommender's dates (the profiles it ranks for), the
+    interactions the recommender trains on."""
     history = spec.dates[: spec.history_days]
     try:
         train, test = churn.choose_snapshots(
@@ -98,11 +99,11 @@ def history_plan(spec: GenerationSpec) -> list[tuple[tuple[str, ...], list[dt.da
         snapshots = {*train, test}
     except ChurnDataError:
         snapshots = set()  # too short for churn; the churn training says why
-    interactions = recs_interaction_dates(spec)
+    recs = recs_dates(spec)
     plan = [
         (("region_title_daily",), history),
-        (tuple(SNAPSHOT_TABLES), sorted(snapshots.intersection(history))),
-        (("profile_title_interactions",), sorted(interactions.intersection(history))),
+        (tuple(SNAPSHOT_TABLES), sorted((snapshots | recs).intersection(history))),
+        (("profile_title_interactions",), sorted(recs.intersection(history))),
     ]
     return [(tables, dates) for tables, dates in plan if dates]
 
@@ -144,7 +145,8 @@ def run_dags(
     with embedded_airflow(config, quiet=True) as airflow:
         days = spec.landing_dates
         steps = airflow.task_count("marquee_daily") * len(days)
-        with stages.stage(f"Daily DAG, {len(days)} landing days", steps=steps) as stage:
+        label = "1 landing day" if len(days) == 1 else f"{len(days)} landing days"
+        with stages.stage(f"Daily DAG, {label}", steps=steps) as stage:
             for day in days:
                 # A daily run's data interval is [D, D+1): it is due at D+1's midnight.
                 run = airflow.run(

@@ -33,6 +33,8 @@ def test_generate_job_writes_landing_folders_per_source_and_day(spark, tmp_path,
             "2",
             "--start-date",
             "2026-02-01",
+            "--landing-days",
+            "2",
             "--json",
             *common(tmp_path),
         ]
@@ -82,25 +84,24 @@ def test_demo_prepares_the_history_the_dags_build_on(spark, tmp_path):
     series = lk.read_table(spark, lake.features("region_title_daily"))
     counts = {r["as_of_date"]: r["count"] for r in series.groupBy("as_of_date").count().collect()}
     assert sorted(counts) == history
-    assert demo.recs_interaction_dates(spec) == {dt.date(2026, 2, 2), dt.date(2026, 1, 31)}
-    interactions = lk.read_table(spark, lake.features("profile_title_interactions"))
-    assert [r[0] for r in interactions.select("as_of_date").distinct().collect()] == [history[1]]
+    assert demo.recs_dates(spec) == {dt.date(2026, 2, 2), dt.date(2026, 1, 31)}
+    # the recommender's date in the history (02-02) gets the profiles it ranks for and the
+    # interactions it learns from; the days too short for churn snapshots get nothing more
     grid = reports.feature_log_summary(spark, config.lake, spec.dates).splitlines()
     assert grid[0].split()[-4:] == ["02-01", "02-02", "02-03", "02-04"]
-    assert grid[1].split() == [
-        "profile_title_interactions",
-        "-",
-        f"{interactions.count():,}",
-        "-",
-        "-",
-    ]
-    assert grid[2].split() == [
+    for line, table in zip(
+        grid[1:4], ["account_daily", "profile_daily", "profile_title_interactions"], strict=True
+    ):
+        rows = lk.read_table(spark, lake.features(table))
+        assert [r[0] for r in rows.select("as_of_date").distinct().collect()] == [history[1]]
+        assert line.split() == [table, "-", f"{rows.count():,}", "-", "-"]
+    assert grid[4].split() == [
         "region_title_daily",
         *(f"{counts[d]:,}" for d in history),
         "-",
         "-",
     ]
-    assert grid[-1] == "3 partitions, 0 not committed (validation or input)"
+    assert grid[-1] == "5 partitions, 0 not committed (validation or input)"
 
 
 def test_cli_lists_commands_and_rejects_unknown_ones(capsys):
