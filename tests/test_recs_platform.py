@@ -198,3 +198,11 @@ def test_missing_features_name_the_problem(spark, tmp_path):
     config = make_config(tmp_path)
     with pytest.raises(RecsDataError, match="no profile_title_interactions table"):
         train_recommender(spark, config, AS_OF)
+
+
+def test_a_date_without_profiles_is_refused_rather_than_scored_empty(spark, model_world):
+    from feature_store.recs.platform import profile_groups
+
+    day = model_day(30)  # the world's profile_daily holds days 29, 32 and 46 only
+    with pytest.raises(RecsDataError, match=f"profile_daily has no profile as of {day}"):
+        profile_groups(spark, model_world.lake, day)

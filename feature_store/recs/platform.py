@@ -36,7 +36,12 @@ from feature_store.recs.models import Popularity, top_k_indices
 from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
 from feature_store.recs.oracle import oracle_recommendations
 from feature_store.recs.pipeline import TrainedEnsemble, train_ensemble
-from feature_store.recs.platform_data import PlatformData, load_platform_data, sessions_between
+from feature_store.recs.platform_data import (
+    PlatformData,
+    RecsDataError,
+    load_platform_data,
+    sessions_between,
+)
 from feature_store.recs.ranker import (
     LABEL,
     SESSION,
@@ -279,7 +284,9 @@ def _context_overlap(serving, users, k: int) -> float:
 
 
 def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
-    """(user_id, region, segment) per profile from profile_daily and account_daily."""
+    """(user_id, region, segment) per profile from profile_daily and account_daily.
+    Raises :class:`RecsDataError` when profile_daily has no row for ``as_of``: without
+    profiles there is no one to recommend to, and an empty top list must not be served."""
     lake = lk.Lake(lake_root)
     versions, frames = {}, {}
     for table in ("profile_daily", "account_daily"):
@@ -295,6 +302,11 @@ def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
         .select(USER, "region", "segment")
         .toPandas()
     )
+    if groups.empty:
+        raise RecsDataError(
+            f"profile_daily has no profile as of {as_of}: build that date's profile_daily "
+            f"and account_daily first (marquee features build --date {as_of})"
+        )
     return groups, versions
 
 
