@@ -13,6 +13,10 @@ feature checks compare with the day before, so days go in order and a failed day
 the days after it until it is fixed. Every job replaces what it wrote for its day, so a
 re-run or retry is safe. The validate task emits `marquee_features` with
 `{"date": D}`, which triggers `marquee_training`.
+
+With `spark.task_driver: shared` (conf/local.yaml), the setup task start_spark_driver
+starts one Spark driver that the jobs of the run share, and the teardown task
+stop_spark_driver stops it; with `spark-submit`, each task is its own spark-submit.
 """
 
 from airflow.sdk import CronDataIntervalTimetable, dag
@@ -34,6 +38,7 @@ from feature_store import orchestration as orc
 )
 def marquee_daily():
     day = orc.window()["date"]
+    driver = orc.start_spark_driver()  # with spark.task_driver=shared; else a no-op
     ingest = orc.SparkJobOperator(
         task_id="ingest", job="ingest_events", date=day, outlets=[orc.BRONZE]
     )
@@ -48,7 +53,7 @@ def marquee_daily():
         date=day,
         job_args=["--artifact=online_features"],
     )
-    ingest >> build >> validate >> online
+    driver >> ingest >> build >> validate >> online >> orc.stop_spark_driver(driver)
 
 
 marquee_daily()

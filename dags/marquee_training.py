@@ -12,6 +12,9 @@ keeps its champion's. `publish` publishes the artifacts of the promoted models.
 Params: `models` (which to train), `recs_label_days` (the recommender is judged on the
 days after its as-of date, so it learns that many days before the run's day), `date`,
 `config`, `overrides` and `job_args` (extra flags per job, e.g. small-data settings).
+
+With `spark.task_driver: shared`, the jobs run on one Spark driver that the setup task
+start_spark_driver starts and the teardown task stop_spark_driver stops.
 """
 
 import datetime as dt
@@ -42,7 +45,9 @@ from feature_store import orchestration as orc
 )
 def marquee_training():
     dates = orc.window()
+    driver = orc.start_spark_driver()  # with spark.task_driver=shared; else a no-op
     publish = orc.PublishOperator(task_id="publish", trigger_rule=TriggerRule.ALL_DONE)
+    publish >> orc.stop_spark_driver(driver)
     for model, job in orc.MODELS.items():
         args = ["--tag", "airflow.run_id={{ run_id }}"]
         if model == "recommender":
@@ -57,7 +62,7 @@ def marquee_training():
             version=version["version"],
             as_of=version["as_of"],
         )
-        train >> version >> promote >> publish
+        driver >> train >> version >> promote >> publish
 
 
 marquee_training()

@@ -35,6 +35,9 @@ class ConfigError(ValueError):
     """A configuration file or override is invalid; the message names file and key."""
 
 
+TASK_DRIVERS = ("spark-submit", "shared")
+
+
 @dataclasses.dataclass(frozen=True)
 class SparkConfig:
     master: str = "local[2]"
@@ -69,6 +72,10 @@ class SparkConfig:
     # e.g. -XX:TieredStopAtLevel=1 for short jobs on tiny data, where compiling hot code
     # costs more CPU than it saves.
     java_options: str = ""
+    # How the Airflow DAGs run their Spark jobs: one spark-submit per task (a new driver
+    # each), or "shared": one driver per DAG run that every task's job runs on
+    # (feature_store/shared_driver.py), which saves each task a JVM's start and warm-up.
+    task_driver: str = "spark-submit"
 
     @property
     def extra_package_list(self) -> list[str]:
@@ -301,6 +308,8 @@ def _check_values(sections: dict[str, Any], file: Path) -> None:
         fail("publish.retention_versions", "must be at least 1")
     if publish.trusted_public_key and not _is_public_key(publish.trusted_public_key):
         fail("publish.trusted_public_key", "must be the base64 of a 32-byte Ed25519 public key")
+    if spark.task_driver not in TASK_DRIVERS:
+        fail("spark.task_driver", f"must be one of {', '.join(TASK_DRIVERS)}")
     ingest = sections.get("ingest", IngestConfig())
     if not 0.0 <= ingest.max_quarantine_share <= 1.0:
         fail("ingest.max_quarantine_share", "must be between 0 and 1")

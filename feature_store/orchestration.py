@@ -23,6 +23,7 @@ run in client mode: the driver needs this checkout and its virtual environment.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, Param, get_current_context, task
+from airflow.sdk import Asset, Param, get_current_context, setup, task, teardown
 from airflow.sdk.exceptions import (
     AirflowException,
     AirflowFailException,
@@ -190,7 +191,32 @@ class SparkJobOperator(SparkSubmitOperator):
         master = self._get_hook()._connection["master"]
         self.application_args = [*args, *config_args(params), "--master", master]
         self._hook = None  # rebuilt by execute with these arguments
-        super().execute(context)
+        if config.spark.task_driver == "shared":
+            self._run_on_shared_driver(config)
+        else:
+            super().execute(context)
+
+    def _run_on_shared_driver(self, config) -> None:
+        """The job on the DAG run's shared driver (start_spark_driver), its output in
+        this task's log; a failure carries the output's last lines, as spark-submit's."""
+        from feature_store import shared_driver
+
+        last: collections.deque[str] = collections.deque(maxlen=40)
+
+        def on_line(line: str) -> None:
+            last.append(line)
+            self.log.info("%s", line)
+
+        path = shared_driver.socket_path(config.paths.state_dir)
+        try:
+            code = shared_driver.run_job(path, self.job, self.application_args, on_line)
+        except shared_driver.SharedDriverError as exc:
+            raise AirflowException(str(exc)) from exc
+        if code != 0:
+            output = "\n".join(last)
+            raise AirflowException(
+                f"{self.job} exited with code {code} on the shared driver:\n{output}"
+            )
 
     def _get_hook(self):
         hook = super()._get_hook()
@@ -201,6 +227,55 @@ class SparkJobOperator(SparkSubmitOperator):
                 "the jobs run in client mode: their driver needs this checkout and its venv"
             )
         return hook
+
+
+@setup
+@task
+def start_spark_driver() -> dict[str, Any]:
+    """With ``spark.task_driver: shared``, the driver this run's jobs share: the one
+    listening for this state folder, or a new one this run starts and its teardown stops.
+    With spark-submit, nothing: each task starts its own."""
+    from feature_store import shared_driver
+
+    params = get_current_context()["params"]
+    config = load_config(params)
+    if config.spark.task_driver != "shared":
+        return {"socket": None, "owned": False}
+    args = [*config_args(params), "--master", spark_master(config)]
+    try:
+        started = shared_driver.start(config.paths.state_dir, args)
+    except shared_driver.SharedDriverError as exc:
+        raise AirflowException(str(exc)) from exc
+    log.info(
+        "jobs of this run go to the shared driver on %s (log: %s)", started.socket, started.log_file
+    )
+    return {"socket": str(started.socket), "owned": started.owned}
+
+
+def stop_spark_driver(driver: Any) -> Any:
+    """The teardown task that stops the shared driver if this run started it (a demo's
+    or an operator's stays). A new decorated task per DAG: Airflow's teardown decorator
+    keeps the trigger rule it sets on its first call and refuses a second."""
+    return teardown(task(task_id="stop_spark_driver")(_stop_spark_driver))(driver)
+
+
+def _stop_spark_driver(driver: dict[str, Any]) -> None:
+    from feature_store import shared_driver
+
+    if driver.get("owned") and driver.get("socket"):
+        shared_driver.stop(Path(driver["socket"]))
+
+
+def spark_master(config) -> str:
+    """The master the jobs run on: the ``marquee_spark`` connection's, else the config's."""
+    from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(CONN_ID)
+    except AirflowNotFoundException:
+        return config.spark.master
+    return SparkSubmitHook(conn_id=CONN_ID)._connection["master"]
 
 
 @task(multiple_outputs=True)

@@ -127,9 +127,15 @@ def list_main(argv: list[str] | None = None) -> int:
     return runtime.run(body, parser.parse_args(argv))
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """``promote|rollback|list ...``: the action, then its own arguments."""
+    argv = sys.argv[1:] if argv is None else argv
     actions = {"promote": promote_main, "rollback": rollback_main, "list": list_main}
-    if len(sys.argv) < 2 or sys.argv[1] not in actions:
-        print(f"usage: {sys.argv[0]} <{' | '.join(actions)}> ...", file=sys.stderr)
-        sys.exit(runtime.EXIT_USAGE)
-    sys.exit(actions[sys.argv[1]](sys.argv[2:]))
+    if not argv or argv[0] not in actions:
+        print(f"usage: manage_models <{' | '.join(actions)}> ...", file=sys.stderr)
+        return runtime.EXIT_USAGE
+    return actions[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,7 +21,7 @@ from conftest import DAGS, SHORT_LIVED_JVM, make_config, state_overrides
 from worlds import WORLD_OVERRIDES
 
 from feature_store import lake as lk
-from feature_store import serving
+from feature_store import serving, shared_driver
 
 pytestmark = pytest.mark.integration
 
@@ -78,18 +78,24 @@ def test_daily_dag_ingests_builds_and_validates_its_interval_day(dagbag):
     dag = dagbag.get_dag("marquee_daily")
     assert upstream(dag) == {
         "window": set(),
-        "ingest": {"window"},
+        "start_spark_driver": set(),
+        "ingest": {"window", "start_spark_driver"},
         "build_features": {"window", "ingest"},
         "validate_features": {"window", "build_features"},
         "publish_online_features": {"window", "validate_features"},
+        "stop_spark_driver": {"start_spark_driver", "publish_online_features"},
     }
+    # the shared driver lives as long as the run's jobs, and is stopped whatever they do
+    assert dag.get_task("start_spark_driver").is_setup
+    assert dag.get_task("stop_spark_driver").is_teardown
     assert isinstance(dag.timetable, CronDataIntervalTimetable)  # runs have [D, D+1)
     assert dag.max_active_runs == 1 and dag.max_active_tasks == 1 and not dag.catchup
     for task in dag.tasks:
         assert task.retries == 2 and task.retry_delay == dt.timedelta(minutes=5)
         assert task.depends_on_past  # a day after the day before
-    spark_tasks = [t for t in dag.tasks if t.task_id != "window"]
-    assert all(isinstance(t, orc.SparkJobOperator) for t in spark_tasks)
+    spark_tasks = [t for t in dag.tasks if isinstance(t, orc.SparkJobOperator)]
+    others = {t.task_id for t in dag.tasks} - {t.task_id for t in spark_tasks}
+    assert others == {"window", "start_spark_driver", "stop_spark_driver"}
     assert [t.application.split("/")[-1] for t in spark_tasks] == [
         "ingest_events.py",
         "build_features.py",
@@ -106,9 +112,14 @@ def test_training_dag_trains_registers_promotes_and_publishes_each_model(dagbag)
     from feature_store import orchestration as orc
 
     dag = dagbag.get_dag("marquee_training")
-    expected = {"window": set(), "publish": {f"promote_{m}" for m in orc.MODELS}}
+    expected = {
+        "window": set(),
+        "start_spark_driver": set(),
+        "publish": {f"promote_{m}" for m in orc.MODELS},
+        "stop_spark_driver": {"start_spark_driver", "publish"},
+    }
     for model in orc.MODELS:
-        expected[f"train_{model}"] = {"window"}
+        expected[f"train_{model}"] = {"window", "start_spark_driver"}
         expected[f"registered_{model}"] = {f"train_{model}", "window"}
         expected[f"promote_{model}"] = {f"registered_{model}"}
     assert upstream(dag) == expected
@@ -223,12 +234,22 @@ def test_daily_dag_end_to_end(spark, dagbag, generated_world, tmp_path):
     dag_run, states = run(
         dagbag.get_dag("marquee_daily"),
         logical_date=dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), UTC),
-        conf={"overrides": [*dag_overrides(state), *WORLD_OVERRIDES], "job_args": JOB_ARGS},
+        # a spark-submit per task here; the training DAG's test runs its jobs on a shared driver
+        conf={
+            "overrides": [
+                *dag_overrides(state),
+                *WORLD_OVERRIDES,
+                "spark.task_driver=spark-submit",
+            ],
+            "job_args": JOB_ARGS,
+        },
     )
     assert states == dict.fromkeys(
-        ["window", "ingest", "build_features", "validate_features", "publish_online_features"],
+        ["window", "start_spark_driver", "ingest", "build_features", "validate_features"]
+        + ["publish_online_features", "stop_spark_driver"],
         "success",
     )
+    assert not shared_driver.socket_path(state).exists()  # no driver was started
     assert dag_run.state == "success"
     lake = lk.Lake(config.lake)
     viewing = lk.read_table(spark, lake.bronze("viewing"))

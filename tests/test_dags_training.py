@@ -1,7 +1,7 @@
 """The training DAG end to end with ``dag.test()``: the popularity forecast trained,
-registered, promoted and published (3 spark-submits), make run's report of that run, and a
-refused promotion that publishes nothing (1). Separate from tests/test_dags.py so that the
-two end-to-end runs go to different test workers."""
+registered, promoted and published (3 jobs on the run's shared driver), make run's report
+of that run, and a refused promotion that publishes nothing (1). Separate from
+tests/test_dags.py so that the two end-to-end runs go to different test workers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from conftest import make_config
 from test_dags import FORECAST, UTC, dag_overrides, run
 
-from feature_store import serving
+from feature_store import serving, shared_driver
 from feature_store.generator import GenerationSpec
 
 pytestmark = pytest.mark.integration
@@ -52,6 +52,7 @@ def test_training_dag_end_to_end_promotes_and_publishes(spark, dagbag, forecast_
     monday = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(6), UTC)
     dag_run, states = run(dag, logical_date=monday, conf=training_conf(state))
     forecast_tasks = ["window", *(f"{s}_{FORECAST}" for s in ("train", "registered", "promote"))]
+    forecast_tasks += ["start_spark_driver", "stop_spark_driver"]
     assert {t: states[t] for t in [*forecast_tasks, "publish"]} == dict.fromkeys(
         [*forecast_tasks, "publish"], "success"
     )
@@ -60,6 +61,14 @@ def test_training_dag_end_to_end_promotes_and_publishes(spark, dagbag, forecast_
         "skipped"
     }
     assert dag_run.state == "success"
+    # the jobs ran on the one driver the run started, and its teardown stopped it
+    jobs = [line.split()[:4] for line in (state / "shared-driver.log").read_text().splitlines()]
+    assert [j for j in jobs if j[:2] == ["shared", "driver:"] and j[2] != "Spark"] == [
+        ["shared", "driver:", "train_forecast", "exit=0"],
+        ["shared", "driver:", "manage_models", "exit=0"],
+        ["shared", "driver:", "publish_artifacts", "exit=0"],
+    ]
+    assert not shared_driver.socket_path(state).exists()
     ti = {t.task_id: t for t in dag_run.get_task_instances()}
     outcome = ti[f"promote_{FORECAST}"].xcom_pull(task_ids=f"promote_{FORECAST}")
     assert outcome["promoted"] and outcome["as_of"] == end.isoformat()

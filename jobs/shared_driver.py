@@ -1,0 +1,68 @@
+"""A long-lived Spark driver that runs the jobs of jobs/ sent to it, one at a time
+(feature_store/shared_driver.py: why, and the protocol). A DAG run's start_spark_driver
+task starts it; `marquee demo` starts one for both of its DAG runs.
+
+python jobs/shared_driver.py --socket PATH [--config FILE] [--set KEY=VALUE ...] [--master M]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib
+import re
+import sys
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from feature_store import runtime
+from feature_store.shared_driver import serve
+
+JOBS = Path(__file__).resolve().parent
+NOT_SERVED = {"shared_driver", "run_demo"}  # a driver inside a driver; the demo's own
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="shared_driver", description=__doc__.splitlines()[0])
+    runtime.add_common_args(parser)
+    parser.add_argument("--socket", required=True, type=Path, help="Unix socket to listen on")
+    return parser.parse_args(argv)
+
+
+def run_job(job: str, argv: list[str]) -> int:
+    if not re.fullmatch(r"[a-z_]+", job) or job in NOT_SERVED or not (JOBS / f"{job}.py").exists():
+        print(f"error: no job {job!r} in {JOBS}", file=sys.stderr)
+        return runtime.EXIT_USAGE
+    main = getattr(importlib.import_module(f"jobs.{job}"), "main", None)
+    if main is None:
+        print(f"error: jobs/{job}.py has no main(argv) to run", file=sys.stderr)
+        return runtime.EXIT_USAGE
+    return int(main(argv) or 0)
+
+
+def forget_job_state() -> None:
+    """What one job cached is not the next one's: cached tables, and their memory."""
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        spark.catalog.clearCache()
+    gc.collect()
+
+
+def _main(args: argparse.Namespace) -> int:
+    config = runtime.load(args)
+    runtime.session(config, args)  # the JVM starts once, before the first job
+    print(f"shared driver: Spark up, listening on {args.socket}", flush=True)
+    serve(args.socket, run_job, after_job=forget_job_state)
+    spark = SparkSession.getActiveSession()
+    if spark is not None:
+        spark.stop()
+    return runtime.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    return runtime.run(_main, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The shared driver's protocol: what a job prints and logs reaches its task line by line,
+its exit code comes back whatever way it ends, and the driver goes on to the next job.
+The server runs here with plain-Python jobs; the training DAG's end-to-end test
+(tests/test_dags_training.py) runs real Spark jobs on jobs/shared_driver.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from feature_store import shared_driver
+
+SERVER = textwrap.dedent(
+    """
+    import logging, sys
+    from pathlib import Path
+    from feature_store.shared_driver import serve
+
+    calls = []
+
+    def run(job, argv):
+        calls.append(job)
+        if job == "talk":
+            print("first line")
+            logging.getLogger("a.job").warning("a logged warning")
+            sys.stderr.write("no newline at the end")
+            return 0
+        if job == "exit":
+            sys.exit(int(argv[0]))
+        if job == "crash":
+            raise ValueError("the job broke")
+        if job == "count":
+            print(f"jobs so far: {len(calls)}")
+            return 0
+        return 2
+
+    serve(Path(sys.argv[1]), run)
+    print("stopped", file=sys.__stderr__)
+    """
+)
+
+
+@pytest.fixture
+def server(tmp_path):
+    path = shared_driver.socket_path(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(path)], stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not shared_driver.is_listening(path):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.1)
+    yield path, process
+    process.kill()
+    process.wait()
+
+
+def job(path, name: str, *argv: str) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    code = shared_driver.run_job(path, name, list(argv), lines.append)
+    return code, lines
+
+
+def test_a_jobs_prints_and_logs_reach_the_client_and_its_exit_code_comes_back(server):
+    path, _ = server
+    code, lines = job(path, "talk")
+    assert code == 0
+    assert lines[0] == "first line"
+    assert lines[1].endswith(" WARNING a.job: a logged warning")
+    assert lines[2:] == ["no newline at the end"]
+    assert job(path, "exit", "3") == (3, [])
+    assert job(path, "exit", "0") == (0, [])
+
+
+def test_a_job_that_raises_fails_with_its_traceback_and_the_driver_runs_the_next(server):
+    path, _ = server
+    code, lines = job(path, "crash")
+    assert code == 1
+    assert lines[0] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: the job broke"
+    assert job(path, "count") == (0, ["jobs so far: 2"])
+
+
+def test_stop_ends_the_driver_and_removes_its_socket(server):
+    path, process = server
+    shared_driver.stop(path)
+    assert process.wait(timeout=30) == 0
+    assert "stopped" in process.stderr.read()
+    assert not path.exists() and not shared_driver.is_listening(path)
+    with pytest.raises(shared_driver.SharedDriverError, match="no shared Spark driver at"):
+        job(path, "count")
+
+
+def test_a_stale_socket_file_is_not_a_driver(tmp_path):
+    import socket
+
+    path = shared_driver.socket_path(tmp_path)
+    with socket.socket(socket.AF_UNIX) as left_behind:  # bound, never listening
+        left_behind.bind(str(path))
+    try:
+        assert path.exists() and not shared_driver.is_listening(path)
+    finally:
+        path.unlink()
+
+
+def test_a_driver_that_cannot_start_says_why(tmp_path):
+    with pytest.raises(shared_driver.SharedDriverError, match="exited with code 2") as failed:
+        shared_driver.start(tmp_path, ["--no-such-flag"])
+    assert "unrecognized arguments: --no-such-flag" in str(failed.value)
+    assert (tmp_path / "shared-driver.log").exists()
+
+
+def test_socket_paths_are_short_and_differ_per_state_folder(tmp_path):
+    deep = tmp_path.joinpath(*["a-rather-long-folder-name"] * 8)
+    assert len(str(shared_driver.socket_path(deep))) < 100
+    assert shared_driver.socket_path(deep) != shared_driver.socket_path(tmp_path)
+    assert shared_driver.socket_path(tmp_path) == shared_driver.socket_path(tmp_path / ".")
