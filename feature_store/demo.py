@@ -7,7 +7,8 @@ day through the Airflow DAGs, as a deployment would run it.
    features), one pass per table: the history a platform brings with it, made here in
    this process.
 2. The daily DAG for each landing day, oldest first: ingest, build, validate, publish the
-   online features (each task a spark-submit of its job).
+   online features (each task a job on the Spark driver the DAG runs share, or with
+   ``spark.task_driver: spark-submit`` a spark-submit of its own).
 3. The training DAG once, for the last day: train the recommender, churn and forecast
    models, register them, promote them through the gates, publish what was promoted.
 4. A one-screen report from what the runs left in the lake, the registry and the
@@ -16,9 +17,10 @@ day through the Airflow DAGs, as a deployment would run it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,7 +144,10 @@ def run_dags(
 
     common = {"config": config_file, "overrides": list(overrides)}
     outcome = DemoOutcome()
-    with embedded_airflow(config, quiet=True) as airflow:
+    with (
+        embedded_airflow(config, quiet=True) as airflow,
+        _shared_driver(config, config_file, overrides),
+    ):
         days = spec.landing_dates
         steps = airflow.task_count("marquee_daily") * len(days)
         label = "1 landing day" if len(days) == 1 else f"{len(days)} landing days"
@@ -174,6 +179,30 @@ def run_dags(
                 outcome.failed.append(f"training run: {training.task_states}")
             stage.note("train, register, promote, publish 3 models")
     return outcome
+
+
+@contextlib.contextmanager
+def _shared_driver(
+    config: Config, config_file: str | None, overrides: Sequence[str]
+) -> Iterator[None]:
+    """With ``spark.task_driver: shared``, one driver for both DAGs' runs: their setup
+    tasks find it listening and their teardowns leave it, so the training run's jobs
+    start on a driver the daily run has warmed. Stopped when the runs are done."""
+    if config.spark.task_driver != "shared":
+        yield
+        return
+    from feature_store import shared_driver
+
+    args = ["--set", "spark.show_progress=false"]
+    args += ["--config", config_file] if config_file else []
+    for override in overrides:
+        args += ["--set", override]
+    started = shared_driver.start(config.paths.state_dir, [*args, "--master", config.spark.master])
+    try:
+        yield
+    finally:
+        if started.owned:
+            shared_driver.stop(started.socket)
 
 
 def _training_conf(spec: GenerationSpec) -> dict[str, Any]:

@@ -51,8 +51,9 @@ def _main(args: argparse.Namespace) -> int:
     if failed:
         print(f"error: history feature builds failed for {failed}", file=sys.stderr)
         return runtime.EXIT_FAILED
-    # The DAG tasks are drivers that live a minute on demo-sized data.
-    task_overrides = [f"spark.java_options={SHORT_LIVED_JVM_OPTIONS}", *args.overrides]
+    task_overrides = args.overrides
+    if config.spark.task_driver == "spark-submit":  # drivers that live a minute each
+        task_overrides = [f"spark.java_options={SHORT_LIVED_JVM_OPTIONS}", *args.overrides]
     outcome = demo.run_dags(
         config, spec, config_file=args.config, overrides=task_overrides, stages=stages
     )
