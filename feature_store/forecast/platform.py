@@ -29,11 +29,9 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 from pyspark import StorageLevel
-from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -297,27 +295,6 @@ class ForecastRun:
         return "\n".join(lines)
 
 
-def _fit_final(
-    watch: Stopwatch, examples: DataFrame, as_of: dt.date, settings: ForecastSettings
-) -> tuple[PipelineModel, int]:
-    """The model that is registered: trained on the origins up to ``as_of``."""
-    with watch.stage("fit"):
-        train = training_rows(
-            examples,
-            origin=as_of,
-            max_train_origins=settings.max_train_origins,
-            max_rows=settings.max_training_rows,
-            seed=settings.gbt.seed,
-        )
-        log.info("forecast: fitting the final model on origins up to %s", as_of)
-        return fit_counted(train, settings.gbt)
-
-
-def _train_audience(watch: Stopwatch, spark, lake: str, data, series, settings: ForecastSettings):
-    with watch.stage("audience"):
-        return train_audience(spark, lake, data, series, settings.audience)
-
-
 def train_forecast(
     spark: SparkSession,
     config: Config,
@@ -366,32 +343,32 @@ def train_forecast(
     )
     backtest = forecast = None
     try:
-        # The final fit and the audience model need nothing from the backtest: they run
-        # beside it, filling the cores a GBT's many small Spark jobs leave idle. Their
-        # stages' seconds overlap the backtest's.
-        windows.count()  # made once here, not by two threads at the same time
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="forecast") as pool:
-            final = pool.submit(_fit_final, watch, examples, as_of, settings)
-            audience_done = pool.submit(
-                _train_audience, watch, spark, config.lake, data, series, settings
+        with watch.stage("backtest"):
+            backtest = run_backtest(
+                examples,
+                origins=folds,
+                params=settings.gbt,
+                max_train_origins=settings.max_train_origins,
+                top_n=settings.top_n,
+                max_training_rows=settings.max_training_rows,
             )
-            with watch.stage("backtest"):
-                backtest = run_backtest(
-                    examples,
-                    origins=folds,
-                    params=settings.gbt,
-                    max_train_origins=settings.max_train_origins,
-                    top_n=settings.top_n,
-                    max_training_rows=settings.max_training_rows,
-                )
-                sizes = cdn.title_sizes(data.titles)
-                candidates = cdn.backtest_candidates(
-                    backtest.predictions, sizes=sizes, plan_days=settings.plan_days
-                ).toPandas()
-                cdn_backtest = cdn.backtest_hit_rates(candidates, budget_gb=settings.budget_gb)
-                history, sample = _plot_samples(series, backtest, top=PLOT_SERIES)
-            model, training_row_count = final.result()
-            audience, audience_note = audience_done.result()
+            sizes = cdn.title_sizes(data.titles)
+            candidates = cdn.backtest_candidates(
+                backtest.predictions, sizes=sizes, plan_days=settings.plan_days
+            ).toPandas()
+            cdn_backtest = cdn.backtest_hit_rates(candidates, budget_gb=settings.budget_gb)
+            history, sample = _plot_samples(series, backtest, top=PLOT_SERIES)
+
+        with watch.stage("fit"):
+            train = training_rows(
+                examples,
+                origin=as_of,
+                max_train_origins=settings.max_train_origins,
+                max_rows=settings.max_training_rows,
+                seed=settings.gbt.seed,
+            )
+            log.info("forecast: fitting the final model on origins up to %s", as_of)
+            model, training_row_count = fit_counted(train, settings.gbt)
         with watch.stage("forecast"):  # every series' next days, and the plan from them
             forecast = (
                 with_predictions(examples.filter(F.col(ORIGIN) == F.lit(as_of)), model)
@@ -403,6 +380,10 @@ def train_forecast(
             ).toPandas()
             plan = cdn.select_titles(expected, budget_gb=settings.budget_gb)
             plan_summary = _plan_summary(plan, expected)
+        with watch.stage("audience"):
+            audience, audience_note = train_audience(
+                spark, config.lake, data, series, settings.audience
+            )
         run = ForecastRun(
             as_of=as_of,
             first_date=data.first_date,
