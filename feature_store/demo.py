@@ -185,9 +185,9 @@ def run_dags(
 def _shared_driver(
     config: Config, config_file: str | None, overrides: Sequence[str]
 ) -> Iterator[None]:
-    """With ``spark.task_driver: shared``, one driver for both DAGs' runs: their setup
-    tasks find it listening and their teardowns leave it, so the training run's jobs
-    start on a driver the daily run has warmed. Stopped when the runs are done."""
+    """With ``spark.task_driver: shared``, one driver for both DAGs' runs: the demo holds
+    it from before the daily run to after the training run, so the training run's jobs
+    start on a driver the daily run has warmed. It stops when the demo releases it."""
     if config.spark.task_driver != "shared":
         yield
         return
@@ -197,12 +197,12 @@ def _shared_driver(
     args += ["--config", config_file] if config_file else []
     for override in overrides:
         args += ["--set", override]
-    started = shared_driver.start(config.paths.state_dir, [*args, "--master", config.spark.master])
+    args += ["--master", config.spark.master]
+    started = shared_driver.start(config.paths.state_dir, args, holder="marquee demo")
     try:
         yield
     finally:
-        if started.owned:
-            shared_driver.stop(started.socket)
+        shared_driver.release(started.socket, started.holder)
 
 
 def _training_conf(spec: GenerationSpec) -> dict[str, Any]:

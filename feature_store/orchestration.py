@@ -232,38 +232,40 @@ class SparkJobOperator(SparkSubmitOperator):
 @setup
 @task
 def start_spark_driver() -> dict[str, Any]:
-    """With ``spark.task_driver: shared``, the driver this run's jobs share: the one
-    listening for this state folder, or a new one this run starts and its teardown stops.
-    With spark-submit, nothing: each task starts its own."""
+    """With ``spark.task_driver: shared``, hold the driver this run's jobs share: the one
+    listening for this state folder, or a new one. With spark-submit, nothing: each task
+    starts its own driver."""
     from feature_store import shared_driver
 
-    params = get_current_context()["params"]
+    context = get_current_context()
+    params = context["params"]
     config = load_config(params)
     if config.spark.task_driver != "shared":
-        return {"socket": None, "owned": False}
+        return {"socket": None, "holder": None}
     args = [*config_args(params), "--master", spark_master(config)]
+    holder = f"{context['dag'].dag_id}/{context['run_id']}"
     try:
-        started = shared_driver.start(config.paths.state_dir, args)
+        started = shared_driver.start(config.paths.state_dir, args, holder=holder)
     except shared_driver.SharedDriverError as exc:
         raise AirflowException(str(exc)) from exc
     log.info(
         "jobs of this run go to the shared driver on %s (log: %s)", started.socket, started.log_file
     )
-    return {"socket": str(started.socket), "owned": started.owned}
+    return {"socket": str(started.socket), "holder": holder}
 
 
 def stop_spark_driver(driver: Any) -> Any:
-    """The teardown task that stops the shared driver if this run started it (a demo's
-    or an operator's stays). A new decorated task per DAG: Airflow's teardown decorator
+    """The teardown task that releases this run's hold on the shared driver (which stops
+    when no run holds it). A new decorated task per DAG: Airflow's teardown decorator
     keeps the trigger rule it sets on its first call and refuses a second."""
-    return teardown(task(task_id="stop_spark_driver")(_stop_spark_driver))(driver)
+    return teardown(task(task_id="stop_spark_driver")(_release_spark_driver))(driver)
 
 
-def _stop_spark_driver(driver: dict[str, Any]) -> None:
+def _release_spark_driver(driver: dict[str, Any]) -> None:
     from feature_store import shared_driver
 
-    if driver.get("owned") and driver.get("socket"):
-        shared_driver.stop(Path(driver["socket"]))
+    if driver.get("socket") and driver.get("holder"):
+        shared_driver.release(Path(driver["socket"]), driver["holder"])
 
 
 def spark_master(config) -> str:

@@ -2,23 +2,27 @@
 
 On small data most of a task's minute is a new JVM: starting it, loading Delta, and
 compiling Spark's and Delta's code paths and the query plans again. A shared driver pays
-that once per DAG run: a long-lived PySpark driver (``jobs/shared_driver.py``) listens on
-a Unix socket; each task sends it a job of ``jobs/`` with its arguments, streams back
-what the job prints, and gets its exit code. Jobs run one at a time, as the DAGs' one
-task at a time on two cores. The DAG run's setup task starts it and its teardown task
-stops it; a driver already listening (``marquee demo`` starts one for both of its DAG
-runs) is used and left running. ``spark.task_driver: spark-submit`` keeps one
-spark-submit per task, the shape for a cluster's scheduler.
+that once: a long-lived PySpark driver (``jobs/shared_driver.py``) listens on a Unix
+socket; each task sends it a job of ``jobs/`` with its arguments, streams back what the
+job prints, and gets its exit code. Jobs run one at a time, as the DAGs' one task at a
+time on two cores. A DAG run's setup task holds the driver (starting it if none listens)
+and its teardown task releases it; the driver stops when its last holder releases it, so
+overlapping runs (the training run starts when the daily run validates) share one and
+neither cuts the other off. ``marquee demo`` holds one for both of its DAG runs.
+``spark.task_driver: spark-submit`` keeps one spark-submit per task instead.
 
-Protocol, one JSON object per line: the client sends ``{"job": name, "argv": [...]}``,
-``{"ping": true}`` or ``{"stop": true}``; the server answers ``{"line": text}`` for each
-line of the job's output, then ``{"exit": code}``.
+Protocol, one JSON object per line: the client sends ``{"job": name, "argv": [...]}``;
+the server answers ``{"line": text}`` for each line of the job's output, then
+``{"exit": code}``. Control requests ``{"acquire": holder}``, ``{"release": holder}``,
+``{"ping": true}`` and ``{"stop": true}`` are answered ``{"exit": 0}`` at once, even while
+a job runs (``acquire`` gets 1 from a driver that is stopping).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -102,19 +107,47 @@ def run_job(path: Path, job: str, argv: Sequence[str], on_line: Callable[[str], 
     )
 
 
+def _request(path: Path, request: dict[str, Any], timeout: float = 10) -> dict[str, Any]:
+    """A control request's answer (answered at once, even while a job runs)."""
+    for reply in _exchange(path, request, timeout=timeout):
+        if "exit" in reply:
+            return reply
+    raise SharedDriverError(f"no answer from the shared Spark driver at {path}")
+
+
 def stop(path: Path) -> None:
-    """Ask the driver at ``path`` to stop its Spark session and exit."""
-    with contextlib.suppress(OSError, ValueError):
-        for _ in _exchange(path, {"stop": True}, timeout=60):
-            pass
+    """Stop the driver at ``path`` once its running job ends, whoever holds it."""
+    with contextlib.suppress(OSError, ValueError, SharedDriverError):
+        _request(path, {"stop": True}, timeout=60)
+        _wait_until_gone(path)
+
+
+def release(path: Path, holder: str) -> None:
+    """``holder`` is done with the driver; the driver stops when no one holds it, and
+    then this returns once it no longer listens."""
+    try:
+        reply = _request(path, {"release": holder})
+    except (OSError, ValueError, SharedDriverError):
+        return  # gone already
+    if reply.get("stopping"):
+        _wait_until_gone(path)
+
+
+def _acquire(path: Path, holder: str) -> bool:
+    """Hold the driver at ``path`` for ``holder``; False when none takes holders (none
+    listens, or the one listening is stopping)."""
+    try:
+        return _request(path, {"acquire": holder})["exit"] == 0
+    except (OSError, ValueError, SharedDriverError):
+        return False
 
 
 @dataclasses.dataclass(frozen=True)
 class Started:
-    """A driver listening on ``socket``; ``owned``: this caller started it (and stops it)."""
+    """A driver listening on ``socket``, held for ``holder`` until it releases it."""
 
     socket: Path
-    owned: bool
+    holder: str
     log_file: Path
 
 
@@ -122,16 +155,39 @@ def start(
     state_dir: str | os.PathLike[str],
     args: Sequence[str],
     *,
+    holder: str,
     env: dict[str, str] | None = None,
     timeout: float = START_TIMEOUT_S,
 ) -> Started:
-    """The driver of ``state_dir``: the one listening already, or a new one started with
-    ``args`` (``--config``, ``--set``, ``--master``), once its Spark session is up."""
+    """The driver of ``state_dir``, held for ``holder`` (release it when done): the one
+    listening already, or a new one started with ``args`` (``--config``, ``--set``,
+    ``--master``) once its Spark session is up. A driver stops when its last holder
+    releases it, so two DAG runs that overlap share one and the later one's jobs are not
+    cut off by the earlier one's teardown."""
     path = socket_path(state_dir)
     log_file = Path(state_dir) / "shared-driver.log"
-    if is_listening(path):
-        return Started(path, owned=False, log_file=log_file)
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time: one driver per socket
+        if not _acquire(path, holder):
+            _wait_until_gone(path)  # a driver whose last holder just left
+            _spawn(path, args, log_file, env, timeout)
+            if not _acquire(path, holder):
+                raise SharedDriverError(f"the shared Spark driver at {path} refused {holder}")
+    return Started(path, holder, log_file)
+
+
+def _wait_until_gone(path: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while is_listening(path):
+        if time.monotonic() > deadline:
+            raise SharedDriverError(f"the shared Spark driver at {path} did not stop")
+        time.sleep(0.5)
+
+
+def _spawn(
+    path: Path, args: Sequence[str], log_file: Path, env: dict[str, str] | None, timeout: float
+) -> None:
     command = [sys.executable, str(SERVER_SCRIPT), "--socket", str(path), *args]
     with open(log_file, "ab") as out:
         process = subprocess.Popen(
@@ -154,7 +210,6 @@ def start(
             raise SharedDriverError(f"the shared Spark driver did not start in {timeout:.0f} s")
         time.sleep(0.5)
     log.info("shared Spark driver %s listening on %s", process.pid, path)
-    return Started(path, owned=True, log_file=log_file)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -209,48 +264,92 @@ def serve(
     *,
     after_job: Callable[[], None] = lambda: None,
 ) -> None:
-    """Answer requests on ``path`` one at a time until asked to stop: ``run(job, argv)``
-    runs a job and returns its exit code; its output goes to the requesting client."""
+    """Answer requests on ``path`` until the last holder releases the driver (or a stop
+    request): ``run(job, argv)`` runs a job and returns its exit code; its output goes to
+    the requesting client. Jobs run one at a time; control requests are answered at once,
+    each connection on its own thread."""
     output = _JobOutput(sys.__stderr__)
     sys.stdout = sys.stderr = output  # type: ignore[assignment]
     handler = logging.StreamHandler(output)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    state = _ServerState(output, run, after_job)
     path.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
+        os.chmod(path, 0o600)  # connecting needs write access: the owner's jobs only
+        own = path.stat().st_ino
         server.listen(16)
+        server.settimeout(0.5)  # to see a stop decided on another thread
         try:
-            while _answer(server, output, run, after_job):
-                pass
+            while not state.stopping.is_set():
+                with contextlib.suppress(TimeoutError):
+                    conn, _ = server.accept()
+                    conn.settimeout(None)
+                    threading.Thread(target=state.answer, args=(conn,), daemon=True).start()
         finally:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_ino == own:  # not a newer driver's socket
+                    path.unlink()
+    with state.job_lock:  # the running job, if any, ends first
+        pass
 
 
-def _answer(server: socket.socket, output: _JobOutput, run, after_job) -> bool:
-    """One request; False when it asks the driver to stop."""
-    conn, _ = server.accept()
-    with conn, conn.makefile("rwb") as stream:
+class _ServerState:
+    """The holders, the one-job-at-a-time lock and the stop flag of a serving driver."""
 
-        def send(message: dict[str, Any]) -> None:
-            stream.write(json.dumps(message).encode() + b"\n")
-            stream.flush()
+    def __init__(self, output: _JobOutput, run, after_job) -> None:
+        self.output, self.run, self.after_job = output, run, after_job
+        self.holders: set[str] = set()
+        self.state_lock, self.job_lock = threading.Lock(), threading.Lock()
+        self.stopping = threading.Event()
 
-        try:
-            request = json.loads(stream.readline() or b"{}")
-        except ValueError:
-            request = {}
-        if "job" not in request:
-            send({"exit": 0})
-            return not request.get("stop")
-        started, job, code = time.perf_counter(), str(request["job"]), 1
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            code = _run_one(output, send, run, job, list(request.get("argv", [])))
-            send({"exit": code})
-        after_job()
-        seconds = time.perf_counter() - started
-        print(f"shared driver: {job} exit={code} {seconds:.1f}s", file=output.idle, flush=True)
-        return True
+    def answer(self, conn: socket.socket) -> None:
+        with conn, conn.makefile("rwb") as stream:
+
+            def send(message: dict[str, Any]) -> None:
+                stream.write(json.dumps(message).encode() + b"\n")
+                stream.flush()
+
+            try:
+                request = json.loads(stream.readline() or b"{}")
+            except ValueError:
+                request = {}
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                if "job" in request:
+                    self._job(send, str(request["job"]), list(request.get("argv", [])))
+                else:
+                    code = self._control(request)
+                    send({"exit": code, "stopping": self.stopping.is_set()})
+
+    def _control(self, request: dict[str, Any]) -> int:
+        with self.state_lock:
+            if "acquire" in request:
+                if self.stopping.is_set():
+                    return 1
+                self.holders.add(str(request["acquire"]))
+            elif "release" in request:
+                self.holders.discard(str(request["release"]))
+                if not self.holders:
+                    self._note("no holder left: stopping")
+                    self.stopping.set()
+            elif request.get("stop"):
+                self._note("asked to stop")
+                self.stopping.set()
+            return 0
+
+    def _job(self, send, job: str, argv: list[str]) -> None:
+        with self.job_lock:
+            started, code = time.perf_counter(), 1
+            try:
+                code = _run_one(self.output, send, self.run, job, argv)
+                send({"exit": code})
+            finally:
+                self.after_job()
+                self._note(f"{job} exit={code} {time.perf_counter() - started:.1f}s")
+
+    def _note(self, text: str) -> None:
+        print(f"shared driver: {text}", file=self.output.idle, flush=True)
 
 
 def _run_one(output: _JobOutput, send, run, job: str, argv: list[str]) -> int:

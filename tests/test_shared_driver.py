@@ -16,7 +16,7 @@ from feature_store import shared_driver
 
 SERVER = textwrap.dedent(
     """
-    import logging, sys
+    import logging, sys, time
     from pathlib import Path
     from feature_store.shared_driver import serve
 
@@ -35,6 +35,10 @@ SERVER = textwrap.dedent(
             raise ValueError("the job broke")
         if job == "count":
             print(f"jobs so far: {len(calls)}")
+            return 0
+        if job == "block":  # until the test creates the file argv[0]
+            while not Path(argv[0]).exists():
+                time.sleep(0.05)
             return 0
         return 2
 
@@ -67,6 +71,7 @@ def job(path, name: str, *argv: str) -> tuple[int, list[str]]:
 
 def test_a_jobs_prints_and_logs_reach_the_client_and_its_exit_code_comes_back(server):
     path, _ = server
+    assert path.stat().st_mode & 0o077 == 0  # no other user may send it jobs
     code, lines = job(path, "talk")
     assert code == 0
     assert lines[0] == "first line"
@@ -95,6 +100,36 @@ def test_stop_ends_the_driver_and_removes_its_socket(server):
         job(path, "count")
 
 
+def test_the_driver_stops_when_its_last_holder_releases_it(server):
+    path, process = server
+    assert shared_driver._acquire(path, "daily/run-1")
+    assert shared_driver._acquire(path, "training/run-1")  # overlapping runs share it
+    shared_driver.release(path, "daily/run-1")
+    assert job(path, "count") == (0, ["jobs so far: 1"])  # the training run goes on
+    shared_driver.release(path, "training/run-1")
+    assert process.wait(timeout=30) == 0
+    assert not shared_driver.is_listening(path)
+
+
+def test_control_requests_are_answered_while_a_job_runs(server, tmp_path):
+    import threading
+
+    path, _ = server
+    go_on = tmp_path / "go-on"
+    result: list = []
+    running = threading.Thread(target=lambda: result.append(job(path, "block", str(go_on))))
+    running.start()
+    try:
+        # another run's setup does not wait for the job: it holds the same driver
+        assert shared_driver.is_listening(path)
+        assert shared_driver._acquire(path, "training/run-2")
+        assert result == []  # the job is still running
+    finally:
+        go_on.touch()
+        running.join(timeout=30)
+    assert result == [(0, [])]
+
+
 def test_a_stale_socket_file_is_not_a_driver(tmp_path):
     import socket
 
@@ -109,7 +144,7 @@ def test_a_stale_socket_file_is_not_a_driver(tmp_path):
 
 def test_a_driver_that_cannot_start_says_why(tmp_path):
     with pytest.raises(shared_driver.SharedDriverError, match="exited with code 2") as failed:
-        shared_driver.start(tmp_path, ["--no-such-flag"])
+        shared_driver.start(tmp_path, ["--no-such-flag"], holder="test")
     assert "unrecognized arguments: --no-such-flag" in str(failed.value)
     assert (tmp_path / "shared-driver.log").exists()
 
