@@ -192,12 +192,10 @@ def _shared_driver(
         yield
         return
     from feature_store import shared_driver
+    from feature_store.orchestration import config_args
 
-    args = ["--set", "spark.show_progress=false"]
-    args += ["--config", config_file] if config_file else []
-    for override in overrides:
-        args += ["--set", override]
-    args += ["--master", config.spark.master]
+    args = config_args({"config": config_file, "overrides": list(overrides)})
+    args += ["--master", config.spark.master]  # embedded Airflow's marquee_spark connection
     started = shared_driver.start(config.paths.state_dir, args, holder="marquee demo")
     try:
         yield

@@ -19,6 +19,11 @@ runs, so what ``build_session`` sets for the JVM itself (Delta's jars, driver me
 JVM options) is given here at submit time; and the job gets ``--master`` so that
 ``build_session`` does not replace the connection's master with the config's. The jobs
 run in client mode: the driver needs this checkout and its virtual environment.
+
+With ``spark.task_driver: shared`` a task sends its job to the Spark driver its DAG run
+shares instead (``feature_store/shared_driver.py``): the run's setup task
+``start_spark_driver`` holds that driver, starting it on the same master if none
+listens, and its teardown task ``stop_spark_driver`` releases it.
 """
 
 from __future__ import annotations
