@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 SERVER_SCRIPT = Path(__file__).resolve().parent.parent / "jobs" / "shared_driver.py"
 START_TIMEOUT_S = 300.0
+DEFAULT_IDLE_SECONDS = 3600.0
 
 
 class SharedDriverError(RuntimeError):
@@ -263,11 +264,13 @@ def serve(
     run: Callable[[str, list[str]], int],
     *,
     after_job: Callable[[], None] = lambda: None,
+    idle_seconds: float = DEFAULT_IDLE_SECONDS,
 ) -> None:
-    """Answer requests on ``path`` until the last holder releases the driver (or a stop
-    request): ``run(job, argv)`` runs a job and returns its exit code; its output goes to
-    the requesting client. Jobs run one at a time; control requests are answered at once,
-    each connection on its own thread."""
+    """Answer requests on ``path`` until the last holder releases the driver, a stop
+    request, or ``idle_seconds`` without a request (a run whose teardown never ran must
+    not leave a JVM behind for good): ``run(job, argv)`` runs a job and returns its exit
+    code; its output goes to the requesting client. Jobs run one at a time; control
+    requests are answered at once, each connection on its own thread."""
     output = _JobOutput(sys.__stderr__)
     sys.stdout = sys.stderr = output  # type: ignore[assignment]
     handler = logging.StreamHandler(output)
@@ -282,10 +285,11 @@ def serve(
         server.listen(16)
         server.settimeout(0.5)  # to see a stop decided on another thread
         try:
-            while not state.stopping.is_set():
+            while not state.stopping.is_set() and not state.idle_for(idle_seconds):
                 with contextlib.suppress(TimeoutError):
                     conn, _ = server.accept()
                     conn.settimeout(None)
+                    state.last_request = time.monotonic()
                     threading.Thread(target=state.answer, args=(conn,), daemon=True).start()
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -303,6 +307,13 @@ class _ServerState:
         self.holders: set[str] = set()
         self.state_lock, self.job_lock = threading.Lock(), threading.Lock()
         self.stopping = threading.Event()
+        self.last_request = time.monotonic()
+
+    def idle_for(self, seconds: float) -> bool:
+        idle = time.monotonic() - self.last_request > seconds and not self.job_lock.locked()
+        if idle:
+            self._note(f"no request for {seconds:.0f} s: stopping")
+        return idle
 
     def answer(self, conn: socket.socket) -> None:
         with conn, conn.makefile("rwb") as stream:

@@ -17,7 +17,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from feature_store import runtime
-from feature_store.shared_driver import serve
+from feature_store.shared_driver import DEFAULT_IDLE_SECONDS, serve
 
 JOBS = Path(__file__).resolve().parent
 NOT_SERVED = {"shared_driver", "run_demo"}  # a driver inside a driver; the demo's own
@@ -27,6 +27,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="shared_driver", description=__doc__.splitlines()[0])
     runtime.add_common_args(parser)
     parser.add_argument("--socket", required=True, type=Path, help="Unix socket to listen on")
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=DEFAULT_IDLE_SECONDS,
+        help="stop after this long without a request (default: an hour)",
+    )
     return parser.parse_args(argv)
 
 
@@ -53,7 +59,7 @@ def _main(args: argparse.Namespace) -> int:
     config = runtime.load(args)
     runtime.session(config, args)  # the JVM starts once, before the first job
     print(f"shared driver: Spark up, listening on {args.socket}", flush=True)
-    serve(args.socket, run_job, after_job=forget_job_state)
+    serve(args.socket, run_job, after_job=forget_job_state, idle_seconds=args.idle_seconds)
     spark = SparkSession.getActiveSession()
     if spark is not None:
         spark.stop()

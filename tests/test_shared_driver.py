@@ -42,25 +42,41 @@ SERVER = textwrap.dedent(
             return 0
         return 2
 
-    serve(Path(sys.argv[1]), run)
+    serve(Path(sys.argv[1]), run, idle_seconds=float(sys.argv[2]))
     print("stopped", file=sys.__stderr__)
     """
 )
 
 
-@pytest.fixture
-def server(tmp_path):
-    path = shared_driver.socket_path(tmp_path)
+def start_server(path, idle_seconds: float = 3600):
     process = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(path)], stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER, str(path), str(idle_seconds)],
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while not shared_driver.is_listening(path):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.1)
+    return process
+
+
+@pytest.fixture
+def server(tmp_path):
+    path = shared_driver.socket_path(tmp_path)
+    process = start_server(path)
     yield path, process
     process.kill()
     process.wait()
+
+
+def test_a_driver_nobody_sends_anything_stops_by_itself(tmp_path):
+    """A run whose teardown never ran (its worker killed) must not leave a JVM for good."""
+    path = shared_driver.socket_path(tmp_path)
+    process = start_server(path, idle_seconds=2)
+    assert process.wait(timeout=60) == 0
+    assert "no request for 2 s: stopping" in process.stderr.read()
+    assert not path.exists()
 
 
 def job(path, name: str, *argv: str) -> tuple[int, list[str]]:
