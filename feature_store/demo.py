@@ -187,7 +187,9 @@ def _shared_driver(
 ) -> Iterator[None]:
     """With ``spark.task_driver: shared``, one driver for both DAGs' runs: the demo holds
     it from before the daily run to after the training run, so the training run's jobs
-    start on a driver the daily run has warmed. It stops when the demo releases it."""
+    start on a driver the daily run has warmed. It stops when the demo releases it.
+    ``marquee demo`` serves as that driver itself (jobs/shared_driver.py `hosted_here`);
+    with none listening, one is started."""
     if config.spark.task_driver != "shared":
         yield
         return

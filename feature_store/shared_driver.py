@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SERVER_SCRIPT = Path(__file__).resolve().parent.parent / "jobs" / "shared_driver.py"
 START_TIMEOUT_S = 300.0
 DEFAULT_IDLE_SECONDS = 3600.0
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class SharedDriverError(RuntimeError):
@@ -54,6 +55,13 @@ def socket_path(state_dir: str | os.PathLike[str]) -> Path:
     socket's path must stay under ~100 bytes and a state folder's may not."""
     digest = hashlib.sha256(str(Path(state_dir).resolve()).encode()).hexdigest()[:16]
     return Path(tempfile.gettempdir()) / f"marquee-driver-{digest}.sock"
+
+
+def log_path(state_dir: str | os.PathLike[str]) -> Path:
+    """The driver's own log: its start, and one line per job with its exit code and time."""
+    path = Path(state_dir) / "shared-driver.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 # --- client -------------------------------------------------------------------------------
@@ -166,8 +174,7 @@ def start(
     releases it, so two DAG runs that overlap share one and the later one's jobs are not
     cut off by the earlier one's teardown."""
     path = socket_path(state_dir)
-    log_file = Path(state_dir) / "shared-driver.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path(state_dir)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time: one driver per socket
         if not _acquire(path, holder):
@@ -259,6 +266,61 @@ class _JobOutput:
             self.send = None
 
 
+class _ThreadJobOutput(_JobOutput):
+    """A job's output in a process that goes on with other work while the job runs: for
+    the job, sys.stdout and sys.stderr are swapped for streams that pass only the job's
+    thread's writes to its client (the other threads' go where they went before), and the
+    root logger gets a handler for that thread's records."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.__stderr__)
+        self.job_thread: int | None = None
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() != self.job_thread:
+            return self.idle.write(text)
+        return super().write(text)
+
+    @contextlib.contextmanager
+    def to(self, send: Callable[[str], None]) -> Iterator[None]:
+        job_thread = threading.get_ident()
+        saved = sys.stdout, sys.stderr
+        out, err = _ThreadRoute(self, saved[0]), _ThreadRoute(self, saved[1])
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(lambda record: record.thread == job_thread)
+        root = logging.getLogger()
+        self.job_thread = job_thread
+        sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+        root.addHandler(handler)
+        try:
+            with super().to(send):
+                yield
+        finally:
+            root.removeHandler(handler)
+            sys.stdout, sys.stderr = saved
+            self.job_thread = None
+
+
+class _ThreadRoute:
+    """sys.stdout or sys.stderr while an in-process job runs: the job's thread writes to
+    the job's output, every other thread to the stream that was there before."""
+
+    def __init__(self, job: _ThreadJobOutput, other: TextIO) -> None:
+        self.job, self.other = job, other
+
+    def write(self, text: str) -> int:
+        if threading.get_ident() == self.job.job_thread:
+            return self.job.write(text)
+        return self.other.write(text)
+
+    def flush(self) -> None:
+        self.other.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
 def serve(
     path: Path,
     run: Callable[[str, list[str]], int],
@@ -274,9 +336,42 @@ def serve(
     output = _JobOutput(sys.__stderr__)
     sys.stdout = sys.stderr = output  # type: ignore[assignment]
     handler = logging.StreamHandler(output)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    state = _ServerState(output, run, after_job)
+    _serve_loop(path, _ServerState(output, run, after_job, sys.__stderr__), idle_seconds)
+
+
+@contextlib.contextmanager
+def serving_in_thread(
+    path: Path,
+    run: Callable[[str, list[str]], int],
+    *,
+    after_job: Callable[[], None],
+    notes: TextIO,
+) -> Iterator[None]:
+    """Serve on ``path`` from a thread of this process while the block runs, so that jobs
+    run on this process's Spark session, warm from what it did before (``marquee demo``'s
+    generation and backfill). Only the job's own thread's prints and log records go to its
+    client; the process's other output stays where it was. The driver's notes (jobs and
+    their exit codes) go to ``notes``. Holders and stopping work as in `serve`."""
+    state = _ServerState(_ThreadJobOutput(), run, after_job, notes)
+    thread = threading.Thread(
+        target=_serve_loop, args=(path, state, DEFAULT_IDLE_SECONDS), daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not is_listening(path):
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise SharedDriverError(f"the in-process Spark driver did not listen on {path}")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        state.stopping.set()
+        thread.join()
+
+
+def _serve_loop(path: Path, state: _ServerState, idle_seconds: float) -> None:
     path.unlink(missing_ok=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
@@ -302,8 +397,8 @@ def serve(
 class _ServerState:
     """The holders, the one-job-at-a-time lock and the stop flag of a serving driver."""
 
-    def __init__(self, output: _JobOutput, run, after_job) -> None:
-        self.output, self.run, self.after_job = output, run, after_job
+    def __init__(self, output: _JobOutput, run, after_job, notes: TextIO) -> None:
+        self.output, self.run, self.after_job, self.notes = output, run, after_job, notes
         self.holders: set[str] = set()
         self.state_lock, self.job_lock = threading.Lock(), threading.Lock()
         self.stopping = threading.Event()
@@ -360,7 +455,7 @@ class _ServerState:
                 self._note(f"{job} exit={code} {time.perf_counter() - started:.1f}s")
 
     def _note(self, text: str) -> None:
-        print(f"shared driver: {text}", file=self.output.idle, flush=True)
+        print(f"shared driver: {text}", file=self.notes, flush=True)
 
 
 def _run_one(output: _JobOutput, send, run, job: str, argv: list[str]) -> int:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import nullcontext
 
 from feature_store import demo, runtime
 from feature_store.console import Stages
 from feature_store.spark import SHORT_LIVED_JVM_OPTIONS
 from jobs.generate_data import spec_from
+from jobs.shared_driver import hosted_here
 
 STAGES = 5  # generate, history, daily DAG, training DAG, report
 
@@ -54,9 +56,10 @@ def _main(args: argparse.Namespace) -> int:
     task_overrides = args.overrides
     if config.spark.task_driver == "spark-submit":  # drivers that live a minute each
         task_overrides = [f"spark.java_options={SHORT_LIVED_JVM_OPTIONS}", *args.overrides]
-    outcome = demo.run_dags(
-        config, spec, config_file=args.config, overrides=task_overrides, stages=stages
-    )
+    with hosted_here(config) if config.spark.task_driver == "shared" else nullcontext():
+        outcome = demo.run_dags(
+            config, spec, config_file=args.config, overrides=task_overrides, stages=stages
+        )
     with stages.stage("Report"):
         text = demo.report(spark, config, spec, outcome)
     print(f"\n{text}")

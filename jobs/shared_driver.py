@@ -8,16 +8,25 @@ python jobs/shared_driver.py --socket PATH [--config FILE] [--set KEY=VALUE ...]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import importlib
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from feature_store import runtime
-from feature_store.shared_driver import DEFAULT_IDLE_SECONDS, serve
+from feature_store.config import Config
+from feature_store.shared_driver import (
+    DEFAULT_IDLE_SECONDS,
+    log_path,
+    serve,
+    serving_in_thread,
+    socket_path,
+)
 
 JOBS = Path(__file__).resolve().parent
 NOT_SERVED = {"shared_driver", "run_demo"}  # a driver inside a driver; the demo's own
@@ -53,6 +62,20 @@ def forget_job_state() -> None:
     if spark is not None:
         spark.catalog.clearCache()
     gc.collect()
+
+
+@contextlib.contextmanager
+def hosted_here(config: Config) -> Iterator[None]:
+    """This process (``marquee demo``) is the shared driver of its DAG runs while the block
+    runs: their jobs use its Spark session, whose JVM its generation and backfill have
+    already started and warmed, instead of a new JVM that pays both again."""
+    with (
+        open(log_path(config.paths.state_dir), "a", encoding="utf-8") as notes,
+        serving_in_thread(
+            socket_path(config.paths.state_dir), run_job, after_job=forget_job_state, notes=notes
+        ),
+    ):
+        yield
 
 
 def _main(args: argparse.Namespace) -> int:

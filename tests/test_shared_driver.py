@@ -170,3 +170,45 @@ def test_socket_paths_are_short_and_differ_per_state_folder(tmp_path):
     assert len(str(shared_driver.socket_path(deep))) < 100
     assert shared_driver.socket_path(deep) != shared_driver.socket_path(tmp_path)
     assert shared_driver.socket_path(tmp_path) == shared_driver.socket_path(tmp_path / ".")
+
+
+def test_a_driver_in_this_process_sends_only_the_jobs_own_output(tmp_path, capsys):
+    """The demo serves its DAG runs' jobs from a thread of its own process: the job's
+    prints and log records reach its task, while what the process's other threads print
+    meanwhile stays on their own streams."""
+    import logging
+    import threading
+
+    path = shared_driver.socket_path(tmp_path)
+    started, go_on = threading.Event(), threading.Event()
+
+    def run(job, argv):
+        print(f"{job} says {argv[0]}")
+        logging.getLogger("a.job").warning("logged by the job")
+        started.set()
+        go_on.wait(10)
+        return 3
+
+    notes = tmp_path / "notes.log"
+    received: list[str] = []
+    with (
+        open(notes, "w") as out,
+        shared_driver.serving_in_thread(path, run, after_job=lambda: None, notes=out),
+    ):
+        job = threading.Thread(
+            target=lambda: received.append(
+                shared_driver.run_job(path, "hello", ["hi"], received.append)
+            )
+        )
+        job.start()
+        assert started.wait(10)
+        print("the main thread goes on")
+        logging.getLogger("the.demo").warning("logged by the main thread")
+        go_on.set()
+        job.join(10)
+    assert received[0] == "hello says hi"
+    assert received[1].endswith("WARNING a.job: logged by the job")
+    assert received[2:] == [3]
+    assert "the main thread goes on" in capsys.readouterr().out
+    assert not path.exists()
+    assert notes.read_text().split()[:4] == ["shared", "driver:", "hello", "exit=3"]
