@@ -68,6 +68,7 @@ def server(tmp_path):
     yield path, process
     process.kill()
     process.wait()
+    path.unlink(missing_ok=True)  # a killed server leaves its socket file in the temp folder
 
 
 def test_a_driver_nobody_sends_anything_stops_by_itself(tmp_path):
