@@ -22,6 +22,7 @@ from feature_store import runtime
 from feature_store.config import Config
 from feature_store.shared_driver import (
     DEFAULT_IDLE_SECONDS,
+    is_listening,
     log_path,
     serve,
     serving_in_thread,
@@ -68,12 +69,15 @@ def forget_job_state() -> None:
 def hosted_here(config: Config) -> Iterator[None]:
     """This process (``marquee demo``) is the shared driver of its DAG runs while the block
     runs: their jobs use its Spark session, whose JVM its generation and backfill have
-    already started and warmed, instead of a new JVM that pays both again."""
+    already started and warmed, instead of a new JVM that pays both again. A driver that
+    already listens for this state folder (another run's) is shared, not replaced."""
+    path = socket_path(config.paths.state_dir)
+    if is_listening(path):
+        yield
+        return
     with (
         open(log_path(config.paths.state_dir), "a", encoding="utf-8") as notes,
-        serving_in_thread(
-            socket_path(config.paths.state_dir), run_job, after_job=forget_job_state, notes=notes
-        ),
+        serving_in_thread(path, run_job, after_job=forget_job_state, notes=notes),
     ):
         yield
 

@@ -213,3 +213,24 @@ def test_a_driver_in_this_process_sends_only_the_jobs_own_output(tmp_path, capsy
     assert "the main thread goes on" in capsys.readouterr().out
     assert not path.exists()
     assert notes.read_text().split()[:4] == ["shared", "driver:", "hello", "exit=3"]
+
+
+def test_the_demo_shares_a_driver_that_already_listens_for_its_state_folder(tmp_path):
+    """`marquee demo` hosts its runs' driver itself, unless another run's driver listens
+    for the same state folder: that one is shared, not replaced."""
+    from conftest import make_config
+
+    from jobs.shared_driver import hosted_here
+
+    path = shared_driver.socket_path(tmp_path)
+    process = start_server(path)
+    try:
+        with hosted_here(make_config(tmp_path)):
+            lines: list[str] = []
+            assert shared_driver.run_job(path, "count", [], lines.append) == 0
+        assert lines == ["jobs so far: 1"]  # the other process's driver ran it
+        assert shared_driver.is_listening(path)
+    finally:
+        process.kill()
+        process.wait()
+        path.unlink(missing_ok=True)
