@@ -154,7 +154,7 @@ class SparkJobOperator(SparkSubmitOperator):
             **kwargs,
         )
         self.job, self.date, self.job_args, self.model = job, date, list(job_args or []), model
-        self._default_master: str | None = None
+        self._master: str | None = None
 
     def execute(self, context) -> Any:
         params = context["params"]
@@ -169,8 +169,6 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def submit(self, context, args: list[str]) -> None:
         """One spark-submit of this job with ``args``, the run's config and master."""
-        from airflow.sdk import BaseHook
-
         params = context["params"]
         config = load_config(params)  # a bad config fails here, before any JVM starts
         from feature_store.submit import submit_settings
@@ -184,17 +182,9 @@ class SparkJobOperator(SparkSubmitOperator):
             settings["jars"],
         )
         self._driver_memory = settings["driver_memory"]
-        try:
-            BaseHook.get_connection(self._conn_id)
-            self._default_master = None
-        except AirflowNotFoundException:
-            self.log.warning(
-                "no connection %s: Spark master %s", self._conn_id, config.spark.master
-            )
-            self._default_master = config.spark.master
+        self._master = spark_master(config, self._conn_id)
         self._hook = None
-        master = self._get_hook()._connection["master"]
-        self.application_args = [*args, *config_args(params), "--master", master]
+        self.application_args = [*args, *config_args(params), "--master", self._master]
         self._hook = None  # rebuilt by execute with these arguments
         if config.spark.task_driver == "shared":
             self._run_on_shared_driver(config)
@@ -225,8 +215,8 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def _get_hook(self):
         hook = super()._get_hook()
-        if self._default_master:  # the hook's own default without a connection is YARN
-            hook._connection["master"] = self._default_master
+        if self._master:  # the hook's own default without a connection is YARN
+            hook._connection["master"] = self._master
         if hook._connection["deploy_mode"] == "cluster":
             raise AirflowFailException(
                 "the jobs run in client mode: their driver needs this checkout and its venv"
@@ -273,16 +263,17 @@ def _release_spark_driver(driver: dict[str, Any]) -> None:
         shared_driver.release(Path(driver["socket"]), driver["holder"])
 
 
-def spark_master(config) -> str:
-    """The master the jobs run on: the ``marquee_spark`` connection's, else the config's."""
+def spark_master(config, conn_id: str = CONN_ID) -> str:
+    """The master the jobs run on: the ``conn_id`` connection's, else the config's."""
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
     from airflow.sdk import BaseHook
 
     try:
-        BaseHook.get_connection(CONN_ID)
+        BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
+        log.warning("no connection %s: Spark master %s", conn_id, config.spark.master)
         return config.spark.master
-    return SparkSubmitHook(conn_id=CONN_ID)._connection["master"]
+    return SparkSubmitHook(conn_id=conn_id)._connection["master"]
 
 
 @task(multiple_outputs=True)
