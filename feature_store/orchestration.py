@@ -183,7 +183,6 @@ class SparkJobOperator(SparkSubmitOperator):
         )
         self._driver_memory = settings["driver_memory"]
         self._master = spark_master(config, self._conn_id)
-        self._hook = None
         self.application_args = [*args, *config_args(params), "--master", self._master]
         self._hook = None  # rebuilt by execute with these arguments
         if config.spark.task_driver == "shared":

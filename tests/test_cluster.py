@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_approx_df_equality
-from conftest import SHORT_LIVED_JVM, TEST_KEY, make_config, state_overrides
+from conftest import SHORT_LIVED_JVM, TEST_KEY, extra_conf, make_config, state_overrides
 
 from feature_store import lake as lk
 from feature_store.features.build import build_features
@@ -72,7 +72,7 @@ def master_state(url: str) -> dict:
 # of short-lived JVMs.
 CLUSTER_SIZES = (
     "spark.driver_memory=1g",
-    "spark.extra_conf={spark.executor.memory: 512m, spark.executor.cores: '1'}",
+    extra_conf({"spark.executor.memory": "512m", "spark.executor.cores": "1"}),
     SHORT_LIVED_JVM,
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from chispa import assert_df_equality
-from conftest import SHORT_LIVED_JVM, TEST_KEY, state_overrides
+from conftest import SHORT_LIVED_JVM, TEST_KEY, extra_conf, state_overrides
 from pyspark.sql import functions as F
 
 from feature_store.privacy import PSEUDONYM_HEX_CHARS, pseudonymize, pseudonymize_value
@@ -120,9 +120,7 @@ def test_the_event_log_holds_neither_the_key_nor_its_pads(tmp_path):
         "spark.eventLog.dir": events.as_uri(),
         "spark.eventLog.compress": "false",
     }
-    overrides = state_overrides(
-        tmp_path, SHORT_LIVED_JVM, f"spark.extra_conf={json.dumps(event_log)}"
-    )
+    overrides = state_overrides(tmp_path, SHORT_LIVED_JVM, extra_conf(event_log))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     job = subprocess.run(
         [sys.executable, "-c", EVENT_LOG_JOB, str(tmp_path), TEST_KEY, *overrides],
