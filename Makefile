@@ -12,14 +12,17 @@ INSTALL_STAMP := $(VENV)/.installed
 BYTECODE_STAMP := $(VENV)/.compiled
 BLAS_STAMP := $(STATE)/.blas-checked
 JARS_STAMP := $(STATE)/.delta-jars-warm
+JARS_BY_SPARK := $(STATE)/.delta-jars-by-spark
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup run test bench lint format clean airflow mlflow
+.PHONY: setup jars-by-spark run test bench lint format clean airflow mlflow
 
-# Side by side (-j): the packages and the BLAS library; once the packages are in, their
-# bytecode and the Delta jars (neither needs the other).
+# Side by side (-j): the packages, the BLAS library and the locked Delta jars; once the
+# packages are in, their bytecode. Only when the locked jars could not be fetched does
+# Spark resolve them itself, on a first start after the install.
 setup:
-	@$(MAKE) --no-print-directory -j3 $(INSTALL_STAMP) $(BLAS_STAMP) $(BYTECODE_STAMP) $(JARS_STAMP)
+	@$(MAKE) --no-print-directory -s -j3 $(INSTALL_STAMP) $(BLAS_STAMP) $(BYTECODE_STAMP) $(JARS_STAMP)
+	@if [ -f $(JARS_BY_SPARK) ]; then $(MAKE) --no-print-directory jars-by-spark; fi
 
 $(INSTALL_STAMP): pyproject.toml requirements.lock Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Marquee needs Python 3.11" >&2; exit 1; }
@@ -56,15 +59,23 @@ $(BLAS_STAMP):
 	fi
 	@touch $@
 
+# Delta's jars pinned in infra/delta-jars.lock, straight from Maven Central with their
+# checksums (under a second; no JVM on set-up's critical path). Should that fail (no
+# access, a lock behind the installed Delta), the folder is left for Spark to fill.
+$(JARS_STAMP): infra/delta-jars.lock
+	@mkdir -p $(STATE)
+	@rm -f $(JARS_BY_SPARK)
+	@$(PYTHON) infra/delta_jars.py fetch --state-dir $(STATE) || touch $(JARS_BY_SPARK)
+	@touch $@
+
 # Spark fetches Delta's jars from Maven on its first start (a screen of Ivy report: kept in
 # the log, shown only on failure); doctor keeps a copy that later starts load directly.
-$(JARS_STAMP): $(INSTALL_STAMP)
-	@mkdir -p $(STATE)
+jars-by-spark: $(INSTALL_STAMP)
 	@echo "set-up: starting Spark once to fetch Delta's jars (log: $(STATE)/doctor.log)"
 	@$(MARQUEE) doctor --warm --set spark.show_progress=false >$(STATE)/doctor.log 2>&1 \
 		|| { cat $(STATE)/doctor.log >&2; exit 1; }
 	@grep -E "^(spark |MLlib|Delta jars)" $(STATE)/doctor.log || true
-	@touch $@
+	@rm -f $(JARS_BY_SPARK)
 
 run: setup
 	@$(MARQUEE) demo

@@ -1,4 +1,11 @@
-"""The session factory: Delta, UTC, adaptive execution, native BLAS, clear errors."""
+"""The session factory: Delta, UTC, adaptive execution, native BLAS, clear errors; the
+locked Delta jars set-up fetches."""
+
+import functools
+import http.server
+import importlib.util
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -103,3 +110,91 @@ def test_stopping_the_session_and_jvm_ends_the_jvm_and_a_new_session_starts(tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith(("first", "second"))]
     assert lines == ["first JVM exit code 0", "second session counts 7"]
+
+
+def _delta_jars_script():
+    """infra/delta_jars.py, which set-up runs before any package is installed."""
+    path = Path(__file__).resolve().parent.parent / "infra" / "delta_jars.py"
+    spec = importlib.util.spec_from_file_location("delta_jars", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_jar_lock_pins_the_installed_delta_in_the_folder_spark_loads(config):
+    """Set-up fetches the locked jars into the folder the session factory reads; a lock
+    behind the installed Delta would land them where no session looks."""
+    from feature_store.spark import kept_jars_dir
+
+    jars = _delta_jars_script()
+    roots, pinned = jars.read_lock(jars.LOCK)
+    assert roots == delta_maven_coordinates()
+    folder = Path(config.paths.state_dir) / "jars" / jars.folder_name(roots)
+    assert folder == kept_jars_dir(config)
+    names = {jars.ivy_name(path) for path, _ in pinned}
+    assert {"io.delta_delta-spark_4.2_2.13-4.4.0.jar", "io.delta_delta-storage-4.4.0.jar"} <= names
+    assert all(len(digest) == 64 for _, digest in pinned)
+
+
+@pytest.fixture
+def jar_repository(tmp_path):
+    """A Maven-style repository over HTTP on this host, serving ``tmp_path / "repo"``."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def publish_jar(root: Path, path: str, data: bytes) -> None:
+    (root / path).parent.mkdir(parents=True, exist_ok=True)
+    (root / path).write_bytes(data)
+
+
+def test_locked_jars_are_fetched_under_spark_names_once(jar_repository, tmp_path):
+    import hashlib
+
+    jars = _delta_jars_script()
+    root, url = jar_repository
+    paths = ["io/delta/delta-storage/9.9/delta-storage-9.9.jar", "org/x/y-z/1.0/y-z-1.0.jar"]
+    lines = []
+    for i, path in enumerate(paths):
+        publish_jar(root, path, b"jar %d" % i)
+        lines.append(f"{path} {hashlib.sha256(b'jar %d' % i).hexdigest()}")
+    lock = tmp_path / "delta-jars.lock"
+    lock.write_text(
+        "# pinned\nroots: io.delta:delta-spark_4.2_2.13:9.9 io.delta:delta-storage:9.9\n"
+    )
+    lock.write_text(lock.read_text() + "\n".join(lines) + "\n")
+
+    folder = jars.fetch(tmp_path / "state", lock, repository=url)
+
+    assert folder == tmp_path / "state" / "jars" / "io.delta_delta-spark_4.2_2.13_9.9"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "COMPLETE",
+        "io.delta_delta-storage-9.9.jar",
+        "org.x_y-z-1.0.jar",
+    ]
+    assert (folder / "org.x_y-z-1.0.jar").read_bytes() == b"jar 1"
+    # a complete folder is kept as it is: no request at all
+    (root / paths[0]).unlink()
+    assert jars.fetch(tmp_path / "state", lock, repository=url) == folder
+
+
+def test_a_jar_whose_bytes_differ_from_the_lock_is_refused_and_nothing_is_kept(
+    jar_repository, tmp_path
+):
+    jars = _delta_jars_script()
+    root, url = jar_repository
+    path = "io/delta/delta-storage/9.9/delta-storage-9.9.jar"
+    publish_jar(root, path, b"tampered")
+    lock = tmp_path / "delta-jars.lock"
+    lock.write_text(f"roots: io.delta:delta-storage:9.9\n{path} {'0' * 64}\n")
+    with pytest.raises(jars.JarError, match="SHA-256 [0-9a-f]{64}, the lock pins 0{64}"):
+        jars.fetch(tmp_path / "state", lock, repository=url)
+    with pytest.raises(jars.JarError, match="HTTP Error 404"):
+        jars.fetch(tmp_path / "state", lock, repository=url + "/nowhere")
+    assert list((tmp_path / "state" / "jars").iterdir()) == []
