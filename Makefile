@@ -27,7 +27,7 @@ setup:
 $(INSTALL_STAMP): pyproject.toml requirements.lock Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; Marquee needs Python 3.11" >&2; exit 1; }
 	@command -v java >/dev/null || { echo "error: java not found; Marquee needs Java 17 (Debian: apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
-	@echo "set-up: Python packages into $(VENV) (locked versions; about two minutes the first time)"
+	@echo "set-up: Python packages into $(VENV) (locked versions; about half a minute once downloaded)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
