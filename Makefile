@@ -61,7 +61,8 @@ $(BLAS_STAMP):
 
 # Delta's jars pinned in infra/delta-jars.lock, straight from Maven Central with their
 # checksums (under a second; no JVM on set-up's critical path). Should that fail (no
-# access, a lock behind the installed Delta), the folder is left for Spark to fill.
+# access to Maven Central), the folder is left for Spark to fill. A lock behind the
+# installed Delta fails tests/test_spark_session.py.
 $(JARS_STAMP): infra/delta-jars.lock
 	@mkdir -p $(STATE)
 	@rm -f $(JARS_BY_SPARK)
