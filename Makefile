@@ -9,7 +9,6 @@ PY := $(VENV)/bin/python
 MARQUEE := $(VENV)/bin/marquee
 STATE := .marquee
 INSTALL_STAMP := $(VENV)/.installed
-BYTECODE_STAMP := $(VENV)/.compiled
 BLAS_STAMP := $(STATE)/.blas-checked
 JARS_STAMP := $(STATE)/.delta-jars-warm
 JARS_BY_SPARK := $(STATE)/.delta-jars-by-spark
@@ -17,11 +16,18 @@ BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: setup jars-by-spark run test bench lint format clean airflow mlflow
 
-# Side by side (-j): the packages, the BLAS library and the locked Delta jars; once the
-# packages are in, their bytecode. Only when the locked jars could not be fetched does
-# Spark resolve them itself, on a first start after the install.
+# The packages ship as source only. Python compiles a module on its first import and
+# keeps the .pyc beside it; with PYTHONDONTWRITEBYTECODE it would compile Great
+# Expectations, MLflow and Airflow again in every process (10-15 s each). So the commands
+# make starts keep their bytecode, and only what they import is ever compiled (compiling
+# every installed package up front cost set-up 18 s).
+unexport PYTHONDONTWRITEBYTECODE
+
+# Side by side (-j): the packages, the BLAS library and the locked Delta jars. Only when
+# the locked jars could not be fetched does Spark resolve them itself, on a first start
+# after the install.
 setup:
-	@$(MAKE) --no-print-directory -s -j3 $(INSTALL_STAMP) $(BLAS_STAMP) $(BYTECODE_STAMP) $(JARS_STAMP)
+	@$(MAKE) --no-print-directory -s -j3 $(INSTALL_STAMP) $(BLAS_STAMP) $(JARS_STAMP)
 	@if [ -f $(JARS_BY_SPARK) ]; then $(MAKE) --no-print-directory jars-by-spark; fi
 
 $(INSTALL_STAMP): pyproject.toml requirements.lock Makefile
@@ -32,15 +38,6 @@ $(INSTALL_STAMP): pyproject.toml requirements.lock Makefile
 	@$(PY) -m pip install --quiet --disable-pip-version-check "uv>=0.4"
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
 	@$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
-	@touch $@
-
-# The packages ship as source only, and a process that imports Great Expectations, MLflow
-# or Airflow spends 10-15 s compiling them whenever .pyc files cannot be written beside
-# them (PYTHONDONTWRITEBYTECODE, read-only images). Compiled here, beside the Delta jars'
-# fetch (uv's --compile-bytecode would hold that back). Files that do not compile (some
-# packages ship Python 2 fixtures) are skipped, as uv skips them.
-$(BYTECODE_STAMP): $(INSTALL_STAMP)
-	@$(PY) -m compileall -qq -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
 	@touch $@
 
 # MLlib loads BLAS through netlib's JNI shim, which looks for libblas.so.3.
