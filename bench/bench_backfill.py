@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     save_result(result, name)
     print(json.dumps(result["one_pass"], indent=2), flush=True)
     by_date = _fresh_lake(config, root, "by-date")
-    result["date_by_date"] = _timed(lambda: _date_by_date(spark, by_date, dates))
+
+    def progress(done: dict) -> None:
+        save_result({**result, "date_by_date_so_far": done}, name)
+
+    result["date_by_date"] = _timed(lambda: _date_by_date(spark, by_date, dates, progress))
     result["same_outcomes"] = result["one_pass"]["outcomes"] == result["date_by_date"]["outcomes"]
     result["ratio_date_by_date_to_one_pass"] = round(
         result["date_by_date"]["seconds"] / result["one_pass"]["seconds"], 2
@@ -116,14 +120,22 @@ def _one_pass(spark, config, dates: list[dt.date]) -> dict:
     }
 
 
-def _date_by_date(spark, config, dates: list[dt.date]) -> dict:
-    builds = []
+def _date_by_date(spark, config, dates: list[dt.date], progress) -> dict:
+    """Builds each date in turn; ``progress`` gets the seconds so far after every date, so
+    a run cut short (a sitting ends) still leaves its measured dates on disk."""
+    builds, started, date_seconds = [], time.perf_counter(), {}
     for as_of in dates:
+        began = time.perf_counter()
         report = build_features(spark, config, as_of)
-        print(f"{as_of}: {'ok' if report.ok else 'FAILED'}", flush=True)
+        date_seconds[str(as_of)] = round(time.perf_counter() - began, 1)
+        print(
+            f"{as_of}: {'ok' if report.ok else 'FAILED'} in {date_seconds[str(as_of)]} s",
+            flush=True,
+        )
         builds += report.builds
+        progress({"dates": len(date_seconds), "seconds": round(time.perf_counter() - started, 1)})
     failed = sorted({str(b.as_of) for b in builds if b.status != "committed"})
-    return {"failed_dates": failed, "outcomes": _outcomes(builds)}
+    return {"failed_dates": failed, "date_seconds": date_seconds, "outcomes": _outcomes(builds)}
 
 
 def _outcomes(builds) -> dict:
