@@ -1,4 +1,6 @@
-"""Checks the machine can run Marquee, and warms the Delta jar cache at set-up."""
+"""Checks the machine can run Marquee; with ``--warm``, starts Spark once so that its
+resolver fetches Delta's jars and keeps a copy (set-up's fallback when the locked fetch
+of infra/delta_jars.py cannot reach Maven Central)."""
 
 from __future__ import annotations
 
