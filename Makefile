@@ -97,7 +97,7 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/run_bench.py
 	$(PY) bench/bench_pit.py --verify --set spark.driver_memory=12g --set spark.shuffle_partitions=64
 	$(PY) bench/bench_features.py
-	$(PY) bench/bench_backfill.py
+	$(PY) bench/bench_backfill.py --set spark.driver_memory=12g
 	$(PY) bench/bench_recs.py
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_pseudonymize.py
