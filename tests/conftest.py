@@ -18,6 +18,35 @@ TEST_KEY = "test-pseudonymization-key-0123456789"
 DAGS = Path(__file__).resolve().parent.parent / "dags"
 
 
+# The modules that take longest, longest first (measured wall seconds of a one-worker run,
+# docs/benchmarks.md): with two xdist workers handing out whole modules in collection order
+# (--no-loadscope-reorder), the long ones start early and the short ones fill the gaps, so
+# neither worker is left with a long module at the end while the other idles.
+LONGEST_MODULES = (
+    "test_dags.py",
+    "test_backfill.py",
+    "test_churn.py",
+    "test_dags_training.py",
+    "test_ingest_delta.py",
+    "test_forget.py",
+    "test_feature_store_delta.py",
+    "test_cluster.py",
+    "test_forecast.py",
+    "test_jobs.py",
+    "test_recs_platform.py",
+    "test_training_sets.py",
+    "test_publish.py",
+    "test_duckdb_reference.py",
+    "test_generator_lakes.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest modules first, the rest in their usual order (a stable sort)."""
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture(scope="session")
 def state_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("marquee-state")
@@ -25,10 +54,13 @@ def state_dir(tmp_path_factory) -> Path:
 
 # Every test JVM runs queries of a few rows: generating and compiling each query's code
 # (whole-stage codegen, Janino) costs more than it saves there; interpreted, the feature
-# builds of the tests took 15-20 % less time.
+# builds of the tests took 15-20 % less time. Adaptive execution re-plans the rest of a
+# query after each shuffle, which a few rows never need: without it, the backfill and
+# ingest modules took 8 % less CPU (docs/benchmarks.md).
 TINY_DATA_SPARK = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+    "spark.sql.adaptive.enabled": "false",
 }
 
 
