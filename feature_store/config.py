@@ -227,7 +227,9 @@ def load_config(
     _check_values(sections, file)
 
     privacy = sections.get("privacy", PrivacyConfig())
-    key = _pseudonymization_key(privacy, Path(paths.state_dir), environ or os.environ)
+    # an empty mapping is an environment without the key, not "use the process's own"
+    environment = os.environ if environ is None else environ
+    key = _pseudonymization_key(privacy, Path(paths.state_dir), environment)
     sections["privacy"] = dataclasses.replace(privacy, pseudonymization_key=key)
     return Config(source=str(file), **sections)
 

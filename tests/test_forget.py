@@ -6,6 +6,7 @@ import datetime as dt
 import gzip
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -175,19 +176,30 @@ def traces_in_file(path: Path, needles: set[bytes]) -> list[str]:
     return found
 
 
-@pytest.fixture
-def lake_config(tmp_path):
-    return make_config(tmp_path, "privacy.vacuum_retention_hours=0")
+def forget_config(state: Path):
+    return make_config(state, "privacy.vacuum_retention_hours=0")
 
 
-def test_forget_then_reingest_leaves_no_trace_of_the_member_anywhere(
-    spark, lake_config, tmp_path, caplog
-):
-    config = lake_config
-    lake = lk.Lake(config.lake)
+@pytest.fixture(scope="module")
+def ingested(spark, tmp_path_factory) -> dict[str, Path]:
+    """The landing day ingested and the jobs' outputs written once, then copied: a state
+    folder for each test that forgets in it. The test that ingests again gets the
+    original, whose bronze names its own landing files."""
+    state = tmp_path_factory.mktemp("forget")
+    config = forget_config(state)
     write_day(config.lake)
     assert ingest_date(spark, config, DAY).committed
     write_outputs(spark, config)
+    copy = tmp_path_factory.mktemp("forget-copy")
+    shutil.copytree(state, copy, dirs_exist_ok=True)
+    return {"reingest": state, "once": copy}
+
+
+def test_forget_then_reingest_leaves_no_trace_of_the_member_anywhere(
+    spark, ingested, tmp_path, caplog
+):
+    config = forget_config(ingested["reingest"])
+    lake = lk.Lake(config.lake)
     before = {s: lk.read_table(spark, lake.bronze(s)).filter(F.col("account_id") !=
                                                                pseudonym(MEMBER)).localCheckpoint()
               for s in ("accounts", "profiles", "viewing", "subscriptions")}  # fmt: skip
@@ -260,12 +272,9 @@ def test_forget_then_reingest_leaves_no_trace_of_the_member_anywhere(
     )
 
 
-def test_forget_of_an_account_without_profiles_completes_and_can_run_again(spark, lake_config):
-    config = lake_config
+def test_forget_of_an_account_without_profiles_completes_and_can_run_again(spark, ingested):
+    config = forget_config(ingested["once"])
     lake = lk.Lake(config.lake)
-    write_day(config.lake)
-    assert ingest_date(spark, config, DAY).committed
-    write_outputs(spark, config)
 
     first = forget_account(spark, config, LONER)
     second = forget_account(spark, config, LONER)
