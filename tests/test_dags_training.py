@@ -1,7 +1,8 @@
 """The training DAG end to end with ``dag.test()``: the popularity forecast trained,
 registered, promoted and published (3 jobs on the run's shared driver), make run's report
-of that run, and a refused promotion that publishes nothing (1). Separate from
-tests/test_dags.py so that the two end-to-end runs go to different test workers."""
+of that run, and a refused promotion that publishes nothing (1). A module of its own
+beside tests/test_dags.py, so that the two end-to-end runs can go to different test
+workers (which they do when the daily DAG's module is still running)."""
 
 from __future__ import annotations
 
