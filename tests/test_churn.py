@@ -430,7 +430,7 @@ def test_every_account_gets_a_risk_band_and_reasons_and_the_registered_model_agr
             sys.executable,
             "-c",
             "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-            "import feature_store.recs.tracking, feature_store.cli",
+            "import feature_store.recs.tracking, feature_store.demo",
             json.dumps(sys.path),
         ],
         cwd=tmp_path,

@@ -6,8 +6,8 @@ import json
 from conftest import make_config
 
 from feature_store import lake as lk
-from feature_store.cli import main as cli_main
 from jobs import generate_data
+from jobs.cli import main as cli_main
 
 
 def common(tmp_path):

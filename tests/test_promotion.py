@@ -17,7 +17,6 @@ from conftest import make_config
 from pyspark.sql import functions as F
 
 from feature_store.churn.metrics import binary_metrics
-from feature_store.cli import main as cli_main
 from feature_store.config import ConfigError
 from feature_store.lake import Lake
 from feature_store.registry import store
@@ -28,6 +27,7 @@ from feature_store.registry.listing import format_listing, list_models
 from feature_store.registry.policy import PolicyError, load_policy, parse_policy
 from feature_store.registry.promotion import champion_history, promote, rollback
 from feature_store.tracking import configure_mlflow, tag_model_version
+from jobs.cli import main as cli_main
 
 REPO = Path(__file__).resolve().parent.parent
 ACTOR = "tester"

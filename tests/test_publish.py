@@ -16,13 +16,13 @@ from pyspark.sql import functions as F
 
 from feature_store import lake as lk
 from feature_store import serving, signing
-from feature_store.cli import main as cli_main
 from feature_store.config import ConfigError, manifest_signing_key_file
 from feature_store.forget import forget_account
 from feature_store.privacy import pseudonymize_value
 from feature_store.publish import ARTIFACTS, PublishError, publish_all, publish_artifact
 from feature_store.tracking import configure_mlflow
 from jobs import export_online, publish_artifacts
+from jobs.cli import main as cli_main
 
 D1, D2 = dt.date(2026, 3, 10), dt.date(2026, 3, 11)
 RECS = "profile_id string, title_id string, score double, rank int, model_version string"

@@ -8,7 +8,7 @@ import pandas as pd
 from test_jobs import common
 from test_recs_benchmark import synthetic_movielens
 
-from feature_store.cli import main as cli_main
+from jobs.cli import main as cli_main
 
 
 def test_recommend_writes_top_k_unseen_items_per_user(spark, tmp_path, capsys):
