@@ -18,11 +18,10 @@ from pyspark.sql import functions as F
 
 from feature_store.churn.metrics import binary_metrics
 from feature_store.config import ConfigError
+from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id, log_evaluation_rows
 from feature_store.lake import Lake
 from feature_store.registry import store
 from feature_store.registry.audit import SCHEMA, AuditLog, audit_table
-from feature_store.registry.evaluators import log_evaluation_rows
-from feature_store.registry.identity import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.registry.listing import format_listing, list_models
 from feature_store.registry.policy import PolicyError, load_policy, parse_policy
 from feature_store.registry.promotion import champion_history, promote, rollback
@@ -220,10 +219,10 @@ def test_repository_policy_gates_the_three_models_on_metrics_their_runs_log():
         "churn",
     )
     # the churn run's evaluation rows carry the dataset's label column, which re-scoring reads
+    from feature_store import evaluation
     from feature_store.churn import dataset
-    from feature_store.registry import evaluators
 
-    assert evaluators.LABEL == dataset.LABEL
+    assert evaluation.LABEL == dataset.LABEL
     forecast = policy.for_model("popularity_forecast").compare
     assert (forecast.metric, forecast.direction, forecast.evaluator) == (
         "all.gbt.wape",
@@ -345,6 +344,17 @@ def test_missing_tag_or_missed_threshold_refuses_even_the_first_version(registry
         )
     ]
     assert "champion" not in aliases(registry, model)
+
+
+def test_the_registry_finds_the_evaluators_the_domains_declare_and_names_missing_ones():
+    from feature_store.churn.rescoring import rescore
+    from feature_store.evaluation import EvaluatorError
+    from feature_store.registry.evaluators import evaluator_names, load_evaluator
+
+    assert evaluator_names() == {"churn"}
+    assert load_evaluator("churn") is rescore
+    with pytest.raises(EvaluatorError, match=r"no evaluator 'recs' is installed \(known: churn\)"):
+        load_evaluator("recs")
 
 
 def test_different_evaluation_data_without_an_evaluator_refuses_and_says_so(registry):

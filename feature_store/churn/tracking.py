@@ -20,9 +20,8 @@ import pandas as pd
 from feature_store.churn.dataset import ACCOUNT_FEATURES, PROFILE_AGGREGATES
 from feature_store.churn.platform import HOLDOUT_BUCKETS, ChurnRun
 from feature_store.churn.scoring import ChurnScorer
+from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id, log_evaluation_rows
 from feature_store.features.tables import ACCOUNT_DAILY
-from feature_store.registry.evaluators import log_evaluation_rows
-from feature_store.registry.identity import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
         )
         _log_plots(run)
         # The held-out rows with labels, so that a promotion gate can re-score another
-        # version on them (feature_store.registry.evaluators); absent on older runs.
+        # version on them (feature_store.churn.rescoring); absent on older runs.
         if run.evaluation_rows is not None:
             log_evaluation_rows(run.evaluation_rows)
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
+from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.recs.platform import RecommenderRun
-from feature_store.registry.identity import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,8 @@ import datetime as dt
 import math
 from typing import TYPE_CHECKING
 
+from feature_store.evaluation import EVALUATION_DATA_TAG, short
 from feature_store.registry import store as st
-from feature_store.registry.identity import EVALUATION_DATA_TAG, short
 from feature_store.registry.policy import Policy
 
 if TYPE_CHECKING:

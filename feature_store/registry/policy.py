@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from feature_store.config import ConfigError
-from feature_store.registry.evaluators import EVALUATORS
+from feature_store.registry.evaluators import evaluator_names
 
 SUPPORTED_VERSION = 1
 HIGHER, LOWER = "higher", "lower"
@@ -51,7 +51,7 @@ class Comparison:
     metric: str
     direction: str  # HIGHER or LOWER is better
     min_improvement: float  # absolute, in the metric's units
-    evaluator: str | None = None  # name in EVALUATORS; None: no re-evaluation possible
+    evaluator: str | None = None  # an installed evaluator's name; None: none possible
 
     def improvement(self, candidate: float, champion: float) -> float:
         """How much better ``candidate`` is (negative: worse), whatever the direction."""
@@ -166,8 +166,8 @@ def _comparison(value: Any, key: str, fail) -> Comparison:
     if improvement < 0:
         raise fail(f"{key}.min_improvement", f"must not be negative, got {improvement:g}")
     evaluator = value.get("evaluator")
-    if evaluator is not None and evaluator not in EVALUATORS:
-        known = ", ".join(sorted(EVALUATORS))
+    if evaluator is not None and evaluator not in (installed := evaluator_names()):
+        known = ", ".join(sorted(installed))
         raise fail(f"{key}.evaluator", f"names no evaluator: {evaluator!r} (known: {known})")
     return Comparison(metric, value["direction"], improvement, evaluator)
 

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from typing import TYPE_CHECKING
 
+from feature_store.evaluation import EVALUATION_DATA_TAG, EvaluatorError, short
 from feature_store.registry import CHALLENGER, CHAMPION
 from feature_store.registry import store as st
 from feature_store.registry.audit import (
@@ -25,8 +26,7 @@ from feature_store.registry.audit import (
     AuditLog,
     now,
 )
-from feature_store.registry.evaluators import EVALUATORS, EvaluatorError
-from feature_store.registry.identity import EVALUATION_DATA_TAG, short
+from feature_store.registry.evaluators import load_evaluator
 from feature_store.registry.policy import ModelPolicy
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def _improvement_check(
                 "champion on the candidate's data: the logged metrics are not comparable",
             )
         try:
-            rescored = EVALUATORS[compare.evaluator](client, candidate, held, metric)
+            rescored = load_evaluator(compare.evaluator)(client, candidate, held, metric)
         except EvaluatorError as exc:
             return Check(name, False, f"{differ}; re-scoring the champion failed: {exc}")
         value, baseline = rescored.candidate, rescored.champion
