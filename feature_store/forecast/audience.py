@@ -12,7 +12,7 @@ before its release and from how earlier launches went:
   it); per title the views per released day, as log1p, averaged (weighted by the cast
   members shared) and the maximum;
 - similar titles: the ``k`` titles nearest in content (genres, kind and cast, with
-  :func:`feature_store.recs.models.content.item_features`) among those already released,
+  :func:`feature_store.features.content.item_features`) among those already released,
   and their views per day in the region over the same 28 days, similarity-weighted;
 - the region: its code, and its total daily views over those 28 days (the market's size).
 
@@ -58,9 +58,9 @@ from pyspark.ml.regression import GBTRegressor
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from feature_store.features.content import item_features
 from feature_store.forecast.model import GBTParams, fitting_input
 from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
-from feature_store.recs.models.content import item_features
 from feature_store.sources import GENRES
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ Balen & Goethals, "Closed-Form Models for Collaborative Filtering with Side-Info
 RecSys 2020): each metadata feature (genre, decade, tag, ...) becomes a pseudo-user who
 "rated" the titles that carry it, scaled by sqrt(s). The Gram matrix gains s F F', F the
 content model's row-normalised items x features matrix
-(:func:`~feature_store.recs.models.content.item_features`), so F F' is the titles' content
+(:func:`~feature_store.features.content.item_features`), so F F' is the titles' content
 cosine: P = (X' W X + s F F' + lambda I)^-1. Titles that share metadata borrow each other's
 co-ratings; a user's scores are still their history row times B.
 
@@ -32,8 +32,9 @@ import scipy.linalg
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from feature_store.features.content import item_features
 from feature_store.recs.models.base import Recommender
-from feature_store.recs.models.content import item_features, tags_seen_in
+from feature_store.recs.models.content import tags_seen_in
 
 log = logging.getLogger(__name__)
 
