@@ -85,7 +85,12 @@ run: setup
 # --durations: the slowest tests in every log, to keep the suite inside CI's budget.
 TEST_WORKERS ?= 2
 
+# The import contracts first (pyproject.toml, [tool.importlinter]; under a second): an import
+# that runs back up a layer, or a circle, fails the run before any Spark starts.
 test: setup
+	@$(VENV)/bin/lint-imports --no-cache >$(STATE)/lint-imports.log 2>&1 \
+		&& grep -E "^Contracts:" $(STATE)/lint-imports.log \
+		|| { cat $(STATE)/lint-imports.log >&2; exit 1; }
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=25
 
 # The reference tools the benchmarks compare with that the tests do not need (implicit).
@@ -117,6 +122,7 @@ mlflow: setup
 lint: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: $(INSTALL_STAMP)
 	$(VENV)/bin/ruff check --fix .

@@ -37,9 +37,10 @@ from feature_store.churn.dataset import HORIZON_DAYS, SNAPSHOT_TABLES
 from feature_store.churn.platform import choose_snapshots, score_accounts, train_churn
 from feature_store.features.build import build_features
 from feature_store.features.definitions import AS_OF
-from feature_store.forecast.platform import train_forecast
 from feature_store.forecast.tracking import audience_metrics, run_metrics
+from feature_store.forecast.train import train_forecast
 from feature_store.generator import GenerationSpec
+from feature_store.generator.ceilings import churn_ceiling
 
 MODELS = ("churn", "forecast")
 
@@ -126,7 +127,7 @@ def _churn(spark, config, spec: GenerationSpec, result: dict, *, save) -> bool:
         save()
 
     started = time.perf_counter()
-    run = train_churn(spark, config, as_of)
+    run = train_churn(spark, config, as_of, ceiling=churn_ceiling(spark, config))
     trained = round(time.perf_counter() - started, 1)
     started = time.perf_counter()
     scored = score_accounts(spark, config, run)

@@ -67,7 +67,7 @@ MEMBER_COLUMNS = ("account_id", "profile_id")
 MEMBER_KEY = "_member"  # the one column of the frame of the member's pseudonyms
 SUPPRESSION_SCHEMA = "token string, request_id string, forgotten_at timestamp"
 # Folders of the lake the table sweep leaves alone: landing files are rewritten as files;
-# the generator's hidden truth is test data (README); the lists below are this module's.
+# the generator's hidden truth is test data (docs/forgetting.md); the lists below are this module's.
 _NOT_SWEPT = ("landing", "ground_truth", "privacy", "ops/forget_requests", "_forget_staging")
 _PROFILE_OF_ACCOUNT = re.compile(r"^(?P<account>.+)-p[0-9]+$")  # generator: <account>-p<n>
 _STRING = r'"((?:[^"\\]|\\.)*)"'

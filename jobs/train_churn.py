@@ -31,7 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _main(args: argparse.Namespace) -> int:
     from feature_store.churn.dataset import ChurnDataError
-    from feature_store.churn.platform import train_register_and_score
+    from feature_store.churn.train import train_register_and_score
+    from feature_store.generator.ceilings import churn_ceiling
 
     config = runtime.load(args)
     spark = runtime.session(config, args)
@@ -41,6 +42,7 @@ def _main(args: argparse.Namespace) -> int:
             config,
             args.date,
             register=not args.no_register,
+            ceiling=churn_ceiling(spark, config),  # None on real data
             horizon_days=args.horizon_days,
             every_days=args.every_days,
             max_train_snapshots=args.max_train_snapshots,

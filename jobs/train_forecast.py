@@ -54,8 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _main(args: argparse.Namespace) -> int:
     from feature_store.forecast.model import GBTParams
-    from feature_store.forecast.platform import ForecastSettings, train_forecast
+    from feature_store.forecast.platform import ForecastSettings
     from feature_store.forecast.series import ForecastDataError
+    from feature_store.forecast.train import train_forecast
 
     try:
         settings = ForecastSettings(

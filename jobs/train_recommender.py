@@ -28,8 +28,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from feature_store.recs.platform import format_summary, train_register_and_score
+    from feature_store.generator.ceilings import recs_ceiling
+    from feature_store.recs.platform import format_summary
     from feature_store.recs.platform_data import RecsDataError
+    from feature_store.recs.train import train_register_and_score
 
     config = runtime.load(args)
     spark = runtime.session(config, args)
@@ -38,6 +40,7 @@ def _main(args: argparse.Namespace) -> int:
             spark,
             config,
             args.date,
+            ceiling=recs_ceiling(spark, config),  # None on real data
             register=not args.no_register,
             label_days=args.label_days,
             ranker_days=args.ranker_days,

@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from chispa import assert_approx_df_equality, assert_df_equality
+from chispa import assert_df_equality
 from conftest import make_config
 from feature_world import bronze_frame
 from pyspark.sql import functions as F
@@ -26,7 +26,6 @@ from feature_store.churn.dataset import (
     ChurnDataError,
     aggregate_profiles,
     load_snapshots,
-    truth_probability,
     with_labels,
 )
 from feature_store.churn.model import ClassWeights
@@ -34,12 +33,12 @@ from feature_store.churn.platform import (
     SCORES_TABLE,
     choose_snapshots,
     score_accounts,
-    train_register_and_score,
 )
 from feature_store.churn.tracking import MODEL_NAME
+from feature_store.churn.train import train_register_and_score
 from feature_store.features.definitions import AS_OF, WRITTEN_AT
 from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
-from feature_store.generator.world import WorldParams
+from feature_store.generator.ceilings import churn_ceiling
 
 
 def d(day: int) -> dt.date:
@@ -215,39 +214,6 @@ def test_a_label_window_past_the_subscription_log_is_refused(spark, tiny_lake):
         load_snapshots(spark, tiny_lake, [d(9)], horizon_days=5)
 
 
-# --- the ceiling ---------------------------------------------------------------------------
-
-
-def test_the_hidden_hazard_gives_the_chance_of_a_cancel_in_the_window(spark):
-    world = WorldParams.draw(3)
-    accounts = spark.createDataFrame(
-        [
-            # steady, never failed a payment, premium: the base hazard every day
-            ("steady", 0.0, None, None, "premium"),
-            # a payment failure on day 12, the snapshot's day 10 + 2
-            ("failed", 0.0, 12, None, "premium"),
-        ],
-        "account_id string, engagement_drift double, first_payment_failure_day int, "
-        "second_payment_failure_day int, plan string",
-    )
-    spine = spark.createDataFrame(
-        [("steady", d(10)), ("failed", d(10))], "account_id string, snapshot_date date"
-    )
-    got = truth_probability(spine, accounts, start_date=d(0), horizon_days=5, world=world)
-    base = 1 / (1 + math.exp(-world.hazard_intercept))
-
-    def hazard(payment):
-        return 1 / (1 + math.exp(-(world.hazard_intercept + world.hazard_payment * payment)))
-
-    # days 11..15; the failure's effect exp(-(day - 12) / 10) from day 12 on
-    failed_survival = (1 - base) * math.prod(1 - hazard(math.exp(-k / 10)) for k in range(4))
-    expected = spark.createDataFrame(
-        [("steady", d(10), 1 - (1 - base) ** 5), ("failed", d(10), 1 - failed_survival)],
-        "account_id string, snapshot_date date, truth_probability double",
-    )
-    assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
-
-
 # --- metrics ---------------------------------------------------------------------------------
 
 
@@ -334,7 +300,12 @@ def churn_run(spark, model_world, tmp_path_factory):
     model_world.copy(state)
     config = make_config(state)
     run = train_register_and_score(
-        spark, config, AS_OF_DATE, horizon_days=HORIZON, every_days=EVERY_DAYS
+        spark,
+        config,
+        AS_OF_DATE,
+        horizon_days=HORIZON,
+        every_days=EVERY_DAYS,
+        ceiling=churn_ceiling(spark, config),
     )
     return config, run
 

@@ -46,10 +46,10 @@ from feature_store.forecast.platform import (
     PLAN,
     ForecastSettings,
     output_path,
-    train_forecast,
 )
 from feature_store.forecast.series import ForecastDataError, dense_series, load_series
 from feature_store.forecast.tracking import EXPERIMENT
+from feature_store.forecast.train import train_forecast
 from jobs import train_forecast as train_forecast_job
 
 D0 = dt.date(2026, 1, 5)  # a Monday

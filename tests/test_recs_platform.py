@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from worlds import model_day
 
 from feature_store import lake as lk
+from feature_store.generator.ceilings import recs_ceiling
 from feature_store.recs.platform import (
     _append_staging,
     score_profiles,
@@ -37,7 +38,8 @@ def trained(spark, model_world, tmp_path_factory):
     model_world.copy(state)
     config = make_config(state)
     # the generators of the ranker's training window learn as of AS_OF - 3 days
-    run = train_recommender(spark, config, AS_OF, label_days=3, k=10, **SMALL)
+    ceiling = recs_ceiling(spark, config)
+    run = train_recommender(spark, config, AS_OF, label_days=3, k=10, ceiling=ceiling, **SMALL)
     return config, run
 
 

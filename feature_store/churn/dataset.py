@@ -9,9 +9,9 @@ S are the ones still subscribed, and each gets
   S + 1 to S + horizon, else 0. A snapshot whose horizon reaches past the last day with
   subscription events is refused: an unobserved window would read as "stayed".
 
-Cancels come from the subscription log, never from the generator's truth; the truth is
-read only for the ceiling (`truth_probability`: the hidden hazard's own chance of a
-cancel in the window, the best any model could rank).
+Cancels come from the subscription log, never from a generator's truth (on generated
+data, the jobs hand the platform a ceiling to compare with:
+`feature_store.generator.ceilings`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from feature_store import lake as lk
 from feature_store.features.definitions import AS_OF
 from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
 from feature_store.features.training import feature_column_name, get_training_set
-from feature_store.generator import load_manifest, members
-from feature_store.generator.world import WorldParams
-from feature_store.privacy import pseudonymize
 
 HORIZON_DAYS = 30
 SNAPSHOT_TABLES = (ACCOUNT_DAILY.name, PROFILE_DAILY.name)  # what a snapshot date needs built
@@ -182,32 +179,6 @@ def with_labels(spine: DataFrame, cancels: DataFrame, *, horizon_days: int) -> D
     )
 
 
-def truth_probability(
-    spine: DataFrame,
-    truth_accounts: DataFrame,
-    *,
-    start_date: dt.date,
-    horizon_days: int,
-    world: WorldParams,
-) -> DataFrame:
-    """(account_id, snapshot_date, truth_probability): the hidden hazard's chance that
-    the account cancels in the label window, 1 - prod(1 - h(d)) over its days.
-
-    `truth_accounts` are the generator's accounts with `account_id` already in the
-    spine's (pseudonymized) form; day numbers count from the generator's start date.
-    """
-    day0 = F.datediff(F.col(SNAPSHOT), F.lit(start_date))
-    days = F.sequence(day0 + 1, day0 + horizon_days)
-    log_survival = F.aggregate(
-        days, F.lit(0.0), lambda acc, d: acc + F.log1p(-members.hazard(d, world))
-    )
-    return (
-        spine.select("account_id", SNAPSHOT)
-        .join(truth_accounts, "account_id")
-        .select("account_id", SNAPSHOT, (1.0 - F.exp(log_survival)).alias("truth_probability"))
-    )
-
-
 # --- from the lake ---------------------------------------------------------------------
 
 
@@ -323,32 +294,6 @@ def load_snapshots(
         )
         frame = with_labels(frame, cancels, horizon_days=horizon_days)
     return ChurnSnapshots(frame, snapshots, horizon_days, versions, labels_through)
-
-
-def load_truth_probability(
-    spark: SparkSession,
-    lake_root: str,
-    rows: DataFrame,
-    *,
-    horizon_days: int,
-    pseudonymization_key: str,
-) -> DataFrame | None:
-    """`truth_probability` for rows (account_id, snapshot_date) of a generated lake, or
-    None when the lake has no ground truth (real data)."""
-    truth = lk.Lake(lake_root).ground_truth
-    if not lk.table_exists(spark, f"{truth}/accounts"):
-        return None
-    manifest = load_manifest(spark, lake_root)
-    accounts = lk.read_table(spark, f"{truth}/accounts").withColumn(
-        "account_id", pseudonymize(F.col("account_id"), pseudonymization_key)
-    )
-    return truth_probability(
-        rows,
-        accounts,
-        start_date=dt.date.fromisoformat(manifest["spec"]["start_date"]),
-        horizon_days=horizon_days,
-        world=WorldParams(**manifest["world"]),
-    )
 
 
 def _span(dates: list[dt.date]) -> str:

@@ -8,7 +8,8 @@
    windows at neighbouring snapshots overlap;
 2. gradient-boosted trees and the logistic-regression baseline, class-weighted;
 3. ROC-AUC, PR-AUC, log loss, Brier, calibration and top-decile lift for both, and for
-   the generator's hidden hazard on the same rows (the ceiling), when the lake has it;
+   a ceiling on the same rows when the caller has one (on generated data, the hidden
+   hazard: `feature_store.generator.ceilings.churn_ceiling`);
 4. (with `tracking`) logs the run in MLflow and registers `churn`;
 5. scores every account subscribed at T: probability, risk band, top reasons, written to
    `<lake>/predictions/churn_scores` for as_of_date = T (a re-run replaces that date).
@@ -20,6 +21,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -37,7 +39,6 @@ from feature_store.churn.dataset import (
     feature_dates,
     labels_observed_through,
     load_snapshots,
-    load_truth_probability,
     viewing_starts,
 )
 from feature_store.churn.model import (
@@ -63,6 +64,9 @@ MAX_TRAIN_SNAPSHOTS = 4
 # learns trends that mean something else a month later.
 FULL_WINDOW_DAYS = max(ACCOUNT_DAILY.lookback_days, PROFILE_DAILY.lookback_days)
 HOLDOUT_BUCKETS = 5  # one in five accounts is held out for evaluation
+# (rows of account_id and snapshot_date, horizon days) -> the same rows with
+# ``truth_probability``, the best ranking of cancels any model could reach
+Ceiling = Callable[[DataFrame, int], DataFrame]
 
 
 @dataclasses.dataclass
@@ -194,8 +198,10 @@ def train_churn(
     every_days: int = SNAPSHOT_EVERY_DAYS,
     max_train_snapshots: int = MAX_TRAIN_SNAPSHOTS,
     gbt_params: dict | None = None,
+    ceiling: Ceiling | None = None,
 ) -> ChurnRun:
-    """Train and evaluate on snapshots known at ``as_of`` (steps 1-3 of the module doc)."""
+    """Train and evaluate on snapshots known at ``as_of`` (steps 1-3 of the module doc),
+    with ``ceiling``'s metrics beside the models' when given."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     lake_root = config.lake
@@ -230,7 +236,7 @@ def train_churn(
     seconds["fit_logistic"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    evaluated = _evaluate(spark, config, test, gbt, logistic, horizon_days)
+    evaluated = _evaluate(test, gbt, logistic, horizon_days, ceiling)
     seconds["evaluate"] = time.perf_counter() - clock
     clock = time.perf_counter()
     scorer = ChurnScorer.fit(gbt, train)
@@ -265,12 +271,11 @@ def train_churn(
 
 
 def _evaluate(
-    spark: SparkSession,
-    config: Config,
     test: DataFrame,
     gbt: ChurnClassifier,
     logistic: ChurnClassifier,
     horizon_days: int,
+    ceiling: Ceiling | None,
 ) -> dict:
     keys = ["account_id", SNAPSHOT]
     frame = (
@@ -281,14 +286,8 @@ def _evaluate(
             keys,
         )
     )
-    truth = load_truth_probability(
-        spark,
-        config.lake,
-        test.select(*keys),
-        horizon_days=horizon_days,
-        pseudonymization_key=config.privacy.pseudonymization_key,
-    )
-    if truth is not None:
+    if ceiling is not None:
+        truth = ceiling(test.select(*keys), horizon_days)
         frame = frame.join(
             truth.withColumnRenamed("truth_probability", "hidden_hazard"), keys, "left"
         )
@@ -348,20 +347,3 @@ def score_accounts(
     run.band_counts = bands
     run.model_version = model_version
     return run.scored_accounts
-
-
-def train_register_and_score(
-    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options
-) -> ChurnRun:
-    """The whole churn job: train and evaluate (``options`` go to :func:`train_churn`),
-    log and register in MLflow, score every account as of ``as_of`` to Delta."""
-    from feature_store.churn.tracking import EXPERIMENT, log_churn_run
-    from feature_store.tracking import configure_mlflow
-
-    configure_mlflow(config, EXPERIMENT)
-    run = train_churn(spark, config, as_of, **options)
-    version = log_churn_run(run, register=register)
-    clock = time.perf_counter()
-    score_accounts(spark, config, run, model_version=version)
-    run.seconds["score"] = time.perf_counter() - clock
-    return run

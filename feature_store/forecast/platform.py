@@ -1,6 +1,5 @@
-"""Regional popularity forecasts and the CDN plan, end to end, for one as-of date.
-
-``train_forecast(spark, config, as_of)``:
+"""Regional popularity forecasts and the CDN plan for one as-of date: the settings, the
+run's result and its outputs. The job (:func:`feature_store.forecast.train.train_forecast`):
 1. reads the dense (region, title) view series up to ``as_of`` from
    ``region_title_daily`` and the bronze catalogue, at recorded Delta versions;
 2. builds the forecast rows of every origin the runs need (features at T, target T+h);
@@ -31,12 +30,10 @@ import logging
 from collections.abc import Mapping
 
 import pandas as pd
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.config import Config
 from feature_store.features.definitions import AS_OF
 from feature_store.forecast import cdn
 from feature_store.forecast.audience import (
@@ -54,8 +51,6 @@ from feature_store.forecast.backtest import (
     BacktestResult,
     min_history_days,
     plan_backtest,
-    run_backtest,
-    training_rows,
 )
 from feature_store.forecast.features import (
     HORIZON,
@@ -65,9 +60,6 @@ from feature_store.forecast.features import (
     SUM_28D,
     TARGET_DATE,
     TARGET_VIEWS,
-    examples_from_origins,
-    feature_origins,
-    origin_rows,
 )
 from feature_store.forecast.model import (
     MODEL,
@@ -75,20 +67,14 @@ from feature_store.forecast.model import (
     SEASONAL_NAIVE,
     TRAILING_MEAN,
     GBTParams,
-    feature_importances,
-    fit_counted,
-    with_predictions,
 )
 from feature_store.forecast.series import (
     DATE,
     REGION,
     TITLE,
     VIEWS,
-    ForecastDataError,
     SeriesData,
-    load_series,
 )
-from feature_store.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -295,137 +281,6 @@ class ForecastRun:
         return "\n".join(lines)
 
 
-def train_forecast(
-    spark: SparkSession,
-    config: Config,
-    as_of: dt.date,
-    *,
-    settings: ForecastSettings | None = None,
-    register: bool = True,
-) -> ForecastRun:
-    """Backtest, train, forecast, plan, log to MLflow and write, for ``as_of`` (the last
-    observed day). Raises :class:`~feature_store.forecast.series.ForecastDataError` when
-    the lake holds too little history."""
-    from feature_store.forecast.tracking import EXPERIMENT, log_forecast_run
-    from feature_store.tracking import configure_mlflow
-
-    settings = settings or ForecastSettings()
-    # the origin rows are persisted lazily: "backtest" includes making them
-    watch = Stopwatch()
-    with watch.stage("load"):
-        data = load_series(
-            spark, config.lake, as_of, min_days=settings.min_days, why=settings.min_days_reason
-        )
-        series = data.series.persist(StorageLevel.MEMORY_AND_DISK)
-        series_count = series.select(REGION, TITLE).distinct().count()
-        sizing = settings.backtest_plan(data.first_date, as_of, series_count=series_count)
-        folds = list(sizing.origins)
-        if not folds:
-            raise ForecastDataError(
-                f"no backtest origin fits in {data.first_date}..{as_of} with these settings"
-            )
-        # only the origins some model learns from or forecasts from
-        oldest = min(folds[0], as_of) - dt.timedelta(days=settings.max_train_origins)
-        origins = [o for o in feature_origins(data.first_date, as_of) if o >= oldest]
-        # the origin rows are cached, not their 14 horizon rows each: cached, the examples
-        # of every origin were most of the run's memory and time (5.6M rows at the demo);
-        # a fold reads a sample of them, made from these on the way
-        windows = origin_rows(series, origins=origins, ahead=max(sizing.horizons)).persist(
-            StorageLevel.MEMORY_AND_DISK
-        )
-        examples = examples_from_origins(windows, titles=data.titles, horizons=sizing.horizons)
-    log.info(
-        "forecast: %d series, %d origins, backtest at %s (%s)",
-        series_count,
-        len(origins),
-        folds,
-        sizing.rule,
-    )
-    backtest = forecast = None
-    try:
-        with watch.stage("backtest"):
-            backtest = run_backtest(
-                examples,
-                origins=folds,
-                params=settings.gbt,
-                max_train_origins=settings.max_train_origins,
-                top_n=settings.top_n,
-                max_training_rows=settings.max_training_rows,
-            )
-            sizes = cdn.title_sizes(data.titles)
-            candidates = cdn.backtest_candidates(
-                backtest.predictions, sizes=sizes, plan_days=settings.plan_days
-            ).toPandas()
-            cdn_backtest = cdn.backtest_hit_rates(candidates, budget_gb=settings.budget_gb)
-            history, sample = _plot_samples(series, backtest, top=PLOT_SERIES)
-
-        with watch.stage("fit"):
-            train = training_rows(
-                examples,
-                origin=as_of,
-                max_train_origins=settings.max_train_origins,
-                max_rows=settings.max_training_rows,
-                seed=settings.gbt.seed,
-            )
-            log.info("forecast: fitting the final model on origins up to %s", as_of)
-            model, training_row_count = fit_counted(train, settings.gbt)
-        with watch.stage("forecast"):  # every series' next days, and the plan from them
-            forecast = (
-                with_predictions(examples.filter(F.col(ORIGIN) == F.lit(as_of)), model)
-                .select(REGION, TITLE, HORIZON, TARGET_DATE, F.col(MODEL).alias(FORECAST_VIEWS))
-                .persist(StorageLevel.MEMORY_AND_DISK)
-            )
-            expected = cdn.plan_candidates(
-                forecast, sizes=sizes, plan_days=settings.plan_days
-            ).toPandas()
-            plan = cdn.select_titles(expected, budget_gb=settings.budget_gb)
-            plan_summary = _plan_summary(plan, expected)
-        with watch.stage("audience"):
-            audience, audience_note = train_audience(
-                spark, config.lake, data, series, settings.audience
-            )
-        run = ForecastRun(
-            as_of=as_of,
-            first_date=data.first_date,
-            table_versions=data.table_versions,
-            settings=settings,
-            series_count=series_count,
-            backtest=backtest,
-            cdn_backtest=cdn_backtest,
-            plan_summary=plan_summary,
-            importances=feature_importances(model),
-            training_rows=training_row_count,
-            plot_history=history,
-            plot_forecasts=sample,
-            audience=audience,
-            audience_note=audience_note,
-            backtest_plan=sizing,
-            seconds=watch.seconds,  # the same dict: the stages below land in it too
-        )
-        with watch.stage("track"):
-            configure_mlflow(config, EXPERIMENT)
-            run.model_version = log_forecast_run(run, model, register=register)
-        with watch.stage("write"):
-            run.forecast_rows, run.plan_rows = write_outputs(
-                spark, config.lake, run, forecast=forecast, plan=plan
-            )
-            if run.audience is not None:
-                run.audience_rows = write_audience(
-                    spark,
-                    config.lake,
-                    run.audience.upcoming,
-                    as_of=as_of,
-                    model_version=run.model_version,
-                )
-    finally:
-        predictions = backtest.predictions if backtest else None
-        for frame in (forecast, predictions, windows, series):
-            if frame is not None:
-                frame.unpersist()
-    log.info("forecast as of %s:\n%s", as_of, run.format_table())
-    return run
-
-
 def train_audience(
     spark: SparkSession,
     lake_root: str,
@@ -485,7 +340,7 @@ def write_audience(
     return len(upcoming)
 
 
-def _plan_summary(plan: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
+def plan_summary(plan: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
     """Per region: titles stored, storage used and the expected hit rate (the share of
     forecast views over the plan's days that fall on stored titles)."""
     rates = cdn.hit_rates(plan, expected.rename(columns={cdn.SCORE: "views"})).rename(
@@ -502,7 +357,7 @@ def _plan_summary(plan: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(REGION, ignore_index=True)
 
 
-def _plot_samples(series: DataFrame, backtest: BacktestResult, *, top: int):
+def plot_samples(series: DataFrame, backtest: BacktestResult, *, top: int):
     """The last fold's biggest series: their 28 days before the origin and every model's
     forecast against the actuals after it (small frames for the run's plot)."""
     last = backtest.origins[-1]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,6 @@ from feature_store.recs.diversity import GenreSpace, beyond_accuracy
 from feature_store.recs.evaluation import ranking_metrics
 from feature_store.recs.models import Popularity, top_k_indices
 from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
-from feature_store.recs.oracle import oracle_recommendations
 from feature_store.recs.pipeline import TrainedEnsemble, train_ensemble
 from feature_store.recs.platform_data import (
     PlatformData,
@@ -59,6 +59,9 @@ EVAL_KS = (1, 5, 10, 20)
 TOP_PER_PROFILE = 50
 SIMILAR_PER_TITLE = 20
 PLATFORM_ALS = {"confidence": "rating", "alpha": 2.0, "iterations": 10}
+# (profile ids, title ids, training interactions, *, first_day, last_day, k) -> each
+# profile's top k unseen titles (user_id, item_id, score, rank) by what it will watch
+Ceiling = Callable[..., pd.DataFrame]
 
 
 @dataclasses.dataclass
@@ -131,8 +134,10 @@ def train_recommender(
     calibration_weight: float = 0.3,
     als_params: dict | None = None,
     ease_grid: tuple[dict, ...] | None = None,
+    ceiling: Ceiling | None = None,
 ) -> RecommenderRun:
-    """Train on the interactions as of ``as_of`` and evaluate on the next ``label_days``.
+    """Train on the interactions as of ``as_of`` and evaluate on the next ``label_days``,
+    with ``ceiling``'s lists (``ground_truth_ideal``) beside the models' when given.
 
     The ranker (``ranker_days`` > 0) learns from the sessions of the ``ranker_days`` up to
     ``as_of``, over candidates from generators fitted on the interactions as of
@@ -184,7 +189,7 @@ def train_recommender(
     )
     evaluation, by_k = {}, {}
     if not data.truth.empty:
-        evaluation, by_k = _evaluate(spark, config, data, trained, serving, k)
+        evaluation, by_k = _evaluate(data, trained, serving, k, ceiling)
         if ranker is not None:
             sessions = sessions_between(
                 spark,
@@ -310,7 +315,7 @@ def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
     return groups, versions
 
 
-def _evaluate(spark, config, data, trained, serving, k):
+def _evaluate(data, trained, serving, k, ceiling: Ceiling | None):
     """Every model's metrics against the truth, at k and nDCG at several cut-offs."""
     truth, train = data.truth, data.interactions
     users = truth[USER].unique()
@@ -321,17 +326,15 @@ def _evaluate(spark, config, data, trained, serving, k):
     )
     lists["ensemble"] = trained.ensemble.recommend(users, cutoff)
     lists["ensemble_calibrated"] = serving.recommend(users, cutoff)
-    lists["ground_truth_ideal"] = oracle_recommendations(
-        spark,
-        config.lake,
-        users,
-        data.items[ITEM].to_numpy(),
-        train,
-        first_day=data.as_of + dt.timedelta(days=1),
-        last_day=data.as_of + dt.timedelta(days=data.label_days),
-        pseudonymization_key=config.privacy.pseudonymization_key,
-        k=cutoff,
-    )
+    if ceiling is not None:
+        lists["ground_truth_ideal"] = ceiling(
+            users,
+            data.items[ITEM].to_numpy(),
+            train,
+            first_day=data.as_of + dt.timedelta(days=1),
+            last_day=data.as_of + dt.timedelta(days=data.label_days),
+            k=cutoff,
+        )
     evaluation, by_k = {}, {}
     for name, recs in lists.items():
         metrics = ranking_metrics(truth, recs, k=k)
@@ -487,22 +490,6 @@ def _neighbours(matrix, rows: np.ndarray, item_ids: np.ndarray, k: int) -> pd.Da
 
 
 _NEIGHBOUR_BLOCK = 1024
-
-
-def train_register_and_score(
-    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options
-) -> RecommenderRun:
-    """The whole training job: train and evaluate (``options`` go to
-    :func:`train_recommender`), log and register in MLflow, batch-score to Delta."""
-    from feature_store.recs.tracking import EXPERIMENT, log_recommender_run
-    from feature_store.tracking import configure_mlflow
-
-    configure_mlflow(config, EXPERIMENT)
-    run = train_recommender(spark, config, as_of, **options)
-    run.model_version = log_recommender_run(run, k=options.get("k", 10), register=register)
-    run.scored_rows = score_profiles(spark, config, run)
-    run.similar_rows = similar_titles(spark, config, run)
-    return run
 
 
 def format_summary(run: RecommenderRun, config: Config, k: int) -> str:

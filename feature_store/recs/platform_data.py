@@ -9,8 +9,8 @@ Ids stay the lake's strings: ``user_id`` is the pseudonymized profile id, ``item
 title id. Frames are pandas (the candidate models are single-node); at member scale that
 is tens of millions of interaction rows, a few GB.
 
-The ceiling, ranking by the generator's hidden truth, is in
-:mod:`feature_store.recs.oracle`.
+On generated data the jobs add a ceiling, ranking by the generator's hidden truth
+(:mod:`feature_store.generator.ceilings`).
 """
 
 from __future__ import annotations

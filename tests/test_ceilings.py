@@ -1,15 +1,20 @@
-"""The ceiling's exposure: a title can only be watched where and when it can be shown."""
+"""The ceilings from the generator's hidden truth: the recommender oracle's exposure (a
+title can only be watched where and when it can be shown) and the churn hazard's chance
+of a cancel in a label window."""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
+from chispa import assert_approx_df_equality
 
-from feature_store.generator.world import REGION_CODES
-from feature_store.recs.oracle import POPULARITY_DRAWS, _Exposure
+from feature_store.generator.ceilings import truth_probability
+from feature_store.generator.recs_oracle import POPULARITY_DRAWS, _Exposure
+from feature_store.generator.world import REGION_CODES, WorldParams
 from feature_store.sources import GENRES
 
 START = dt.date(2026, 1, 1)
@@ -56,3 +61,37 @@ def test_the_genre_draw_favours_titles_of_the_favourite_genres():
     drama_fan = after_release.of(np.array([ABROAD]), [genres("drama")])[0]
     # the popularity draws are the same for both; the genre draw moves exposure
     assert comedy_fan[0] > drama_fan[0] and drama_fan[2] > comedy_fan[2]
+
+
+def d(day: int) -> dt.date:
+    return dt.date(2026, 2, 1) + dt.timedelta(days=day)
+
+
+def test_the_hidden_hazard_gives_the_chance_of_a_cancel_in_the_window(spark):
+    world = WorldParams.draw(3)
+    accounts = spark.createDataFrame(
+        [
+            # steady, never failed a payment, premium: the base hazard every day
+            ("steady", 0.0, None, None, "premium"),
+            # a payment failure on day 12, the snapshot's day 10 + 2
+            ("failed", 0.0, 12, None, "premium"),
+        ],
+        "account_id string, engagement_drift double, first_payment_failure_day int, "
+        "second_payment_failure_day int, plan string",
+    )
+    spine = spark.createDataFrame(
+        [("steady", d(10)), ("failed", d(10))], "account_id string, snapshot_date date"
+    )
+    got = truth_probability(spine, accounts, start_date=d(0), horizon_days=5, world=world)
+    base = 1 / (1 + math.exp(-world.hazard_intercept))
+
+    def hazard(payment):
+        return 1 / (1 + math.exp(-(world.hazard_intercept + world.hazard_payment * payment)))
+
+    # days 11..15; the failure's effect exp(-(day - 12) / 10) from day 12 on
+    failed_survival = (1 - base) * math.prod(1 - hazard(math.exp(-k / 10)) for k in range(4))
+    expected = spark.createDataFrame(
+        [("steady", d(10), 1 - (1 - base) ** 5), ("failed", d(10), 1 - failed_survival)],
+        "account_id string, snapshot_date date, truth_probability double",
+    )
+    assert_approx_df_equality(got, expected, 1e-12, ignore_row_order=True, ignore_nullable=True)
