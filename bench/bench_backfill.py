@@ -32,7 +32,7 @@ from run_bench import bronze_lake, machine, save_result, with_lake
 from feature_store import runtime
 from feature_store.features.build import build_feature_range, build_features
 from feature_store.features.tables import REGISTRY
-from feature_store.generator import GenerationSpec
+from feature_store.synthetic import GenerationSpec
 
 LONGEST_LOOKBACK = max(t.lookback_days for t in REGISTRY)
 

@@ -42,8 +42,8 @@ from feature_store import runtime
 from feature_store.features import transforms as tf
 from feature_store.features.build import build_features
 from feature_store.features.tables import REGISTRY
-from feature_store.generator import GenerationSpec
 from feature_store.sources import SOURCES
+from feature_store.synthetic import GenerationSpec
 
 EVENT_SOURCES = ("viewing", "impressions", "ratings", "searches", "subscriptions")
 

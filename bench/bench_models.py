@@ -39,8 +39,8 @@ from feature_store.features.build import build_features
 from feature_store.features.definitions import AS_OF
 from feature_store.forecast.tracking import audience_metrics, run_metrics
 from feature_store.forecast.train import train_forecast
-from feature_store.generator import GenerationSpec
-from feature_store.generator.ceilings import churn_ceiling
+from feature_store.synthetic import GenerationSpec
+from feature_store.synthetic.ceilings import churn_ceiling
 
 MODELS = ("churn", "forecast")
 

@@ -22,10 +22,10 @@ from pyspark.sql import functions as F
 
 from feature_store import lake as lk
 from feature_store import runtime
-from feature_store.generator import GenerationSpec, generate, generate_bronze, load_manifest
 from feature_store.ingest import ingest_date
 from feature_store.sources import SOURCES
 from feature_store.spark import check_java
+from feature_store.synthetic import GenerationSpec, generate, generate_bronze, load_manifest
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

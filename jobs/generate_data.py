@@ -12,7 +12,7 @@ import json
 import sys
 
 from feature_store import runtime
-from feature_store.generator import GenerationSpec, generate
+from feature_store.synthetic import GenerationSpec, generate
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -1,7 +1,7 @@
 """The whole platform on embedded defaults, through Airflow: generate a demo streaming
 service, run the daily DAG (ingest, build, validate, publish online features) for each
 landing day and the training DAG (train, register, gated promotion, publish) once, then
-print a one-screen report. This is what `make run` runs (feature_store/demo.py).
+print a one-screen report. This is what `make run` runs (feature_store/synthetic/demo.py).
 
 Quiet by default: one line per stage with its time, a bar with an ETA while it runs;
 `--verbose` shows the library's log as well."""
@@ -12,9 +12,10 @@ import argparse
 import sys
 from contextlib import nullcontext
 
-from feature_store import demo, runtime
+from feature_store import runtime
 from feature_store.console import Stages
 from feature_store.spark import SHORT_LIVED_JVM_OPTIONS
+from feature_store.synthetic import demo
 from jobs.generate_data import spec_from
 from jobs.shared_driver import hosted_here
 

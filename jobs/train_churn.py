@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def _main(args: argparse.Namespace) -> int:
     from feature_store.churn.dataset import ChurnDataError
     from feature_store.churn.train import train_register_and_score
-    from feature_store.generator.ceilings import churn_ceiling
+    from feature_store.synthetic.ceilings import churn_ceiling
 
     config = runtime.load(args)
     spark = runtime.session(config, args)

@@ -28,10 +28,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from feature_store.generator.ceilings import recs_ceiling
     from feature_store.recs.platform import format_summary
     from feature_store.recs.platform_data import RecsDataError
     from feature_store.recs.train import train_register_and_score
+    from feature_store.synthetic.ceilings import recs_ceiling
 
     config = runtime.load(args)
     spark = runtime.session(config, args)

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 from chispa import assert_approx_df_equality
 
-from feature_store.generator.ceilings import truth_probability
-from feature_store.generator.recs_oracle import POPULARITY_DRAWS, _Exposure
-from feature_store.generator.world import REGION_CODES, WorldParams
 from feature_store.sources import GENRES
+from feature_store.synthetic.ceilings import truth_probability
+from feature_store.synthetic.recs_oracle import POPULARITY_DRAWS, _Exposure
+from feature_store.synthetic.world import REGION_CODES, WorldParams
 
 START = dt.date(2026, 1, 1)
 HOME, ABROAD = REGION_CODES[0], REGION_CODES[1]

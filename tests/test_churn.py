@@ -38,7 +38,7 @@ from feature_store.churn.tracking import MODEL_NAME
 from feature_store.churn.train import train_register_and_score
 from feature_store.features.definitions import AS_OF, WRITTEN_AT
 from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
-from feature_store.generator.ceilings import churn_ceiling
+from feature_store.synthetic.ceilings import churn_ceiling
 
 
 def d(day: int) -> dt.date:
@@ -401,7 +401,7 @@ def test_every_account_gets_a_risk_band_and_reasons_and_the_registered_model_agr
             sys.executable,
             "-c",
             "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-            "import feature_store.recs.tracking, feature_store.demo",
+            "import feature_store.recs.tracking, feature_store.synthetic.demo",
             json.dumps(sys.path),
         ],
         cwd=tmp_path,

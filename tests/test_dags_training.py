@@ -14,7 +14,7 @@ from conftest import make_config
 from test_dags import FORECAST, UTC, dag_overrides, run
 
 from feature_store import serving, shared_driver
-from feature_store.generator import GenerationSpec
+from feature_store.synthetic import GenerationSpec
 
 pytestmark = pytest.mark.integration
 
@@ -100,8 +100,8 @@ def test_training_dag_end_to_end_promotes_and_publishes(spark, dagbag, forecast_
 
 
 def demo_report(spark, state: Path, dag_run) -> str:
-    from feature_store import demo
     from feature_store.airflow_local import DagRunResult
+    from feature_store.synthetic import demo
 
     instances = dag_run.get_task_instances()
     result = DagRunResult(

@@ -9,11 +9,11 @@ from conftest import TEST_KEY
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.generator import generate_bronze, load_manifest
-from feature_store.generator.landing import REPLACING_KINDS
-from feature_store.generator.world import ARTWORK_STYLES, WorldParams
 from feature_store.privacy import pseudonymize
 from feature_store.sources import GENRES, SOURCES
+from feature_store.synthetic import generate_bronze, load_manifest
+from feature_store.synthetic.landing import REPLACING_KINDS
+from feature_store.synthetic.world import ARTWORK_STYLES, WorldParams
 
 
 def landing_lines(spark, lake_root: str) -> dict[str, list[str]]:

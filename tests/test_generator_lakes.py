@@ -9,7 +9,7 @@ from test_generator import landing_lines
 from worlds import WORLD_SPEC
 
 from feature_store import lake as lk
-from feature_store.generator import generate
+from feature_store.synthetic import generate
 
 
 def test_same_seed_gives_identical_files_and_another_seed_does_not(spark, tmp_path):

@@ -58,8 +58,7 @@ def test_demo_prepares_the_history_the_dags_build_on(spark, tmp_path):
     left as landing files for the daily DAG; the recommender's as-of date (two days before
     the last) is a history day, so its interactions are built too; the report's grid
     reads the build log."""
-    from feature_store import demo, reports
-    from feature_store.generator import GenerationSpec
+    from feature_store.synthetic import GenerationSpec, demo, reports
 
     config = make_config(tmp_path)
     spec = GenerationSpec(

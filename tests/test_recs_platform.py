@@ -15,7 +15,6 @@ from pyspark.sql import functions as F
 from worlds import model_day
 
 from feature_store import lake as lk
-from feature_store.generator.ceilings import recs_ceiling
 from feature_store.recs.platform import (
     _append_staging,
     score_profiles,
@@ -24,6 +23,7 @@ from feature_store.recs.platform import (
 )
 from feature_store.recs.platform_data import RecsDataError
 from feature_store.recs.tracking import EXPERIMENT, MODEL_NAME, log_recommender_run
+from feature_store.synthetic.ceilings import recs_ceiling
 from feature_store.tracking import configure_mlflow
 
 # The shared model world (tests/worlds.py): 4,000 accounts over 47 days with features

@@ -31,8 +31,8 @@ from pyspark.sql import SparkSession
 
 from feature_store.config import Config
 from feature_store.features.build import build_feature_range
-from feature_store.generator import GenerationResult, GenerationSpec, generate, generate_bronze
 from feature_store.ingest import IngestReport, ingest_date
+from feature_store.synthetic import GenerationResult, GenerationSpec, generate, generate_bronze
 
 # Sized for the generator's statistical checks with room to spare (on ~4,000 sessions:
 # picked titles of the favourite genre 1.70x as often as passed-over ones, against 1.5x

@@ -11,7 +11,7 @@ S are the ones still subscribed, and each gets
 
 Cancels come from the subscription log, never from a generator's truth (on generated
 data, the jobs hand the platform a ceiling to compare with:
-`feature_store.generator.ceilings`).
+`feature_store.synthetic.ceilings`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 2. gradient-boosted trees and the logistic-regression baseline, class-weighted;
 3. ROC-AUC, PR-AUC, log loss, Brier, calibration and top-decile lift for both, and for
    a ceiling on the same rows when the caller has one (on generated data, the hidden
-   hazard: `feature_store.generator.ceilings.churn_ceiling`);
+   hazard: `feature_store.synthetic.ceilings.churn_ceiling`);
 4. (with `tracking`) logs the run in MLflow and registers `churn`;
 5. scores every account subscribed at T: probability, risk band, top reasons, written to
    `<lake>/predictions/churn_scores` for as_of_date = T (a re-run replaces that date).

@@ -10,7 +10,7 @@ title id. Frames are pandas (the candidate models are single-node); at member sc
 is tens of millions of interaction rows, a few GB.
 
 On generated data the jobs add a ceiling, ranking by the generator's hidden truth
-(:mod:`feature_store.generator.ceilings`).
+(:mod:`feature_store.synthetic.ceilings`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.generator import rand as R
 from feature_store.sources import Source
+from feature_store.synthetic import rand as R
 
 # Kinds that replace the record by a broken one.
 REPLACING_KINDS = (

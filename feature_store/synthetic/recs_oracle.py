@@ -1,6 +1,6 @@
 """The ceiling: rank titles by the generator's own chance that a profile watches them.
 
-The demo data's generator (``feature_store.generator``) decides what a profile watches in
+The demo data's generator (``feature_store.synthetic``) decides what a profile watches in
 two steps: each session is shown three candidates -- two drawn by regional popularity
 of that day (release spikes, weekends), one drawn uniformly from a title of one of the
 profile's three favourite genres -- and the profile picks the candidate of highest
@@ -28,12 +28,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.generator import load_manifest
-from feature_store.generator.activity import CANDIDATES, HOUR_GROUP_STARTS
-from feature_store.generator.world import REGION_CODES, daily_popularity
 from feature_store.privacy import pseudonymize
 from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, top_k_rows
 from feature_store.sources import GENRES
+from feature_store.synthetic import load_manifest
+from feature_store.synthetic.activity import CANDIDATES, HOUR_GROUP_STARTS
+from feature_store.synthetic.world import REGION_CODES, daily_popularity
 
 POPULARITY_DRAWS = CANDIDATES - 1  # the third candidate comes from a favourite genre
 FAVOURITE_GENRES = 3

@@ -19,10 +19,10 @@ import math
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from feature_store.generator import rand as R
-from feature_store.generator.members import engagement
-from feature_store.generator.world import LATENT_DIM, POPULARITY_SLOTS, WorldParams
 from feature_store.sources import DEVICES, GENRES, REGIONS
+from feature_store.synthetic import rand as R
+from feature_store.synthetic.members import engagement
+from feature_store.synthetic.world import LATENT_DIM, POPULARITY_SLOTS, WorldParams
 
 CANDIDATES = 3
 # Local hours at which the hour groups 1, 2 and 3 start (night, morning, midday, evening)

@@ -19,10 +19,10 @@ from pyspark.sql import functions as F
 
 from feature_store import lake as lk
 from feature_store.config import Config
-from feature_store.generator import load_manifest, members
-from feature_store.generator.recs_oracle import oracle_recommendations
-from feature_store.generator.world import WorldParams
 from feature_store.privacy import pseudonymize
+from feature_store.synthetic import load_manifest, members
+from feature_store.synthetic.recs_oracle import oracle_recommendations
+from feature_store.synthetic.world import WorldParams
 
 SNAPSHOT = "snapshot_date"
 

@@ -18,11 +18,11 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_store import lake as lk
-from feature_store.generator import activity, members, records
-from feature_store.generator.landing import write_landing
-from feature_store.generator.world import WorldParams, draw_catalogue
 from feature_store.privacy import pseudonymize
 from feature_store.sources import SOURCES, Source
+from feature_store.synthetic import activity, members, records
+from feature_store.synthetic.landing import write_landing
+from feature_store.synthetic.world import WorldParams, draw_catalogue
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from feature_store.generator import rand as R
 from feature_store.sources import PLANS
+from feature_store.synthetic import rand as R
 
 PLAN_PRICE_CENTS = {"basic": 799, "standard": 1549, "premium": 2299}
 

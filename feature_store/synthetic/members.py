@@ -11,15 +11,15 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feature_store.generator import rand as R
-from feature_store.generator.world import (
+from feature_store.sources import DEVICES, GENRES, PLANS, REGIONS
+from feature_store.synthetic import rand as R
+from feature_store.synthetic.world import (
     GENRE_SEGMENT,
     LATENT_DIM,
     REGION_CODES,
     REGION_WEIGHTS,
     WorldParams,
 )
-from feature_store.sources import DEVICES, GENRES, PLANS, REGIONS
 
 HOUSEHOLD_SIZE_WEIGHTS = (0.6, 0.25, 0.1, 0.03, 0.02)  # 1-5 profiles, ~1.6 on average
 MAX_PROFILES = len(HOUSEHOLD_SIZE_WEIGHTS)
