@@ -27,7 +27,6 @@ import re
 
 import duckdb
 
-from feature_store.features.build import VIEW_TABLES
 from feature_store.features.definitions import AS_OF
 from feature_store.features.tables import REGISTRY, UNKNOWN_SEGMENT, WINDOWS
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, SEGMENTS
@@ -42,6 +41,7 @@ BRONZE = (
     "profiles",
     "titles",
 )
+VIEW_TABLES = {t.name for t in REGISTRY if t.from_views}  # the tables built from views
 VIEW_LOOKBACK_DAYS = max(REGISTRY.get(t).lookback_days for t in VIEW_TABLES)
 DUCKDB_TYPES = {
     "string": "VARCHAR",

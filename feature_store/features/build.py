@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from feature_store import lake as lk
 from feature_store.config import Config
 from feature_store.features import transforms as tf
-from feature_store.features.definitions import AS_OF, FeatureTable
+from feature_store.features.definitions import AS_OF, FeatureTable, TransformInputs
 from feature_store.features.tables import REGISTRY
 from feature_store.features.validation import (
     ValidationOutcome,
@@ -45,13 +45,6 @@ log = logging.getLogger(__name__)
 
 COMMITTED, FAILED_VALIDATION, SKIPPED = "committed", "failed_validation", "skipped"
 VIEWS_LINEAGE = "silver.views"  # the views table's version, beside the bronze versions
-VIEW_TABLES = {
-    "profile_daily",
-    "account_daily",
-    "title_daily",
-    "region_title_daily",
-    "profile_title_interactions",
-}
 
 
 class FeatureBuildError(RuntimeError):
@@ -225,7 +218,7 @@ def _prepare(
     needed = sorted({s for t in ordered for s in t.sources})
     versions = _bronze_versions(spark, lake, needed)
     bronze = {s: _read_bronze(spark, lake, s, versions[s]) for s in needed}
-    view_lookback = max((t.lookback_days for t in ordered if t.name in VIEW_TABLES), default=0)
+    view_lookback = max((t.lookback_days for t in ordered if t.from_views), default=0)
     views = None
     if view_lookback:
         refreshed = refresh_views(
@@ -278,44 +271,21 @@ def _stored_dates(
 
 
 def _compute(run: _Run, table: FeatureTable, dates: list[dt.date]) -> DataFrame:
-    bronze, views = run.bronze, run.views
-    if table.name == "profile_daily":
-        return tf.profile_daily(
-            views,
-            profiles=bronze["profiles"],
-            titles=bronze["titles"],
-            ratings=bronze["ratings"],
-            searches=bronze["searches"],
-            as_of_dates=dates,
-        )
-    if table.name == "account_daily":
-        return tf.account_daily(
-            views,
-            accounts=bronze["accounts"],
-            profiles=bronze["profiles"],
-            subscriptions=bronze["subscriptions"],
-            as_of_dates=dates,
-        )
-    if table.name == "title_daily":
-        return tf.title_daily(views, titles=bronze["titles"], as_of_dates=dates)
-    if table.name == "region_title_daily":
-        return tf.region_title_daily(views, as_of_dates=dates)
-    if table.name == "profile_title_interactions":
-        return tf.profile_title_interactions(
-            views, titles=bronze["titles"], ratings=bronze["ratings"], as_of_dates=dates
-        )
-    if table.name == "artwork_daily":
-        segments = lk.read_table(run.spark, run.lake.features("profile_daily")).filter(
-            F.col(AS_OF).isin(dates)
-        )
-        small = segments.count() <= run.broadcast_max_rows
-        return tf.artwork_daily(
-            bronze["impressions"],
-            profile_segments=segments,
-            as_of_dates=dates,
-            broadcast_segments=small,
-        )
-    raise FeatureBuildError(f"no transform for feature table {table.name!r}")
+    """The rows of every date, by the transform the table declares."""
+    if table.transform is None:
+        raise FeatureBuildError(f"feature table {table.name!r} declares no transform")
+    upstream = {
+        name: lk.read_table(run.spark, run.lake.features(name)).filter(F.col(AS_OF).isin(dates))
+        for name in table.upstream_tables
+    }
+    inputs = TransformInputs(
+        as_of_dates=tuple(dates),
+        bronze=run.bronze,
+        views=run.views if table.from_views else None,
+        upstream=upstream,
+        broadcast_max_rows=run.broadcast_max_rows,
+    )
+    return table.transform(inputs)
 
 
 def _build_table(run: _Run, table: FeatureTable, dates: list[dt.date]) -> list[TableBuild]:
@@ -459,7 +429,7 @@ def _stored_row_count(spark: SparkSession, lake: lk.Lake, table: str, as_of: dt.
 def _input_versions(table: FeatureTable, versions: dict[str, int]) -> dict[str, int]:
     """The Delta versions of what the table read: its bronze sources and the views."""
     out = {s: versions[s] for s in table.sources}
-    if table.name in VIEW_TABLES and VIEWS_LINEAGE in versions:
+    if table.from_views and VIEWS_LINEAGE in versions:
         out[VIEWS_LINEAGE] = versions[VIEWS_LINEAGE]
     return out
 

@@ -10,11 +10,19 @@ describe` prints them.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pyspark.sql import types as T
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
 AS_OF = "as_of_date"  # features in the partition summarise events up to the end of this date
 WRITTEN_AT = "written_at"  # when the partition was committed (for leakage cut-offs)
+WINDOWS = (1, 7, 28)  # the windows, in days, of the windowed feature columns
+UNKNOWN_SEGMENT = "unknown"  # the segment of a profile with no viewing to judge it by
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +50,23 @@ class FeatureColumn:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransformInputs:
+    """What a table's transform is given by the build: the bronze sources the table
+    declares (pinned at the versions the build records), the views when it declares
+    ``from_views``, the rows of its upstream feature tables for the same as-of dates, and
+    the dates."""
+
+    as_of_dates: tuple[dt.date, ...]
+    bronze: Mapping[str, DataFrame]
+    views: DataFrame | None
+    upstream: Mapping[str, DataFrame]
+    broadcast_max_rows: int  # a frame up to this many rows may be broadcast to a join
+
+
+Transform = Callable[[TransformInputs], "DataFrame"]
+
+
+@dataclasses.dataclass(frozen=True)
 class FeatureTable:
     """A daily feature table: one row per entity key per as-of date."""
 
@@ -59,6 +84,11 @@ class FeatureTable:
     max_row_change: float = 0.5  # allowed relative change of the row count day over day
     min_rows: int = 1
     upstream_tables: tuple[str, ...] = ()  # feature tables of the same as-of date it reads
+    # reads the views (viewing reduced to one row per profile x session x title, kept day
+    # by day in silver/views) instead of bronze viewing
+    from_views: bool = False
+    # computes the rows of every as-of date from the inputs; the build calls it
+    transform: Transform | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]

@@ -7,7 +7,18 @@ missing newer data in a point-in-time join.
 
 from __future__ import annotations
 
-from feature_store.features.definitions import Entity, FeatureColumn, FeatureRegistry, FeatureTable
+from pyspark.sql import DataFrame
+
+from feature_store.features import transforms as tf
+from feature_store.features.definitions import (
+    UNKNOWN_SEGMENT,
+    WINDOWS,
+    Entity,
+    FeatureColumn,
+    FeatureRegistry,
+    FeatureTable,
+    TransformInputs,
+)
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, PLANS, REGIONS, SEGMENTS
 
 ACCOUNT = Entity("account", ("account_id",), "A paying household (pseudonymized id).")
@@ -15,10 +26,8 @@ PROFILE = Entity("profile", ("profile_id",), "A viewer profile within an account
 TITLE = Entity("title", ("title_id",), "A movie or series in the catalogue.")
 REGION = Entity("region", ("region",), "A streaming region (country or part of one).")
 
-WINDOWS = (1, 7, 28)
 OWNER_MEMBERS = "member-data@marquee"
 OWNER_CONTENT = "content-data@marquee"
-UNKNOWN_SEGMENT = "unknown"
 
 
 def _key(name: str, description: str, allowed: tuple[str, ...] = ()) -> FeatureColumn:
@@ -46,8 +55,61 @@ def _windowed(make, stem: str, what: str, windows=WINDOWS) -> list[FeatureColumn
     return [make(f"{stem}_{w}d", f"{what} over {_days(w)}") for w in windows]
 
 
+# --- each table's transform over the build's inputs (transforms.py computes the rows) ---
+
+
+def _profile_daily(i: TransformInputs) -> DataFrame:
+    b = i.bronze
+    return tf.profile_daily(
+        i.views,
+        profiles=b["profiles"],
+        titles=b["titles"],
+        ratings=b["ratings"],
+        searches=b["searches"],
+        as_of_dates=i.as_of_dates,
+    )
+
+
+def _account_daily(i: TransformInputs) -> DataFrame:
+    b = i.bronze
+    return tf.account_daily(
+        i.views,
+        accounts=b["accounts"],
+        profiles=b["profiles"],
+        subscriptions=b["subscriptions"],
+        as_of_dates=i.as_of_dates,
+    )
+
+
+def _title_daily(i: TransformInputs) -> DataFrame:
+    return tf.title_daily(i.views, titles=i.bronze["titles"], as_of_dates=i.as_of_dates)
+
+
+def _region_title_daily(i: TransformInputs) -> DataFrame:
+    return tf.region_title_daily(i.views, as_of_dates=i.as_of_dates)
+
+
+def _profile_title_interactions(i: TransformInputs) -> DataFrame:
+    b = i.bronze
+    return tf.profile_title_interactions(
+        i.views, titles=b["titles"], ratings=b["ratings"], as_of_dates=i.as_of_dates
+    )
+
+
+def _artwork_daily(i: TransformInputs) -> DataFrame:
+    segments = i.upstream["profile_daily"]
+    return tf.artwork_daily(
+        i.bronze["impressions"],
+        profile_segments=segments,
+        as_of_dates=i.as_of_dates,
+        broadcast_segments=segments.count() <= i.broadcast_max_rows,
+    )
+
+
 PROFILE_DAILY = FeatureTable(
     name="profile_daily",
+    transform=_profile_daily,
+    from_views=True,
     entity=PROFILE,
     keys=("profile_id",),
     description="What a profile watched, when, where and how much: the recommender's context.",
@@ -104,6 +166,8 @@ PROFILE_DAILY = FeatureTable(
 
 ACCOUNT_DAILY = FeatureTable(
     name="account_daily",
+    transform=_account_daily,
+    from_views=True,
     entity=ACCOUNT,
     keys=("account_id",),
     description="Subscription state and household engagement: the churn features.",
@@ -153,6 +217,8 @@ ACCOUNT_DAILY = FeatureTable(
 
 TITLE_DAILY = FeatureTable(
     name="title_daily",
+    transform=_title_daily,
+    from_views=True,
     entity=TITLE,
     keys=("title_id", "region"),
     description="Audience of each available title in each region: popularity and reception.",
@@ -186,6 +252,8 @@ TITLE_DAILY = FeatureTable(
 
 REGION_TITLE_DAILY = FeatureTable(
     name="region_title_daily",
+    transform=_region_title_daily,
+    from_views=True,
     entity=REGION,
     keys=("region", "title_id"),
     description="The daily viewing series per region and title (days without views omitted).",
@@ -207,6 +275,8 @@ REGION_TITLE_DAILY = FeatureTable(
 
 PROFILE_TITLE_INTERACTIONS = FeatureTable(
     name="profile_title_interactions",
+    transform=_profile_title_interactions,
+    from_views=True,
     entity=PROFILE,
     keys=("profile_id", "title_id"),
     description="Implicit feedback per profile and title, the recommender's training signal.",
@@ -244,6 +314,7 @@ PROFILE_TITLE_INTERACTIONS = FeatureTable(
 
 ARTWORK_DAILY = FeatureTable(
     name="artwork_daily",
+    transform=_artwork_daily,
     entity=TITLE,
     keys=("title_id", "artwork_id", "segment"),
     description="Impressions and clicks per artwork variant and member segment.",

@@ -27,8 +27,13 @@ from collections.abc import Callable, Sequence
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from feature_store.features.definitions import AS_OF, WRITTEN_AT, FeatureTable
-from feature_store.features.tables import UNKNOWN_SEGMENT, WINDOWS
+from feature_store.features.definitions import (
+    AS_OF,
+    UNKNOWN_SEGMENT,
+    WINDOWS,
+    WRITTEN_AT,
+    FeatureTable,
+)
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, SEGMENTS
 
 SECONDS_PER_HOUR = 3600.0
