@@ -40,7 +40,7 @@ from feature_store.features.definitions import AS_OF
 from feature_store.forecast.tracking import audience_metrics, run_metrics
 from feature_store.forecast.train import train_forecast
 from feature_store.synthetic import GenerationSpec
-from feature_store.synthetic.ceilings import churn_ceiling
+from feature_store.synthetic.ceilings import audience_ceiling, churn_ceiling
 
 MODELS = ("churn", "forecast")
 
@@ -171,7 +171,9 @@ def _forecast(spark, config, spec: GenerationSpec, result: dict, *, save) -> boo
     save()
 
     started = time.perf_counter()
-    run = train_forecast(spark, config, spec.end_date)
+    run = train_forecast(
+        spark, config, spec.end_date, audience_truth=audience_ceiling(spark, config)
+    )
     total = time.perf_counter() - started
     forecast_seconds = run.seconds["forecast"]
     metrics = run_metrics(run)

@@ -57,6 +57,7 @@ def _main(args: argparse.Namespace) -> int:
     from feature_store.forecast.platform import ForecastSettings
     from feature_store.forecast.series import ForecastDataError
     from feature_store.forecast.train import train_forecast
+    from feature_store.synthetic.ceilings import audience_ceiling
 
     try:
         settings = ForecastSettings(
@@ -74,7 +75,12 @@ def _main(args: argparse.Namespace) -> int:
     spark = runtime.session(config, args)
     try:
         run = train_forecast(
-            spark, config, args.date, settings=settings, register=not args.no_register
+            spark,
+            config,
+            args.date,
+            settings=settings,
+            register=not args.no_register,
+            audience_truth=audience_ceiling(spark, config),  # None on real data
         )
     except ForecastDataError as exc:
         print(f"error: {exc}", file=sys.stderr)

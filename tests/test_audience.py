@@ -40,6 +40,7 @@ from feature_store.forecast.platform import (
 )
 from feature_store.forecast.series import load_series
 from feature_store.forecast.tracking import audience_report, log_audience
+from feature_store.synthetic.ceilings import audience_ceiling
 from feature_store.tracking import configure_mlflow
 
 D0 = dt.date(2026, 1, 5)
@@ -359,7 +360,8 @@ def audience_run(spark, tmp_path_factory):
     data = load_series(spark, config.lake, END, min_days=1)
     series = data.series.persist()
     try:
-        result, note = train_audience(spark, config.lake, data, series, SETTINGS)
+        truth = audience_ceiling(spark, config)
+        result, note = train_audience(spark, config.lake, data, series, SETTINGS, truth)
     finally:
         series.unpersist()
     assert result is not None, note

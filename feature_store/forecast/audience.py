@@ -295,17 +295,6 @@ def genre_average(train: DataFrame, *, rows: DataFrame) -> DataFrame:
     )
 
 
-def truth_features(truth_titles: DataFrame, truth_regions: DataFrame) -> DataFrame:
-    """title_id, region, truth_log_popularity = base log popularity + log regional
-    multiplier, from the generator's hidden catalogue (``<lake>/ground_truth``)."""
-    ids = truth_titles.select("title_idx", TITLE, "base_log_pop")
-    return truth_regions.join(ids, "title_idx").select(
-        TITLE,
-        REGION,
-        (F.col("base_log_pop") + F.log(F.col("popularity_multiplier"))).alias(TRUTH),
-    )
-
-
 # --- similar titles (driver) ----------------------------------------------------------
 
 
@@ -524,7 +513,6 @@ def evaluate_audience(
     ``series``: the dense series from ``first`` to ``last`` (persisted by the caller);
     ``titles``: title_id, kind, genres, cast, release_date.
     Raises :class:`AudienceDataError` when too few launches fit in the window."""
-    spark = series.sparkSession
     eval_end = last - dt.timedelta(days=LAUNCH_DAYS - 1)
     eval_start = eval_end - dt.timedelta(days=settings.eval_days - 1)
     rows = audience_rows(series, titles=titles, first=first, last=last).persist(
@@ -534,14 +522,9 @@ def evaluate_audience(
     try:
         is_eval = F.col(RELEASE) >= F.lit(eval_start)
         complete = F.col(VIEWS_28D).isNotNull()
-        counts = (
-            rows.filter(complete)
-            .groupBy(is_eval.alias("is_eval"))
-            .agg(F.countDistinct(TITLE).alias("titles"), F.count(F.lit(1)).alias("rows"))
+        (train_titles, train_rows), (eval_titles, eval_rows) = _launch_counts(
+            rows.filter(complete), is_eval
         )
-        by_split = {r["is_eval"]: (r["titles"], r["rows"]) for r in counts.collect()}
-        train_titles, train_rows = by_split.get(False, (0, 0))
-        eval_titles, eval_rows = by_split.get(True, (0, 0))
         if train_titles < settings.min_train_titles or eval_titles < settings.min_eval_titles:
             raise AudienceDataError(
                 f"{train_titles} titles released {first} to {eval_start - dt.timedelta(days=1)}"
@@ -549,22 +532,7 @@ def evaluate_audience(
                 f"{LAUNCH_DAYS} days in the data; training needs {settings.min_train_titles} "
                 f"and evaluation {settings.min_eval_titles}"
             )
-        targets = rows.select(TITLE, CUTOFF).distinct()
-        catalogue = titles.select(TITLE, "kind", "genres", "cast", RELEASE).toPandas()
-        pairs = similar_titles(catalogue, targets=targets.toPandas(), k=settings.neighbours)
-        similar_pairs = spark.createDataFrame(
-            pairs, f"{TITLE} string, {CUTOFF} date, {OTHER} string, {WEIGHT} double"
-        )
-        cumulative = cumulative_views(series).persist(StorageLevel.MEMORY_AND_DISK)
-        frames.append(cumulative)
-        levels = dict(cumulative=cumulative, titles=titles, first=first)
-        features = audience_features(
-            rows,
-            titles=titles,
-            cast=prior_levels(cast_pairs(titles, targets=targets), prefix="cast", **levels),
-            similar=prior_levels(similar_pairs, prefix="similar", **levels),
-            region=region_levels(series, keys=rows.select(REGION, CUTOFF).distinct(), first=first),
-        )
+        features = _launch_features(rows, series, titles, first, settings, frames)
         if truth is not None:
             features = features.join(truth, [TITLE, REGION], "left").fillna({TRUTH: 0.0})
         features = features.persist(StorageLevel.MEMORY_AND_DISK)
@@ -574,13 +542,8 @@ def evaluate_audience(
 
         log.info("audience: fitting on %d titles, evaluating %d", train_titles, eval_titles)
         params = leaf_params(settings, rows=train_rows, titles=train_titles)
-        scored = _score(test, _fit(build_pipeline(params), train), MODEL)
-        if truth is not None:
-            ceiling = _fit(build_pipeline(params, numeric=(*NUMERIC, TRUTH)), train)
-            scored = _score(scored, ceiling, CEILING)
-        scored = genre_average(train, rows=scored)
         models = (MODEL, BASELINE, *((CEILING,) if truth is not None else ()))
-        evaluation = scored.select(REGION, TITLE, RELEASE, VIEWS_28D, *models).toPandas()
+        evaluation = _evaluation(train, test, params, with_ceiling=truth is not None)
 
         log.info("audience: fitting the final model on every complete launch")
         final_params = leaf_params(
@@ -616,6 +579,49 @@ def evaluate_audience(
         100 * result.improvement(),
     )
     return result
+
+
+def _evaluation(train: DataFrame, test: DataFrame, params, *, with_ceiling: bool):
+    """The held-out launches with each model's prediction: the model, the genre average
+    and (``with_ceiling``) the model given the hidden truth's popularity."""
+    scored = _score(test, _fit(build_pipeline(params), train), MODEL)
+    if with_ceiling:
+        ceiling = _fit(build_pipeline(params, numeric=(*NUMERIC, TRUTH)), train)
+        scored = _score(scored, ceiling, CEILING)
+    scored = genre_average(train, rows=scored)
+    models = (MODEL, BASELINE, *((CEILING,) if with_ceiling else ()))
+    return scored.select(REGION, TITLE, RELEASE, VIEWS_28D, *models).toPandas()
+
+
+def _launch_counts(complete_rows: DataFrame, is_eval) -> tuple[tuple[int, int], ...]:
+    """((titles, rows) released before the evaluation window, (titles, rows) inside it)."""
+    counts = complete_rows.groupBy(is_eval.alias("is_eval")).agg(
+        F.countDistinct(TITLE).alias("titles"), F.count(F.lit(1)).alias("rows")
+    )
+    by_split = {r["is_eval"]: (r["titles"], r["rows"]) for r in counts.collect()}
+    return by_split.get(False, (0, 0)), by_split.get(True, (0, 0))
+
+
+def _launch_features(rows, series, titles, first, settings, frames: list[DataFrame]):
+    """Every launch row with its features: the title's metadata, its cast's and its most
+    similar titles' prior levels, and the region's (cached frames go to ``frames``)."""
+    spark = series.sparkSession
+    targets = rows.select(TITLE, CUTOFF).distinct()
+    catalogue = titles.select(TITLE, "kind", "genres", "cast", RELEASE).toPandas()
+    pairs = similar_titles(catalogue, targets=targets.toPandas(), k=settings.neighbours)
+    similar_pairs = spark.createDataFrame(
+        pairs, f"{TITLE} string, {CUTOFF} date, {OTHER} string, {WEIGHT} double"
+    )
+    cumulative = cumulative_views(series).persist(StorageLevel.MEMORY_AND_DISK)
+    frames.append(cumulative)
+    levels = dict(cumulative=cumulative, titles=titles, first=first)
+    return audience_features(
+        rows,
+        titles=titles,
+        cast=prior_levels(cast_pairs(titles, targets=targets), prefix="cast", **levels),
+        similar=prior_levels(similar_pairs, prefix="similar", **levels),
+        region=region_levels(series, keys=rows.select(REGION, CUTOFF).distinct(), first=first),
+    )
 
 
 def feature_importances(model: PipelineModel) -> dict[str, float]:

@@ -41,7 +41,6 @@ from feature_store.forecast.audience import (
     AudienceResult,
     AudienceSettings,
     evaluate_audience,
-    truth_features,
 )
 from feature_store.forecast.backtest import (
     ALL,
@@ -287,14 +286,11 @@ def train_audience(
     data: SeriesData,
     series: DataFrame,
     settings: AudienceSettings,
+    truth: DataFrame | None = None,
 ) -> tuple[AudienceResult | None, str]:
     """The audience model's evaluation and final fit, or None and the reason it could not
-    run (too few launches inside the window: the forecast goes on without it)."""
-    truth_root = lk.Lake(lake_root).ground_truth
-    paths = (f"{truth_root}/titles", f"{truth_root}/title_regions")
-    truth = None
-    if all(lk.table_exists(spark, p) for p in paths):
-        truth = truth_features(*(lk.read_table(spark, p) for p in paths))
+    run (too few launches inside the window: the forecast goes on without it). ``truth``
+    (title_id, region, truth_log_popularity), when given, is scored as the ceiling."""
     try:
         result = evaluate_audience(
             series,

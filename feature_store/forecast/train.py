@@ -78,10 +78,13 @@ def train_forecast(
     *,
     settings: ForecastSettings | None = None,
     register: bool = True,
+    audience_truth: DataFrame | None = None,
 ) -> ForecastRun:
     """Backtest, train, forecast, plan, log to MLflow and write, for ``as_of`` (the last
-    observed day). Raises :class:`~feature_store.forecast.series.ForecastDataError` when
-    the lake holds too little history."""
+    observed day); ``audience_truth`` is the audience model's ceiling when given (see
+    :func:`~feature_store.forecast.platform.train_audience`). Raises
+    :class:`~feature_store.forecast.series.ForecastDataError` when the lake holds too
+    little history."""
     settings = settings or ForecastSettings()
     watch, cached = Stopwatch(), []
     try:
@@ -97,7 +100,7 @@ def train_forecast(
             )
         with watch.stage("audience"):
             audience, audience_note = train_audience(
-                spark, config.lake, inputs.data, inputs.series, settings.audience
+                spark, config.lake, inputs.data, inputs.series, settings.audience, audience_truth
             )
         run = ForecastRun(
             as_of=as_of,

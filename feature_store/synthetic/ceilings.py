@@ -4,7 +4,8 @@ churn and recommender evaluations report beside their models on generated data.
 The platform never reads the ground truth itself. The jobs, the demo and the benchmarks
 ask for a ceiling here (``None`` when the lake has no ground truth, as on real data) and
 hand it to the training: :func:`churn_ceiling` for `feature_store.churn.platform`,
-:func:`recs_ceiling` for `feature_store.recs.platform`.
+:func:`recs_ceiling` for `feature_store.recs.platform`, :func:`audience_ceiling` for the
+forecast's new-title audience model.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pyspark.sql import functions as F
 
 from feature_store import lake as lk
 from feature_store.config import Config
+from feature_store.forecast.audience import TRUTH
 from feature_store.privacy import pseudonymize
 from feature_store.synthetic import load_manifest, members
 from feature_store.synthetic.recs_oracle import oracle_recommendations
@@ -92,4 +94,21 @@ def recs_ceiling(spark: SparkSession, config: Config) -> Callable[..., pd.DataFr
         spark,
         config.lake,
         pseudonymization_key=config.privacy.pseudonymization_key,
+    )
+
+
+def audience_ceiling(spark: SparkSession, config: Config) -> DataFrame | None:
+    """title_id, region, truth_log_popularity (each title's base log popularity plus the
+    log of its regional multiplier, from the hidden catalogue), or None when the lake has
+    no ground truth."""
+    truth = lk.Lake(config.lake).ground_truth
+    paths = (f"{truth}/titles", f"{truth}/title_regions")
+    if not all(lk.table_exists(spark, p) for p in paths):
+        return None
+    titles, regions = (lk.read_table(spark, p) for p in paths)
+    ids = titles.select("title_idx", "title_id", "base_log_pop")
+    return regions.join(ids, "title_idx").select(
+        "title_id",
+        "region",
+        (F.col("base_log_pop") + F.log(F.col("popularity_multiplier"))).alias(TRUTH),
     )
