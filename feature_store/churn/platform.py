@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -53,6 +52,7 @@ from feature_store.churn.scoring import ChurnScorer
 from feature_store.config import Config
 from feature_store.features.definitions import AS_OF, WRITTEN_AT
 from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
+from feature_store.timing import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -202,45 +202,30 @@ def train_churn(
 ) -> ChurnRun:
     """Train and evaluate on snapshots known at ``as_of`` (steps 1-3 of the module doc),
     with ``ceiling``'s metrics beside the models' when given."""
-    seconds: dict[str, float] = {}
-    clock = time.perf_counter()
-    lake_root = config.lake
-    dates = feature_dates(spark, lake_root)
-    labels_through = labels_observed_through(spark, lake_root)
-    train_dates, test_date = choose_snapshots(
-        dates,
-        as_of=as_of,
-        horizon_days=horizon_days,
-        history_start=viewing_starts(spark, lake_root),
-        labels_through=labels_through,
-        every_days=every_days,
-        max_train=max_train_snapshots,
-    )
-    log.info("churn: training snapshots %s, evaluation snapshot %s", train_dates, test_date)
-    data = load_snapshots(spark, lake_root, (*train_dates, test_date), horizon_days=horizon_days)
-    rows = prepare(data.frame).persist(StorageLevel.MEMORY_AND_DISK)
-    train = rows.filter((F.col(SNAPSHOT) < F.lit(test_date)) & ~_held_out()).persist(
-        StorageLevel.MEMORY_AND_DISK
-    )
-    test = rows.filter((F.col(SNAPSHOT) == F.lit(test_date)) & _held_out())
-    train_stats = train.agg(F.count(F.lit(1)).alias("n"), F.sum(LABEL).alias("p")).first()
-    weights = ClassWeights.balanced(int(train_stats["p"] or 0), int(train_stats["n"]))
-    seconds["load"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    fitting = _fitting_partitions(train, rows=int(train_stats["n"]))
-    gbt = fit_gbt(fitting, weights, gbt_params)
-    seconds["fit_gbt"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    logistic = fit_logistic(fitting, weights)
-    seconds["fit_logistic"] = time.perf_counter() - clock
-
-    clock = time.perf_counter()
-    evaluated = _evaluate(test, gbt, logistic, horizon_days, ceiling)
-    seconds["evaluate"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    scorer = ChurnScorer.fit(gbt, train)
-    seconds["fit_scorer"] = time.perf_counter() - clock
+    watch = Stopwatch()
+    with watch.stage("load"):
+        train_dates, test_date = _snapshot_dates(
+            spark, config.lake, as_of, horizon_days, every_days, max_train_snapshots
+        )
+        data = load_snapshots(
+            spark, config.lake, (*train_dates, test_date), horizon_days=horizon_days
+        )
+        rows = prepare(data.frame).persist(StorageLevel.MEMORY_AND_DISK)
+        train = rows.filter((F.col(SNAPSHOT) < F.lit(test_date)) & ~_held_out()).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
+        test = rows.filter((F.col(SNAPSHOT) == F.lit(test_date)) & _held_out())
+        train_stats = train.agg(F.count(F.lit(1)).alias("n"), F.sum(LABEL).alias("p")).first()
+        weights = ClassWeights.balanced(int(train_stats["p"] or 0), int(train_stats["n"]))
+    with watch.stage("fit_gbt"):
+        fitting = _fitting_partitions(train, rows=int(train_stats["n"]))
+        gbt = fit_gbt(fitting, weights, gbt_params)
+    with watch.stage("fit_logistic"):
+        logistic = fit_logistic(fitting, weights)
+    with watch.stage("evaluate"):
+        evaluated = _evaluate(test, gbt, logistic, horizon_days, ceiling)
+    with watch.stage("fit_scorer"):
+        scorer = ChurnScorer.fit(gbt, train)
     labels = evaluated.pop("labels")
     run = ChurnRun(
         as_of=as_of,
@@ -260,7 +245,7 @@ def train_churn(
         scorer=scorer,
         logistic=logistic,
         lineage={**data.lineage(), "class_weights": dataclasses.asdict(weights)},
-        seconds=seconds,
+        seconds=watch.seconds,
         evaluation_rows=data.frame.filter(
             (F.col(SNAPSHOT) == F.lit(test_date)) & _held_out()
         ).toPandas(),
@@ -268,6 +253,21 @@ def train_churn(
     train.unpersist()
     rows.unpersist()
     return run
+
+
+def _snapshot_dates(spark, lake_root, as_of, horizon_days, every_days, max_train):
+    """(training snapshot dates, the evaluation snapshot date) among the built dates."""
+    train_dates, test_date = choose_snapshots(
+        feature_dates(spark, lake_root),
+        as_of=as_of,
+        horizon_days=horizon_days,
+        history_start=viewing_starts(spark, lake_root),
+        labels_through=labels_observed_through(spark, lake_root),
+        every_days=every_days,
+        max_train=max_train,
+    )
+    log.info("churn: training snapshots %s, evaluation snapshot %s", train_dates, test_date)
+    return train_dates, test_date
 
 
 def _evaluate(

@@ -127,6 +127,68 @@ def train_ensemble(
         raise ValueError("ease_grid needs at least one setting (without side_weight if no items)")
     if validation_folds < 1:
         raise ValueError(f"validation_folds must be at least 1, not {validation_folds}")
+    catalogue = None if catalogue is None else list(catalogue)
+    factories = _component_factories(spark, items, tags, als_params, user_groups, catalogue)
+    make_ease = _ease_factory(items, tags, catalogue)
+
+    started = time.perf_counter()
+    folds = [
+        _validation_fold(ratings, BENCHMARK_SPLIT["seed"] + fold)
+        for fold in range(validation_folds)
+    ]
+    validation_rows = len(folds[0][1])
+    # every fit on a fold (EASE's grid, then the components) shares that fold's one
+    # Interactions: the EASE model kept from the grid would otherwise hold its own copy.
+    # Each fold's matrix lives until validation ends; only small data uses several folds.
+    with shared_interactions(*(fit_rows for fit_rows, _ in folds)):
+        ease_trials, chosen_ease, kept_ease = _choose_ease(folds, ease_grid, make_ease, k)
+        component_ndcg, blend_folds = _validate_components(
+            folds, {**factories, "ease": lambda: make_ease(chosen_ease)}, kept_ease, k
+        )
+    # free the folds' rows and models before the refit: at 3M profiles the fold models
+    # (EASE alone is 3 GB) and 22M fold rows kept alive beside the refit ran out of memory
+    del folds, kept_ease
+    blend_started = time.perf_counter()
+    blend_trials = tune_blend(
+        blend_folds, k=k, step=blend_step, refine=blend_refine, normalisations=normalisations
+    )
+    blend_seconds = time.perf_counter() - blend_started
+    del blend_folds
+    validation_seconds = time.perf_counter() - started
+
+    factories["ease"] = lambda: make_ease(chosen_ease)
+    fitted, fit_seconds = _refit(ratings, [n for n in COMPONENTS if n in factories], factories)
+    best = blend_trials[0]
+    return TrainedEnsemble(
+        ensemble=Blend(fitted, best["weights"], normalisation=best["normalisation"]),
+        fit_seconds=fit_seconds,
+        validation={
+            "folds": validation_folds,
+            "rows": validation_rows,
+            "ease": ease_trials,
+            "component_ndcg": component_ndcg,
+            "blend": {
+                "normalisation": best["normalisation"],
+                "weights": best["weights"],
+                "ndcg": best["ndcg"],
+                "top_trials": blend_trials[:5],
+                "trials": len(blend_trials),
+                "seconds": blend_seconds,
+            },
+            "seconds": validation_seconds,
+        },
+    )
+
+
+def _component_factories(
+    spark: SparkSession,
+    items: pd.DataFrame | None,
+    tags: pd.DataFrame | None,
+    als_params: dict | None,
+    user_groups: pd.DataFrame | None,
+    catalogue: list | None,
+) -> dict[str, Callable[[], Recommender]]:
+    """A maker of each component but EASE (whose settings are chosen first)."""
     als_params = {**ALS_DEFAULTS, **(als_params or {})}
     factories: dict[str, Callable[[], Recommender]] = {
         "als": lambda: ImplicitALS(spark, **als_params),
@@ -137,74 +199,67 @@ def train_ensemble(
         factories["popularity"] = Popularity
     if items is not None:
         factories["content"] = lambda: ContentSimilarity(items, tags=tags)
-    if catalogue is not None:
-        catalogue = list(catalogue)
-        factories = {
-            name: (lambda make=make: make().with_catalogue(catalogue))
-            for name, make in factories.items()
-        }
+    if catalogue is None:
+        return factories
+    return {
+        name: (lambda make=make: make().with_catalogue(catalogue))
+        for name, make in factories.items()
+    }
 
+
+def _ease_factory(
+    items: pd.DataFrame | None, tags: pd.DataFrame | None, catalogue: list | None
+) -> Callable[[dict], Recommender]:
     def make_ease(settings: dict) -> Recommender:
         model = EASE(**settings, items=items, tags=tags)
         return model if catalogue is None else model.with_catalogue(catalogue)
 
-    started = time.perf_counter()
-    folds = [
-        _validation_fold(ratings, BENCHMARK_SPLIT["seed"] + fold)
-        for fold in range(validation_folds)
-    ]
-    # every fit on a fold (EASE's grid, then the components) shares that fold's one
-    # Interactions: the EASE model kept from the grid would otherwise hold its own copy.
-    # Each fold's matrix lives until validation ends; only small data uses several folds.
-    with shared_interactions(*(fit_rows for fit_rows, _ in folds)):
-        # EASE's setting first, on the mean over the folds: the blend is tuned with it
-        ease_trials = [{**make_ease(settings).params(), "ndcg": 0.0} for settings in ease_grid]
-        kept_ease = None  # one fold: its best model is the chosen one, no need to fit it again
-        for fit_rows, validation in folds:
-            best_ndcg = -1.0
-            for trial, settings in zip(ease_trials, ease_grid, strict=True):
-                model = make_ease(settings).fit(fit_rows)
-                ndcg = _validation_ndcg(model, validation, k)
-                log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
-                trial["ndcg"] += ndcg / validation_folds
-                if validation_folds == 1 and ndcg > best_ndcg:
-                    kept_ease, best_ndcg = model, ndcg
-                del model  # free a losing items x items matrix before the next fit
-        chosen_ease = ease_grid[int(np.argmax([trial["ndcg"] for trial in ease_trials]))]
+    return make_ease
 
-        component_ndcg: dict[str, float] = {}
-        blend_folds: list[ValidationScores] = []  # the folds' scores: the models are freed
-        for fit_rows, validation in folds:
-            models = {name: make().fit(fit_rows) for name, make in factories.items()}
-            models["ease"] = (
-                kept_ease if kept_ease is not None else make_ease(chosen_ease).fit(fit_rows)
-            )
-            kept_ease = None
-            names = [n for n in COMPONENTS if n in models]
-            for name in names:
-                ndcg = _validation_ndcg(models[name], validation, k)
-                component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / validation_folds
-            blend_folds.append(
-                ValidationScores.of(
-                    {name: models[name] for name in names},
-                    _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
-                )
-            )
-            del models
-    blend_started = time.perf_counter()
-    blend_trials = tune_blend(
-        blend_folds, k=k, step=blend_step, refine=blend_refine, normalisations=normalisations
-    )
-    blend_seconds = time.perf_counter() - blend_started
-    del blend_folds
-    best_blend = blend_trials[0]
-    validation_seconds = time.perf_counter() - started
-    validation_rows = len(folds[0][1])
-    # free the folds' rows and models before the refit: at 3M profiles the fold models
-    # (EASE alone is 3 GB) and 22M fold rows kept alive beside the refit ran out of memory
-    del folds, fit_rows, validation
 
-    factories["ease"] = lambda: make_ease(chosen_ease)
+def _choose_ease(folds, ease_grid: Sequence[dict], make_ease, k: int):
+    """(trials with their mean nDCG over the folds, the chosen settings, the chosen model
+    when there is one fold -- no need to fit it again -- else None)."""
+    trials = [{**make_ease(settings).params(), "ndcg": 0.0} for settings in ease_grid]
+    kept, best_ndcg = None, -1.0
+    for fit_rows, validation in folds:
+        for trial, settings in zip(trials, ease_grid, strict=True):
+            model = make_ease(settings).fit(fit_rows)
+            ndcg = _validation_ndcg(model, validation, k)
+            log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
+            trial["ndcg"] += ndcg / len(folds)
+            if len(folds) == 1 and ndcg > best_ndcg:
+                kept, best_ndcg = model, ndcg
+            del model  # free a losing items x items matrix before the next fit
+    chosen = ease_grid[int(np.argmax([trial["ndcg"] for trial in trials]))]
+    return trials, chosen, kept
+
+
+def _validate_components(folds, factories, kept_ease, k: int):
+    """(each component's mean nDCG over the folds, each fold's validation scores for the
+    blend search). A fold's models are freed before the next fold is fitted."""
+    component_ndcg: dict[str, float] = {}
+    blend_folds: list[ValidationScores] = []
+    for fit_rows, validation in folds:
+        models = {name: make().fit(fit_rows) for name, make in factories.items() if name != "ease"}
+        models["ease"] = kept_ease if kept_ease is not None else factories["ease"]().fit(fit_rows)
+        kept_ease = None
+        names = [n for n in COMPONENTS if n in models]
+        for name in names:
+            ndcg = _validation_ndcg(models[name], validation, k)
+            component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / len(folds)
+        blend_folds.append(
+            ValidationScores.of(
+                {name: models[name] for name in names},
+                _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
+            )
+        )
+        del models
+    return component_ndcg, blend_folds
+
+
+def _refit(ratings: pd.DataFrame, names: list[str], factories) -> tuple[dict, dict]:
+    """Every component fitted on all of ``ratings`` (sharing one matrix), with seconds."""
     fitted: dict[str, Recommender] = {}
     fit_seconds: dict[str, float] = {}
     with shared_interactions(ratings):
@@ -212,26 +267,7 @@ def train_ensemble(
             started = time.perf_counter()
             fitted[name] = factories[name]().fit(ratings)
             fit_seconds[name] = time.perf_counter() - started
-    ensemble = Blend(fitted, best_blend["weights"], normalisation=best_blend["normalisation"])
-    return TrainedEnsemble(
-        ensemble=ensemble,
-        fit_seconds=fit_seconds,
-        validation={
-            "folds": validation_folds,
-            "rows": validation_rows,
-            "ease": ease_trials,
-            "component_ndcg": component_ndcg,
-            "blend": {
-                "normalisation": best_blend["normalisation"],
-                "weights": best_blend["weights"],
-                "ndcg": best_blend["ndcg"],
-                "top_trials": blend_trials[:5],
-                "trials": len(blend_trials),
-                "seconds": blend_seconds,
-            },
-            "seconds": validation_seconds,
-        },
-    )
+    return fitted, fit_seconds
 
 
 def _validation_fold(ratings: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:

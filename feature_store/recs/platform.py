@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -147,28 +148,7 @@ def train_recommender(
     options: dict[str, Any] = {"als_params": {**PLATFORM_ALS, **(als_params or {})}}
     if ease_grid is not None:
         options["ease_grid"] = ease_grid
-
-    def fit_generators(date: dt.date, days_after: int):
-        data = load_platform_data(spark, lake_root, date, label_days=days_after)
-        groups, versions = profile_groups(spark, lake_root, date)
-        log.info(
-            "recommender %s: %d interactions, %d profiles, %d titles",
-            date,
-            len(data.interactions),
-            data.interactions[USER].nunique(),
-            len(data.items),
-        )
-        trained = train_ensemble(
-            spark,
-            data.interactions,
-            data.items,
-            k=k,
-            user_groups=groups,
-            catalogue=data.items[ITEM],
-            **options,
-        )
-        return data, trained, {**data.table_versions, **versions}
-
+    fit_generators = functools.partial(_fit_generators, spark, lake_root, k=k, options=options)
     ranker = ranker_context = None
     ranker_report: dict[str, Any] = {}
     if ranker_days > 0:
@@ -203,6 +183,32 @@ def train_recommender(
         as_of, serving, trained, data, evaluation, by_k, feature_versions,
         ranker_report=ranker_report,
     )  # fmt: skip
+
+
+def _fit_generators(
+    spark: SparkSession, lake_root: str, date: dt.date, days_after: int, *, k: int, options
+):
+    """(the data as of ``date`` with ``days_after`` label days, the ensemble trained on
+    it, the Delta versions read)."""
+    data = load_platform_data(spark, lake_root, date, label_days=days_after)
+    groups, versions = profile_groups(spark, lake_root, date)
+    log.info(
+        "recommender %s: %d interactions, %d profiles, %d titles",
+        date,
+        len(data.interactions),
+        data.interactions[USER].nunique(),
+        len(data.items),
+    )
+    trained = train_ensemble(
+        spark,
+        data.interactions,
+        data.items,
+        k=k,
+        user_groups=groups,
+        catalogue=data.items[ITEM],
+        **options,
+    )
+    return data, trained, {**data.table_versions, **versions}
 
 
 def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
