@@ -280,7 +280,10 @@ def _compute(run: _Run, table: FeatureTable, dates: list[dt.date]) -> DataFrame:
     }
     inputs = TransformInputs(
         as_of_dates=tuple(dates),
-        bronze=run.bronze,
+        # only what the table declares: a transform cannot read an undeclared source
+        bronze={
+            s: run.bronze[s] for s in table.sources if not (table.from_views and s == "viewing")
+        },
         views=run.views if table.from_views else None,
         upstream=upstream,
         broadcast_max_rows=run.broadcast_max_rows,

@@ -52,9 +52,9 @@ class FeatureColumn:
 @dataclasses.dataclass(frozen=True)
 class TransformInputs:
     """What a table's transform is given by the build: the bronze sources the table
-    declares (pinned at the versions the build records), the views when it declares
-    ``from_views``, the rows of its upstream feature tables for the same as-of dates, and
-    the dates."""
+    declares, by name and pinned at the versions the build records (bronze viewing comes
+    as the views instead when it declares ``from_views``), the rows of its upstream
+    feature tables for the same as-of dates, and the dates."""
 
     as_of_dates: tuple[dt.date, ...]
     bronze: Mapping[str, DataFrame]

@@ -7,6 +7,8 @@ missing newer data in a point-in-time join.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyspark.sql import DataFrame
 
 from feature_store.features import transforms as tf
@@ -58,42 +60,14 @@ def _windowed(make, stem: str, what: str, windows=WINDOWS) -> list[FeatureColumn
 # --- each table's transform over the build's inputs (transforms.py computes the rows) ---
 
 
-def _profile_daily(i: TransformInputs) -> DataFrame:
-    b = i.bronze
-    return tf.profile_daily(
-        i.views,
-        profiles=b["profiles"],
-        titles=b["titles"],
-        ratings=b["ratings"],
-        searches=b["searches"],
-        as_of_dates=i.as_of_dates,
-    )
+def _from_views(transform: Callable[..., DataFrame]) -> Callable[[TransformInputs], DataFrame]:
+    """A transform of the views that takes each other declared source by its name."""
 
+    def run(inputs: TransformInputs) -> DataFrame:
+        return transform(inputs.views, **inputs.bronze, as_of_dates=inputs.as_of_dates)
 
-def _account_daily(i: TransformInputs) -> DataFrame:
-    b = i.bronze
-    return tf.account_daily(
-        i.views,
-        accounts=b["accounts"],
-        profiles=b["profiles"],
-        subscriptions=b["subscriptions"],
-        as_of_dates=i.as_of_dates,
-    )
-
-
-def _title_daily(i: TransformInputs) -> DataFrame:
-    return tf.title_daily(i.views, titles=i.bronze["titles"], as_of_dates=i.as_of_dates)
-
-
-def _region_title_daily(i: TransformInputs) -> DataFrame:
-    return tf.region_title_daily(i.views, as_of_dates=i.as_of_dates)
-
-
-def _profile_title_interactions(i: TransformInputs) -> DataFrame:
-    b = i.bronze
-    return tf.profile_title_interactions(
-        i.views, titles=b["titles"], ratings=b["ratings"], as_of_dates=i.as_of_dates
-    )
+    run.__name__ = transform.__name__
+    return run
 
 
 def _artwork_daily(i: TransformInputs) -> DataFrame:
@@ -108,7 +82,7 @@ def _artwork_daily(i: TransformInputs) -> DataFrame:
 
 PROFILE_DAILY = FeatureTable(
     name="profile_daily",
-    transform=_profile_daily,
+    transform=_from_views(tf.profile_daily),
     from_views=True,
     entity=PROFILE,
     keys=("profile_id",),
@@ -166,7 +140,7 @@ PROFILE_DAILY = FeatureTable(
 
 ACCOUNT_DAILY = FeatureTable(
     name="account_daily",
-    transform=_account_daily,
+    transform=_from_views(tf.account_daily),
     from_views=True,
     entity=ACCOUNT,
     keys=("account_id",),
@@ -217,7 +191,7 @@ ACCOUNT_DAILY = FeatureTable(
 
 TITLE_DAILY = FeatureTable(
     name="title_daily",
-    transform=_title_daily,
+    transform=_from_views(tf.title_daily),
     from_views=True,
     entity=TITLE,
     keys=("title_id", "region"),
@@ -252,7 +226,7 @@ TITLE_DAILY = FeatureTable(
 
 REGION_TITLE_DAILY = FeatureTable(
     name="region_title_daily",
-    transform=_region_title_daily,
+    transform=_from_views(tf.region_title_daily),
     from_views=True,
     entity=REGION,
     keys=("region", "title_id"),
@@ -275,7 +249,7 @@ REGION_TITLE_DAILY = FeatureTable(
 
 PROFILE_TITLE_INTERACTIONS = FeatureTable(
     name="profile_title_interactions",
-    transform=_profile_title_interactions,
+    transform=_from_views(tf.profile_title_interactions),
     from_views=True,
     entity=PROFILE,
     keys=("profile_id", "title_id"),
