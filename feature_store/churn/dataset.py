@@ -23,10 +23,10 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feature_store import lake as lk
 from feature_store.features.definitions import AS_OF
+from feature_store.features.retrieval import FeatureStoreReader
 from feature_store.features.tables import ACCOUNT_DAILY, PROFILE_DAILY
-from feature_store.features.training import feature_column_name, get_training_set
+from feature_store.features.training import feature_column_name
 
 HORIZON_DAYS = 30
 SNAPSHOT_TABLES = (ACCOUNT_DAILY.name, PROFILE_DAILY.name)  # what a snapshot date needs built
@@ -35,64 +35,38 @@ LABEL = "label"
 CANCEL_DATE = "cancel_date"
 TS = "ts"
 
+# Every feature of account_daily but its timestamps (plan and region first: categorical).
 ACCOUNT_FEATURES = (
     "plan",
     "region",
-    "tenure_days",
-    "count_payment_failures_30d",
-    "count_plan_changes_30d",
-    "count_profiles",
-    "count_active_profiles_7d",
-    "count_active_profiles_28d",
-    "sum_watch_hours_7d",
-    "sum_watch_hours_28d",
-    "count_sessions_28d",
-    "trend_watch_hours_per_day_7d_vs_prior_21d",
-    "days_since_last_watch",
-)
-PROFILE_FEATURES = (
-    "count_distinct_titles_28d",
-    "completion_rate_28d",
-    "count_searches_28d",
-    "count_thumbs_up_28d",
-    "count_thumbs_down_28d",
-    "trend_watch_hours_per_day_7d_vs_prior_21d",
-    "sum_watch_hours_28d",
+    *[
+        c.name
+        for c in ACCOUNT_DAILY.columns
+        if c.name not in (*ACCOUNT_DAILY.keys, "plan", "region") and c.dtype != "timestamp"
+    ],
 )
 
 
-def _profile(feature: str) -> Column:
-    return F.col(feature_column_name(PROFILE_DAILY.name, feature))
+def _share_idle(watch_hours: Column) -> Column:
+    return F.avg(F.when(F.coalesce(watch_hours, F.lit(0.0)) > 0, 0.0).otherwise(1.0))
 
 
-def _profile_aggregates() -> dict[str, Column]:
-    """Per account, over its profiles: what the household totals hide (one profile gone
-    quiet, a household that searches but finds nothing it finishes). A function: column
-    expressions need a running Spark."""
-    return {
-        "sum_profile_distinct_titles_28d": F.sum(_profile("count_distinct_titles_28d")),
-        "mean_profile_completion_rate_28d": F.avg(_profile("completion_rate_28d")),
-        "sum_profile_searches_28d": F.sum(_profile("count_searches_28d")),
-        "sum_profile_thumbs_up_28d": F.sum(_profile("count_thumbs_up_28d")),
-        "sum_profile_thumbs_down_28d": F.sum(_profile("count_thumbs_down_28d")),
-        "min_profile_trend_watch_hours_per_day": F.min(
-            _profile("trend_watch_hours_per_day_7d_vs_prior_21d")
-        ),
-        "share_idle_profiles_28d": F.avg(
-            F.when(F.coalesce(_profile("sum_watch_hours_28d"), F.lit(0.0)) > 0, 0.0).otherwise(1.0)
-        ),
-    }
-
-
-PROFILE_AGGREGATES = (
-    "sum_profile_distinct_titles_28d",
-    "mean_profile_completion_rate_28d",
-    "sum_profile_searches_28d",
-    "sum_profile_thumbs_up_28d",
-    "sum_profile_thumbs_down_28d",
-    "min_profile_trend_watch_hours_per_day",
-    "share_idle_profiles_28d",
+# Per account, over its profiles: what the household totals hide (one profile gone quiet, a
+# household that searches but finds nothing it finishes). (name, profile_daily feature,
+# aggregate); the profile features read are derived from these.
+_PROFILE_AGGREGATION = (
+    ("sum_profile_distinct_titles_28d", "count_distinct_titles_28d", F.sum),
+    ("mean_profile_completion_rate_28d", "completion_rate_28d", F.avg),
+    ("sum_profile_searches_28d", "count_searches_28d", F.sum),
+    ("sum_profile_thumbs_up_28d", "count_thumbs_up_28d", F.sum),
+    ("sum_profile_thumbs_down_28d", "count_thumbs_down_28d", F.sum),
+    ("min_profile_trend_watch_hours_per_day", "trend_watch_hours_per_day_7d_vs_prior_21d", F.min),
+    ("share_idle_profiles_28d", "sum_watch_hours_28d", _share_idle),
 )
+PROFILE_AGGREGATES = tuple(name for name, _, _ in _PROFILE_AGGREGATION)
+PROFILE_FEATURES = tuple(dict.fromkeys(feature for _, feature, _ in _PROFILE_AGGREGATION))
+for _feature in PROFILE_FEATURES:  # a renamed profile_daily column fails on import
+    PROFILE_DAILY.column(_feature)
 
 
 class ChurnDataError(ValueError):
@@ -152,7 +126,10 @@ def aggregate_profiles(profile_set: DataFrame) -> DataFrame:
     """Per (account_id, snapshot_date): the profile aggregates of a point-in-time joined
     profile spine."""
     return profile_set.groupBy("account_id", SNAPSHOT).agg(
-        *[column.alias(name) for name, column in _profile_aggregates().items()]
+        *[
+            aggregate(F.col(feature_column_name(PROFILE_DAILY.name, feature))).alias(name)
+            for name, feature, aggregate in _PROFILE_AGGREGATION
+        ]
     )
 
 
@@ -184,40 +161,23 @@ def with_labels(spine: DataFrame, cancels: DataFrame, *, horizon_days: int) -> D
 
 def feature_dates(spark: SparkSession, lake_root: str) -> list[dt.date]:
     """The as-of dates with both account_daily and profile_daily partitions."""
-    lake = lk.Lake(lake_root)
-    dates = None
-    for table in (ACCOUNT_DAILY, PROFILE_DAILY):
-        path = lake.features(table.name)
-        if not lk.table_exists(spark, path):
-            raise ChurnDataError(
-                f"feature table {table.name} has no Delta table at {path}; "
-                "build the features first (marquee features build)"
-            )
-        found = {r[0] for r in lk.read_table(spark, path).select(AS_OF).distinct().collect()}
-        dates = found if dates is None else dates & found
-    return sorted(dates or ())
+    return _feature_dates(FeatureStoreReader(spark, lake_root, error=ChurnDataError))
+
+
+def _feature_dates(store: FeatureStoreReader) -> list[dt.date]:
+    dates = [set(store.partition_dates(t)) for t in SNAPSHOT_TABLES]
+    return sorted(set.intersection(*dates))
 
 
 def labels_observed_through(spark: SparkSession, lake_root: str) -> dt.date:
     """The last day of the subscription log: cancels are known up to it."""
-    path = lk.Lake(lake_root).bronze("subscriptions")
-    if not lk.table_exists(spark, path):
-        raise ChurnDataError(f"bronze subscriptions has no Delta table at {path}; ingest first")
-    last = lk.read_table(spark, path).select(F.max("event_date")).first()[0]
-    if last is None:
-        raise ChurnDataError(f"bronze subscriptions at {path} is empty")
-    return last
+    store = FeatureStoreReader(spark, lake_root, error=ChurnDataError)
+    return store.source_span("subscriptions")[1]
 
 
 def viewing_starts(spark: SparkSession, lake_root: str) -> dt.date:
     """The first day of the viewing log: windowed features are partial before a while."""
-    path = lk.Lake(lake_root).bronze("viewing")
-    if not lk.table_exists(spark, path):
-        raise ChurnDataError(f"bronze viewing has no Delta table at {path}; ingest first")
-    first = lk.read_table(spark, path).select(F.min("event_date")).first()[0]
-    if first is None:
-        raise ChurnDataError(f"bronze viewing at {path} is empty")
-    return first
+    return FeatureStoreReader(spark, lake_root, error=ChurnDataError).source_span("viewing")[0]
 
 
 def load_snapshots(
@@ -235,65 +195,53 @@ def load_snapshots(
     snapshots = tuple(sorted(set(snapshots)))
     if not snapshots:
         raise ChurnDataError("no snapshot dates given")
-    lake = lk.Lake(lake_root)
-    available = set(feature_dates(spark, lake_root))
+    store = FeatureStoreReader(spark, lake_root, error=ChurnDataError)
+    available = _feature_dates(store)
     missing = [s.isoformat() for s in snapshots if s not in available]
     if missing:
         raise ChurnDataError(
             f"no account_daily/profile_daily partition for snapshot dates {missing}; "
-            f"built dates: {_span(sorted(available))}"
+            f"built dates: {_span(available)}"
         )
-    versions = {
-        t.name: lk.table_version(spark, lake.features(t.name))
-        for t in (ACCOUNT_DAILY, PROFILE_DAILY)
-    }
-    accounts = lk.read_table(
-        spark, lake.features(ACCOUNT_DAILY.name), version=versions[ACCOUNT_DAILY.name]
-    )
-    profiles = lk.read_table(
-        spark, lake.features(PROFILE_DAILY.name), version=versions[PROFILE_DAILY.name]
-    )
+    frame = _snapshot_features(store, snapshots)
+    labels_through = None
+    if horizon_days is not None:
+        labels_through = store.source_span("subscriptions")[1]
+        _check_labels_observed(snapshots, horizon_days, labels_through)
+        cancels = store.source("subscriptions").filter(F.col("event_type") == "cancel")
+        frame = with_labels(frame, cancels, horizon_days=horizon_days)
+    return ChurnSnapshots(frame, snapshots, horizon_days, dict(store.versions), labels_through)
 
-    account_set = get_training_set(
-        spark,
-        lake_root,
-        snapshot_spine(accounts, snapshots=snapshots),
-        {ACCOUNT_DAILY.name: ACCOUNT_FEATURES},
-        versions={ACCOUNT_DAILY.name: versions[ACCOUNT_DAILY.name]},
+
+def _snapshot_features(store: FeatureStoreReader, snapshots: tuple[dt.date, ...]) -> DataFrame:
+    """Per account and snapshot: its account features and its profiles' aggregates."""
+    accounts, profiles = (store.features(t.name) for t in (ACCOUNT_DAILY, PROFILE_DAILY))
+    account_set = store.training_set(
+        snapshot_spine(accounts, snapshots=snapshots), {ACCOUNT_DAILY.name: ACCOUNT_FEATURES}
     ).frame
-    profile_set = get_training_set(
-        spark,
-        lake_root,
-        profile_spine(profiles, snapshots=snapshots),
-        {PROFILE_DAILY.name: PROFILE_FEATURES},
-        versions={PROFILE_DAILY.name: versions[PROFILE_DAILY.name]},
+    profile_set = store.training_set(
+        profile_spine(profiles, snapshots=snapshots), {PROFILE_DAILY.name: PROFILE_FEATURES}
     ).frame
-    frame = account_set.select(
+    return account_set.select(
         "account_id",
         SNAPSHOT,
         *[F.col(feature_column_name(ACCOUNT_DAILY.name, f)).alias(f) for f in ACCOUNT_FEATURES],
     ).join(aggregate_profiles(profile_set), ["account_id", SNAPSHOT], "left")
 
-    labels_through = None
-    if horizon_days is not None:
-        labels_through = labels_observed_through(spark, lake_root)
-        late = [s for s in snapshots if s + dt.timedelta(days=horizon_days) > labels_through]
-        if late:
-            raise ChurnDataError(
-                f"snapshots {[s.isoformat() for s in late]} need cancellations through "
-                f"{(late[-1] + dt.timedelta(days=horizon_days)).isoformat()} "
-                f"({horizon_days}-day horizon), but the subscription log ends on "
-                f"{labels_through.isoformat()}"
-            )
-        path = lake.bronze("subscriptions")
-        versions["bronze.subscriptions"] = lk.table_version(spark, path)
-        cancels = (
-            lk.read_table(spark, path, version=versions["bronze.subscriptions"])
-            .filter(F.col("event_type") == "cancel")
-            .select("account_id", "event_date")
+
+def _check_labels_observed(
+    snapshots: tuple[dt.date, ...], horizon_days: int, labels_through: dt.date
+) -> None:
+    """Refuse snapshots whose label window reaches past the subscription log's end: an
+    unobserved window would read as "stayed"."""
+    late = [s for s in snapshots if s + dt.timedelta(days=horizon_days) > labels_through]
+    if late:
+        raise ChurnDataError(
+            f"snapshots {[s.isoformat() for s in late]} need cancellations through "
+            f"{(late[-1] + dt.timedelta(days=horizon_days)).isoformat()} "
+            f"({horizon_days}-day horizon), but the subscription log ends on "
+            f"{labels_through.isoformat()}"
         )
-        frame = with_labels(frame, cancels, horizon_days=horizon_days)
-    return ChurnSnapshots(frame, snapshots, horizon_days, versions, labels_through)
 
 
 def _span(dates: list[dt.date]) -> str:

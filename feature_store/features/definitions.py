@@ -53,7 +53,7 @@ class FeatureColumn:
 class TransformInputs:
     """What a table's transform is given by the build: the bronze sources the table
     declares, by name and pinned at the versions the build records (bronze viewing comes
-    as the views instead when it declares ``from_views``), the rows of its upstream
+    as the views instead when its transform is a ``FromViews``), the rows of its upstream
     feature tables for the same as-of dates, and the dates."""
 
     as_of_dates: tuple[dt.date, ...]
@@ -64,6 +64,22 @@ class TransformInputs:
 
 
 Transform = Callable[[TransformInputs], "DataFrame"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FromViews:
+    """A transform of the views (bronze viewing reduced to one row per profile x session x
+    title, kept day by day in silver/views) that takes each other declared source by its
+    name: ``compute(views, <source>=..., as_of_dates=...)``."""
+
+    compute: Callable[..., DataFrame]
+
+    def __call__(self, inputs: TransformInputs) -> DataFrame:
+        return self.compute(inputs.views, **inputs.bronze, as_of_dates=inputs.as_of_dates)
+
+    @property
+    def __name__(self) -> str:
+        return self.compute.__name__
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +100,6 @@ class FeatureTable:
     max_row_change: float = 0.5  # allowed relative change of the row count day over day
     min_rows: int = 1
     upstream_tables: tuple[str, ...] = ()  # feature tables of the same as-of date it reads
-    # reads the views (viewing reduced to one row per profile x session x title, kept day
-    # by day in silver/views) instead of bronze viewing
-    from_views: bool = False
     # computes the rows of every as-of date from the inputs; the build calls it
     transform: Transform | None = dataclasses.field(default=None, compare=False, repr=False)
 
@@ -101,6 +114,11 @@ class FeatureTable:
             raise ValueError(
                 f"feature table {self.name}: {AS_OF}/{WRITTEN_AT} are added by the builder"
             )
+
+    @property
+    def from_views(self) -> bool:
+        """Whether the transform reads the views instead of bronze viewing."""
+        return isinstance(self.transform, FromViews)
 
     def column(self, name: str) -> FeatureColumn:
         for col in self.columns:
@@ -122,6 +140,24 @@ class FeatureTable:
                 T.StructField(WRITTEN_AT, T.TimestampType(), False),
             ]
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Dimension:
+    """Reference data several models share, read as known at the end of a date: each
+    key's newest record in a bronze source up to that date. It has no partitions of its
+    own; models read it through the feature store (`features.retrieval`)."""
+
+    name: str
+    entity: Entity
+    source: str  # the bronze source whose records it keeps, newest per key
+    description: str
+    owner: str
+    columns: tuple[str, ...]  # the entity's keys first
+
+    def __post_init__(self) -> None:
+        if self.columns[: len(self.entity.keys)] != self.entity.keys:
+            raise ValueError(f"dimension {self.name}: columns must start with the entity's keys")
 
 
 class FeatureRegistry:

@@ -7,18 +7,18 @@ missing newer data in a point-in-time join.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyspark.sql import DataFrame
 
 from feature_store.features import transforms as tf
 from feature_store.features.definitions import (
     UNKNOWN_SEGMENT,
     WINDOWS,
+    Dimension,
     Entity,
     FeatureColumn,
     FeatureRegistry,
     FeatureTable,
+    FromViews,
     TransformInputs,
 )
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, PLANS, REGIONS, SEGMENTS
@@ -60,16 +60,6 @@ def _windowed(make, stem: str, what: str, windows=WINDOWS) -> list[FeatureColumn
 # --- each table's transform over the build's inputs (transforms.py computes the rows) ---
 
 
-def _from_views(transform: Callable[..., DataFrame]) -> Callable[[TransformInputs], DataFrame]:
-    """A transform of the views that takes each other declared source by its name."""
-
-    def run(inputs: TransformInputs) -> DataFrame:
-        return transform(inputs.views, **inputs.bronze, as_of_dates=inputs.as_of_dates)
-
-    run.__name__ = transform.__name__
-    return run
-
-
 def _artwork_daily(i: TransformInputs) -> DataFrame:
     segments = i.upstream["profile_daily"]
     return tf.artwork_daily(
@@ -82,8 +72,7 @@ def _artwork_daily(i: TransformInputs) -> DataFrame:
 
 PROFILE_DAILY = FeatureTable(
     name="profile_daily",
-    transform=_from_views(tf.profile_daily),
-    from_views=True,
+    transform=FromViews(tf.profile_daily),
     entity=PROFILE,
     keys=("profile_id",),
     description="What a profile watched, when, where and how much: the recommender's context.",
@@ -140,8 +129,7 @@ PROFILE_DAILY = FeatureTable(
 
 ACCOUNT_DAILY = FeatureTable(
     name="account_daily",
-    transform=_from_views(tf.account_daily),
-    from_views=True,
+    transform=FromViews(tf.account_daily),
     entity=ACCOUNT,
     keys=("account_id",),
     description="Subscription state and household engagement: the churn features.",
@@ -191,8 +179,7 @@ ACCOUNT_DAILY = FeatureTable(
 
 TITLE_DAILY = FeatureTable(
     name="title_daily",
-    transform=_from_views(tf.title_daily),
-    from_views=True,
+    transform=FromViews(tf.title_daily),
     entity=TITLE,
     keys=("title_id", "region"),
     description="Audience of each available title in each region: popularity and reception.",
@@ -226,8 +213,7 @@ TITLE_DAILY = FeatureTable(
 
 REGION_TITLE_DAILY = FeatureTable(
     name="region_title_daily",
-    transform=_from_views(tf.region_title_daily),
-    from_views=True,
+    transform=FromViews(tf.region_title_daily),
     entity=REGION,
     keys=("region", "title_id"),
     description="The daily viewing series per region and title (days without views omitted).",
@@ -249,8 +235,7 @@ REGION_TITLE_DAILY = FeatureTable(
 
 PROFILE_TITLE_INTERACTIONS = FeatureTable(
     name="profile_title_interactions",
-    transform=_from_views(tf.profile_title_interactions),
-    from_views=True,
+    transform=FromViews(tf.profile_title_interactions),
     entity=PROFILE,
     keys=("profile_id", "title_id"),
     description="Implicit feedback per profile and title, the recommender's training signal.",
@@ -322,3 +307,25 @@ REGISTRY = FeatureRegistry(
         ARTWORK_DAILY,
     )
 )
+
+# The catalogue the recommender's content model, the forecast and the audience model share.
+TITLE_CATALOGUE = Dimension(
+    name="title_catalogue",
+    entity=TITLE,
+    source="titles",
+    description="Each title as known at the end of a date, released or announced.",
+    owner=OWNER_CONTENT,
+    columns=(
+        "title_id",
+        "kind",
+        "genres",
+        "cast",
+        "release_date",
+        "duration_minutes",
+        "episodes",
+        "available_regions",
+        "artwork",
+    ),
+)
+
+DIMENSIONS = {d.name: d for d in (TITLE_CATALOGUE,)}

@@ -285,21 +285,13 @@ def _recent_things(rows: DataFrame, keys: list[str], thing: str, prefix: str) ->
     )
 
 
-# ---------------------------------------------------------------------- profile_daily
+def _zero_when_absent(joined: DataFrame, *, rates: Sequence[str] = ()) -> DataFrame:
+    """Keys an outer join found no events for: their counts, sums and shares are 0, while
+    ``rates`` (nothing to divide by) stay null. Non-numeric columns are left as they are."""
+    return joined.fillna(0, subset=[c for c in joined.columns if c not in rates])
 
-_PROFILE_ZEROS = (
-    *[f"sum_watch_hours_{w}d" for w in WINDOWS],
-    "_hours_prior_21d",
-    *[f"count_sessions_{w}d" for w in WINDOWS],
-    *[f"count_distinct_titles_{w}d" for w in WINDOWS],
-    "count_views_28d",
-    *[f"share_genre_{g}_28d" for g in GENRES],
-    *[f"share_device_{d}_28d" for d in DEVICES],
-    *[f"share_daypart_{p}_28d" for p in DAYPARTS],
-    "count_thumbs_up_28d",
-    "count_thumbs_down_28d",
-    "count_searches_28d",
-)
+
+# ---------------------------------------------------------------------- profile_daily
 
 
 def profile_daily(
@@ -341,7 +333,7 @@ def profile_daily(
         .join(thumbs, keys, "left")
         .join(searched, keys, "left")
     )
-    filled = joined.fillna(0, subset=list(_PROFILE_ZEROS)).withColumn(
+    filled = _zero_when_absent(joined, rates=("completion_rate_28d",)).withColumn(
         "account_id", F.coalesce("account_id", "_known_account")
     )
     return filled.select(
@@ -393,18 +385,6 @@ def _segment() -> Column:
 
 # ---------------------------------------------------------------------- account_daily
 
-_ACCOUNT_ZEROS = (
-    "count_payment_failures_30d",
-    "count_plan_changes_30d",
-    "count_profiles",
-    "count_active_profiles_7d",
-    "count_active_profiles_28d",
-    "sum_watch_hours_7d",
-    "sum_watch_hours_28d",
-    "_hours_prior_21d",
-    "count_sessions_28d",
-)
-
 
 def account_daily(
     views: DataFrame,
@@ -448,18 +428,19 @@ def account_daily(
         .join(household, keys, "left")
         .join(_account_viewing(v), keys, "left")
     )
-    return joined.fillna(0, subset=list(_ACCOUNT_ZEROS)).select(
-        "account_id",
-        AS_OF,
-        "region",
-        "plan",
-        F.greatest(_days_since(F.col("signup_date")), F.lit(0)).alias("tenure_days"),
-        *[c for c in _ACCOUNT_ZEROS if c != "_hours_prior_21d"],
-        (F.col("sum_watch_hours_7d") / 7 - F.col("_hours_prior_21d") / 21).alias(
-            "trend_watch_hours_per_day_7d_vs_prior_21d"
-        ),
-        _days_since(F.to_date("_last_watch_ts")).alias("days_since_last_watch"),
-        F.greatest("_last_watch_ts", "_last_subscription_ts").alias("last_activity_ts"),
+    internal = ("signup_date", "_hours_prior_21d", "_last_watch_ts", "_last_subscription_ts")
+    return (
+        _zero_when_absent(joined)
+        .select(
+            "*",
+            F.greatest(_days_since(F.col("signup_date")), F.lit(0)).alias("tenure_days"),
+            (F.col("sum_watch_hours_7d") / 7 - F.col("_hours_prior_21d") / 21).alias(
+                "trend_watch_hours_per_day_7d_vs_prior_21d"
+            ),
+            _days_since(F.to_date("_last_watch_ts")).alias("days_since_last_watch"),
+            F.greatest("_last_watch_ts", "_last_subscription_ts").alias("last_activity_ts"),
+        )
+        .drop(*internal)
     )
 
 
@@ -532,13 +513,9 @@ def title_daily(
             _days_since(F.col("release_date")).alias("days_since_release"),
         )
     )
-    zeros = [
-        *[f"count_views_{w}d" for w in WINDOWS],
-        *[f"sum_watch_hours_{w}d" for w in WINDOWS],
-        *[f"count_unique_viewers_{w}d" for w in WINDOWS],
-    ]
-    joined = (
-        available.join(audience, keys, "left").join(viewers, keys, "left").fillna(0, subset=zeros)
+    joined = _zero_when_absent(
+        available.join(audience, keys, "left").join(viewers, keys, "left"),
+        rates=("completion_rate_28d",),
     )
     by_region = Window.partitionBy("region", AS_OF).orderBy(F.col("count_views_7d").desc())
     return joined.withColumn("rank_popularity_7d", F.rank().over(by_region))
@@ -607,7 +584,7 @@ def profile_title_interactions(
     joined = watched.join(rated, keys, "full")
     thumbs = F.when(F.col("_thumbs") == "up", 1).when(F.col("_thumbs") == "down", -1).otherwise(0)
     counts = ["count_views", "count_completions", "count_rewatches"]
-    filled = joined.fillna(0, subset=[*counts, "max_watch_fraction", "sum_watch_hours"])
+    filled = _zero_when_absent(joined)
     confidence = (
         F.col("max_watch_fraction")
         + F.col("count_completions")

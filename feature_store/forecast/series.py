@@ -20,15 +20,13 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feature_store import lake as lk
-from feature_store.features import transforms as tf
 from feature_store.features.definitions import AS_OF
+from feature_store.features.retrieval import FeatureStoreReader
 
 log = logging.getLogger(__name__)
 
 REGION, TITLE, DATE, VIEWS = "region", "title_id", "date", "views"
 SERIES_TABLE = "region_title_daily"
-TITLES_LINEAGE = "bronze.titles"
 
 
 class ForecastDataError(RuntimeError):
@@ -75,13 +73,13 @@ def dense_series(
     )
 
 
-def title_attributes(titles: DataFrame, *, as_of: dt.date) -> DataFrame:
-    """The catalogue as known at ``as_of``: one row per title, released or announced.
+def title_attributes(catalogue: DataFrame) -> DataFrame:
+    """The title catalogue dimension in the forecast's shape (episodes 0 for movies).
 
     Release dates of upcoming titles are known before release, so using them for the
     forecast window is not a leak; everything else (kind, genres, cast, runtime) is static.
     """
-    return tf.latest_version(titles, key=TITLE, as_of=as_of).select(
+    return catalogue.select(
         TITLE,
         "kind",
         "genres",
@@ -110,32 +108,28 @@ def contiguous_start(dates: list[dt.date], end: dt.date) -> dt.date:
 def load_series(
     spark: SparkSession, lake_root: str, end: dt.date, *, min_days: int, why: str = ""
 ) -> SeriesData:
-    """The dense series up to ``end`` from ``region_title_daily`` and the bronze catalogue.
+    """The dense series up to ``end`` from ``region_title_daily`` and the title catalogue.
 
     Uses the unbroken run of daily partitions that ends on ``end`` (a missing day would
     read as a day nobody watched anything); fails with the number of days found and
     needed when that run is shorter than ``min_days``.
     """
-    lake = lk.Lake(lake_root)
-    path = lake.features(SERIES_TABLE)
-    if not lk.table_exists(spark, path):
-        raise ForecastDataError(
-            f"no {SERIES_TABLE} table under {lake.root}/features: build it for every day "
-            "the forecast learns from (`marquee features build --start A --end B "
-            f"--table {SERIES_TABLE}`)"
-        )
-    titles_path = lake.bronze("titles")
-    if not lk.table_exists(spark, titles_path):
-        raise ForecastDataError(f"no bronze titles table under {lake.root}/bronze: ingest first")
-    versions = {
-        SERIES_TABLE: lk.table_version(spark, path),
-        TITLES_LINEAGE: lk.table_version(spark, titles_path),
-    }
-    daily = lk.read_table(spark, path, version=versions[SERIES_TABLE]).filter(
-        F.col(AS_OF) <= F.lit(end)
-    )
-    # one row per partition date: a few hundred at most
-    dates = sorted(r[AS_OF] for r in daily.select(AS_OF).distinct().collect())
+    store = FeatureStoreReader(spark, lake_root, error=ForecastDataError)
+    daily = store.features(SERIES_TABLE, through=end)
+    first = _first_day(store.partition_dates(SERIES_TABLE, through=end), end, min_days, why)
+    titles = title_attributes(store.dimension("title_catalogue", as_of=end))
+    series = dense_series(daily, availability=availability(titles), first=first, last=end)
+    log.info(
+        "forecast series: %s to %s (%d days), table versions %s",
+        first, end, (end - first).days + 1, store.versions,
+    )  # fmt: skip
+    versions = dict(store.versions)
+    return SeriesData(series, titles.drop("available_regions"), first, end, versions)
+
+
+def _first_day(dates: list[dt.date], end: dt.date, min_days: int, why: str) -> dt.date:
+    """The first day of the unbroken run of partitions ending on ``end``, which must
+    hold at least ``min_days`` days."""
     if not dates:
         raise ForecastDataError(f"{SERIES_TABLE} has no partition on or before {end}")
     if dates[-1] != end:
@@ -145,35 +139,16 @@ def load_series(
         )
     first = contiguous_start(dates, end)
     days = (end - first).days + 1
+    gap = f" (the day before, {first - dt.timedelta(days=1)}, is missing)"
     if first != dates[0]:
         log.warning(
             "%s: days before %s are missing, so the series starts on %s (%d days)",
-            SERIES_TABLE,
-            first - dt.timedelta(days=1),
-            first,
-            days,
-        )
+            SERIES_TABLE, first - dt.timedelta(days=1), first, days,
+        )  # fmt: skip
     if days < min_days:
-        gap = (
-            f" (the day before, {first - dt.timedelta(days=1)}, is missing)"
-            if first != dates[0]
-            else ""
-        )
         raise ForecastDataError(
             f"{SERIES_TABLE} holds {days} consecutive days up to {end} ({first} to {end}"
-            f"{gap}); the forecast needs at least {min_days}{': ' + why if why else ''}"
+            f"{gap if first != dates[0] else ''}); the forecast needs at least {min_days}"
+            f"{': ' + why if why else ''}"
         )
-    titles = title_attributes(
-        lk.read_table(spark, titles_path, version=versions[TITLES_LINEAGE]), as_of=end
-    )
-    series = dense_series(daily, availability=availability(titles), first=first, last=end)
-    log.info(
-        "forecast series: %s to %s (%d days), %s version %d, titles version %d",
-        first,
-        end,
-        days,
-        SERIES_TABLE,
-        versions[SERIES_TABLE],
-        versions[TITLES_LINEAGE],
-    )
-    return SeriesData(series, titles.drop("available_regions"), first, end, versions)
+    return first

@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 from feature_store import lake as lk
 from feature_store.config import Config
 from feature_store.features.definitions import AS_OF
+from feature_store.features.retrieval import FeatureStoreReader
 from feature_store.recs.diversity import GenreSpace, beyond_accuracy
 from feature_store.recs.evaluation import ranking_metrics
 from feature_store.recs.models import Popularity, top_k_indices
@@ -298,14 +299,8 @@ def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
     """(user_id, region, segment) per profile from profile_daily and account_daily.
     Raises :class:`RecsDataError` when profile_daily has no row for ``as_of``: without
     profiles there is no one to recommend to, and an empty top list must not be served."""
-    lake = lk.Lake(lake_root)
-    versions, frames = {}, {}
-    for table in ("profile_daily", "account_daily"):
-        path = lake.features(table)
-        versions[table] = lk.table_version(spark, path)
-        frames[table] = lk.read_table(spark, path, version=versions[table]).filter(
-            F.col(AS_OF) == F.lit(as_of)
-        )
+    store = FeatureStoreReader(spark, lake_root, error=RecsDataError)
+    frames = {t: store.features(t, as_of=as_of) for t in ("profile_daily", "account_daily")}
     groups = (
         frames["profile_daily"]
         .select(F.col("profile_id").alias(USER), "account_id", "segment")
@@ -318,7 +313,7 @@ def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
             f"profile_daily has no profile as of {as_of}: build that date's profile_daily "
             f"and account_daily first (marquee features build --date {as_of})"
         )
-    return groups, versions
+    return groups, dict(store.versions)
 
 
 def _evaluate(data, trained, serving, k, ceiling: Ceiling | None):

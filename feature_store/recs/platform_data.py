@@ -22,9 +22,8 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from feature_store import lake as lk
 from feature_store.features import transforms as tf
-from feature_store.features.definitions import AS_OF
+from feature_store.features.retrieval import FeatureStoreReader
 from feature_store.recs.models.base import ITEM, RATING, USER
 
 
@@ -48,21 +47,9 @@ def load_platform_data(
     spark: SparkSession, lake_root: str, as_of: dt.date, *, label_days: int
 ) -> PlatformData:
     """Everything the recommender trains and is judged on, as of ``as_of``."""
-    lake = lk.Lake(lake_root)
-    interactions_path = lake.features("profile_title_interactions")
-    if not lk.table_exists(spark, interactions_path):
-        raise RecsDataError(
-            f"no profile_title_interactions table under {lake.root}/features "
-            "(run `marquee features build` first)"
-        )
-    versions = {
-        "profile_title_interactions": lk.table_version(spark, interactions_path),
-        "bronze.titles": lk.table_version(spark, lake.bronze("titles")),
-        "bronze.viewing": lk.table_version(spark, lake.bronze("viewing")),
-    }
+    store = FeatureStoreReader(spark, lake_root, error=RecsDataError)
     rows = (
-        lk.read_table(spark, interactions_path, version=versions["profile_title_interactions"])
-        .filter(F.col(AS_OF) == F.lit(as_of))
+        store.features("profile_title_interactions", as_of=as_of)
         .filter(F.col("confidence") > 0)
         .select(
             F.col("profile_id").alias(USER),
@@ -77,18 +64,18 @@ def load_platform_data(
             f"profile_title_interactions has no rows as of {as_of} "
             "(build the features for that date first)"
         )
-    titles = lk.read_table(spark, lake.bronze("titles"), version=versions["bronze.titles"])
-    viewing = lk.read_table(spark, lake.bronze("viewing"), version=versions["bronze.viewing"])
-    items = _items(titles, as_of=as_of)
-    truth = _next_views(viewing, as_of=as_of, days=label_days)
+    items = _items(store.dimension("title_catalogue", as_of=as_of), as_of=as_of)
+    # read (and pinned) even without label days: the ranker reads its sessions at that version
+    viewing = store.source("viewing", after=as_of, through=as_of + dt.timedelta(days=label_days))
+    truth = _next_views(viewing, days=label_days)
     seen = pd.MultiIndex.from_frame(rows[[USER, ITEM]])
     truth = truth[~pd.MultiIndex.from_frame(truth[[USER, ITEM]]).isin(seen)].reset_index(drop=True)
-    return PlatformData(as_of, rows, items, truth, label_days, versions)
+    return PlatformData(as_of, rows, items, truth, label_days, dict(store.versions))
 
 
-def _items(titles: DataFrame, *, as_of: dt.date) -> pd.DataFrame:
+def _items(catalogue: DataFrame, *, as_of: dt.date) -> pd.DataFrame:
     """The catalogue released by the end of ``as_of``, in the content model's shape."""
-    released = tf.catalogue(titles, as_of=as_of).filter(F.col("release_date") <= F.lit(as_of))
+    released = catalogue.filter(F.col("release_date") <= F.lit(as_of))
     frame = released.select(
         F.col("title_id").alias(ITEM),
         # the content model reads the release decade from a trailing "(YYYY)"
@@ -104,14 +91,10 @@ def _items(titles: DataFrame, *, as_of: dt.date) -> pd.DataFrame:
     return frame.sort_values(ITEM, ignore_index=True)
 
 
-def _next_views(viewing: DataFrame, *, as_of: dt.date, days: int) -> pd.DataFrame:
-    """(user_id, item_id) of the views started in (as_of, as_of + days]."""
+def _next_views(window: DataFrame, *, days: int) -> pd.DataFrame:
+    """(user_id, item_id) of the views started in ``window``, the ``days`` after as_of."""
     if days < 1:
         return pd.DataFrame({USER: pd.Series(dtype=object), ITEM: pd.Series(dtype=object)})
-    last = as_of + dt.timedelta(days=days)
-    window = viewing.filter(
-        (F.col("event_date") > F.lit(as_of)) & (F.col("event_date") <= F.lit(last))
-    )
     return (
         window.select(F.col("profile_id").alias(USER), F.col("title_id").alias(ITEM))
         .distinct()
@@ -124,7 +107,8 @@ def sessions_between(
 ) -> pd.DataFrame:
     """Every view started from ``first`` to ``last`` (inclusive) with its context: one row
     per (session_id, user_id, item_id) with the device and local hour it started at."""
-    viewing = lk.read_table(spark, lk.Lake(lake_root).bronze("viewing"), version=version)
+    store = FeatureStoreReader(spark, lake_root, versions={"bronze.viewing": version})
+    viewing = store.source("viewing")
     days = (last - first).days + 1
     views = tf.views(viewing, as_of=last, lookback_days=days)
     return views.select(
