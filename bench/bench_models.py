@@ -33,8 +33,8 @@ from run_bench import bronze_lake, machine, save_result, with_lake
 
 from feature_store import lake as lk
 from feature_store import runtime
-from feature_store.churn.dataset import HORIZON_DAYS, SNAPSHOT_TABLES
-from feature_store.churn.platform import choose_snapshots, score_accounts, train_churn
+from feature_store.churn.data import HORIZON_DAYS, SNAPSHOT_TABLES
+from feature_store.churn.steps import choose_snapshots, score_accounts, train_churn
 from feature_store.features.build import build_features
 from feature_store.features.definitions import AS_OF
 from feature_store.forecast.tracking import audience_metrics, run_metrics

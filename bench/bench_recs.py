@@ -46,18 +46,18 @@ from threadpoolctl import threadpool_limits
 from feature_store import lake as lk
 from feature_store import runtime
 from feature_store.features.definitions import AS_OF
+from feature_store.recs.data import load_platform_data
 from feature_store.recs.diversity import GenreSpace
+from feature_store.recs.model import train_ensemble
 from feature_store.recs.models import ImplicitALS
 from feature_store.recs.models.base import USER, Interactions, in_threads, top_k_indices
-from feature_store.recs.pipeline import train_ensemble
-from feature_store.recs.platform import (
+from feature_store.recs.serving import ServingRecommender
+from feature_store.recs.steps import (
     PLATFORM_ALS,
     TOP_PER_PROFILE,
     profile_groups,
     write_top_titles,
 )
-from feature_store.recs.platform_data import load_platform_data
-from feature_store.recs.serving import ServingRecommender
 
 RANK = 64
 MLLIB_DEFAULT_BLOCKS = 10

@@ -96,8 +96,8 @@ class Artifact:
         return {t: lake.features(REGISTRY.get(t).name) for t in tables or REGISTRY.names()}
 
 
-# Where the model jobs write their batch outputs (recs/platform.py, churn/platform.py,
-# forecast/platform.py write_outputs); the online features come from every feature table.
+# Where the model jobs write their batch outputs (recs/steps.py, churn/steps.py,
+# forecast/steps.py write_outputs); the online features come from every feature table.
 ARTIFACTS = {
     a.name: a
     for a in (

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -96,3 +99,31 @@ def _key_value(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"not KEY=VALUE: {text!r}")
     return key, value
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingJob:
+    """What a model's train job plugs into the one skeleton every train job shares."""
+
+    model_name: str  # the registered model its versions belong to
+    data_error: type[Exception]  # the lake cannot feed the model: exit 1 with the message
+    train: Callable[[SparkSession, Config, argparse.Namespace], Any]  # -> a run with model_version
+    summary: Callable[[Any, Config], str]  # the run's table for the console
+
+
+def run_training(job: TrainingJob, args: argparse.Namespace) -> int:
+    """Load the config, start Spark, train (and register), tag the version it registered
+    with ``--tag`` values, and print the run's summary."""
+    config = load(args)
+    spark = session(config, args)
+    try:
+        run = job.train(spark, config, args)
+    except job.data_error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.tag and run.model_version:
+        from feature_store.tracking import tag_model_version
+
+        tag_model_version(job.model_name, run.model_version, dict(args.tag))
+    print(job.summary(run, config))
+    return EXIT_OK

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from feature_store import runtime
-from feature_store.recs.evaluation import DEFAULT_K, MOVIELENS_VALIDATION_FOLDS
-from feature_store.recs.movielens import FORMATS, MovieLensFormatError
+from feature_store.movielens.files import FORMATS, MovieLensFormatError
+from feature_store.recs.evaluate import DEFAULT_K, MOVIELENS_VALIDATION_FOLDS
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def benchmark_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=_positive, default=DEFAULT_K)
 
     def body(args: argparse.Namespace) -> int:
-        from feature_store.recs.benchmark import benchmark_movielens, format_table
+        from feature_store.movielens.benchmark import benchmark_movielens, format_table
 
         config = runtime.load(args)
         spark = runtime.session(config, args)
@@ -78,9 +78,9 @@ def recommend_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="CSV: user_id,item_id,rank")
 
     def body(args: argparse.Namespace) -> int:
+        from feature_store.movielens.files import load_ratings_file
+        from feature_store.recs.model import train_ensemble
         from feature_store.recs.models.base import ITEM, RANK, USER
-        from feature_store.recs.movielens import load_ratings_file
-        from feature_store.recs.pipeline import train_ensemble
 
         try:
             data = load_ratings_file(args.ratings, args.fmt)

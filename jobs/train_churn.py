@@ -29,34 +29,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _main(args: argparse.Namespace) -> int:
-    from feature_store.churn.dataset import ChurnDataError
+def _train(spark, config, args: argparse.Namespace):
     from feature_store.churn.train import train_register_and_score
     from feature_store.synthetic.ceilings import churn_ceiling
 
-    config = runtime.load(args)
-    spark = runtime.session(config, args)
-    try:
-        run = train_register_and_score(
-            spark,
-            config,
-            args.date,
-            register=not args.no_register,
-            ceiling=churn_ceiling(spark, config),  # None on real data
-            horizon_days=args.horizon_days,
-            every_days=args.every_days,
-            max_train_snapshots=args.max_train_snapshots,
-        )
-    except ChurnDataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return runtime.EXIT_FAILED
-    if args.tag and run.model_version:
-        from feature_store.churn.tracking import MODEL_NAME
-        from feature_store.tracking import tag_model_version
+    return train_register_and_score(
+        spark,
+        config,
+        args.date,
+        register=not args.no_register,
+        ceiling=churn_ceiling(spark, config),  # None on real data
+        horizon_days=args.horizon_days,
+        every_days=args.every_days,
+        max_train_snapshots=args.max_train_snapshots,
+    )
 
-        tag_model_version(MODEL_NAME, run.model_version, dict(args.tag))
-    print(run.format_table())
-    return runtime.EXIT_OK
+
+def _main(args: argparse.Namespace) -> int:
+    from feature_store.churn.data import ChurnDataError
+    from feature_store.churn.tracking import MODEL_NAME
+
+    job = runtime.TrainingJob(MODEL_NAME, ChurnDataError, _train, lambda run, _: run.format_table())
+    return runtime.run_training(job, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,29 +52,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _main(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace):
     from feature_store.forecast.model import GBTParams
-    from feature_store.forecast.platform import ForecastSettings
-    from feature_store.forecast.series import ForecastDataError
+    from feature_store.forecast.steps import ForecastSettings
+
+    return ForecastSettings(
+        backtest_origins=args.backtest_origins,
+        top_n=args.top_n,
+        plan_days=args.plan_days,
+        budget_gb=args.budget_gb,
+        max_training_rows=args.max_training_rows,
+        gbt=GBTParams(**({"max_iter": args.gbt_max_iter} if args.gbt_max_iter else {})),
+    )
+
+
+def _main(args: argparse.Namespace) -> int:
+    from feature_store.forecast.data import ForecastDataError
+    from feature_store.forecast.steps import MODEL_NAME
     from feature_store.forecast.train import train_forecast
     from feature_store.synthetic.ceilings import audience_ceiling
 
     try:
-        settings = ForecastSettings(
-            backtest_origins=args.backtest_origins,
-            top_n=args.top_n,
-            plan_days=args.plan_days,
-            budget_gb=args.budget_gb,
-            max_training_rows=args.max_training_rows,
-            gbt=GBTParams(**({"max_iter": args.gbt_max_iter} if args.gbt_max_iter else {})),
-        )
+        settings = _settings(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return runtime.EXIT_USAGE
-    config = runtime.load(args)
-    spark = runtime.session(config, args)
-    try:
-        run = train_forecast(
+
+    def train(spark, config, args: argparse.Namespace):
+        return train_forecast(
             spark,
             config,
             args.date,
@@ -82,16 +87,11 @@ def _main(args: argparse.Namespace) -> int:
             register=not args.no_register,
             audience_truth=audience_ceiling(spark, config),  # None on real data
         )
-    except ForecastDataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return runtime.EXIT_FAILED
-    if args.tag and run.model_version:
-        from feature_store.forecast.platform import MODEL_NAME
-        from feature_store.tracking import tag_model_version
 
-        tag_model_version(MODEL_NAME, run.model_version, dict(args.tag))
-    print(run.format_table())
-    return runtime.EXIT_OK
+    job = runtime.TrainingJob(
+        MODEL_NAME, ForecastDataError, train, lambda run, _: run.format_table()
+    )
+    return runtime.run_training(job, args)
 
 
 def main(argv: list[str] | None = None) -> int:

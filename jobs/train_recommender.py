@@ -27,36 +27,34 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _main(args: argparse.Namespace) -> int:
-    from feature_store.recs.platform import format_summary
-    from feature_store.recs.platform_data import RecsDataError
+def _train(spark, config, args: argparse.Namespace):
     from feature_store.recs.train import train_register_and_score
     from feature_store.synthetic.ceilings import recs_ceiling
 
-    config = runtime.load(args)
-    spark = runtime.session(config, args)
-    try:
-        run = train_register_and_score(
-            spark,
-            config,
-            args.date,
-            ceiling=recs_ceiling(spark, config),  # None on real data
-            register=not args.no_register,
-            label_days=args.label_days,
-            ranker_days=args.ranker_days,
-            k=args.k,
-            calibration_weight=args.calibration_weight,
-        )
-    except RecsDataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return runtime.EXIT_FAILED
-    if args.tag and run.model_version:
-        from feature_store.recs.tracking import MODEL_NAME
-        from feature_store.tracking import tag_model_version
+    return train_register_and_score(
+        spark,
+        config,
+        args.date,
+        ceiling=recs_ceiling(spark, config),  # None on real data
+        register=not args.no_register,
+        label_days=args.label_days,
+        ranker_days=args.ranker_days,
+        k=args.k,
+        calibration_weight=args.calibration_weight,
+    )
 
-        tag_model_version(MODEL_NAME, run.model_version, dict(args.tag))
-    print(format_summary(run, config, args.k))
-    return runtime.EXIT_OK
+
+def _main(args: argparse.Namespace) -> int:
+    from feature_store.recs.data import RecsDataError
+    from feature_store.recs.steps import format_summary
+    from feature_store.recs.tracking import MODEL_NAME
+
+    def summary(run, config) -> str:
+        return format_summary(run, config, args.k)
+
+    return runtime.run_training(
+        runtime.TrainingJob(MODEL_NAME, RecsDataError, _train, summary), args
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,8 +29,9 @@ from feature_store.forecast.audience import (
     prior_levels,
     similar_titles,
 )
+from feature_store.forecast.data import load_series
 from feature_store.forecast.model import GBTParams
-from feature_store.forecast.platform import (
+from feature_store.forecast.steps import (
     AUDIENCE,
     MODEL_NAME,
     ForecastSettings,
@@ -38,7 +39,6 @@ from feature_store.forecast.platform import (
     train_audience,
     write_audience,
 )
-from feature_store.forecast.series import load_series
 from feature_store.forecast.tracking import audience_report, log_audience
 from feature_store.synthetic.ceilings import audience_ceiling
 from feature_store.tracking import configure_mlflow

@@ -21,15 +21,15 @@ from feature_world import bronze_frame
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.churn import metrics as M
-from feature_store.churn.dataset import (
+from feature_store.churn import evaluate as M
+from feature_store.churn.data import (
     ChurnDataError,
     aggregate_profiles,
     load_snapshots,
     with_labels,
 )
 from feature_store.churn.model import ClassWeights
-from feature_store.churn.platform import (
+from feature_store.churn.steps import (
     SCORES_TABLE,
     choose_snapshots,
     score_accounts,

@@ -20,7 +20,8 @@ from feature_store import lake as lk
 from feature_store.features.definitions import AS_OF
 from feature_store.features.tables import REGION_TITLE_DAILY
 from feature_store.forecast import cdn
-from feature_store.forecast.backtest import (
+from feature_store.forecast.data import ForecastDataError, dense_series, load_series
+from feature_store.forecast.evaluate import (
     BacktestResult,
     backtest_origins,
     error_sums,
@@ -40,14 +41,13 @@ from feature_store.forecast.features import (
     origin_rows,
 )
 from feature_store.forecast.model import GBTParams, with_baselines
-from feature_store.forecast.platform import (
+from feature_store.forecast.steps import (
     FORECASTS,
     MODEL_NAME,
     PLAN,
     ForecastSettings,
     output_path,
 )
-from feature_store.forecast.series import ForecastDataError, dense_series, load_series
 from feature_store.forecast.tracking import EXPERIMENT
 from feature_store.forecast.train import train_forecast
 from jobs import train_forecast as train_forecast_job
@@ -488,7 +488,7 @@ def test_forecasts_and_plan_are_written_once_per_as_of_date(spark, forecast_run)
     used = plan.groupBy("region").agg(F.sum("size_gb").alias("gb")).collect()
     assert all(r.gb <= 120.0 + 1e-9 for r in used)
     # re-writing the same as-of date replaces its partitions
-    from feature_store.forecast.platform import write_outputs
+    from feature_store.forecast.steps import write_outputs
 
     again = forecasts.select(
         "region",

@@ -16,7 +16,7 @@ from chispa import assert_df_equality
 from conftest import make_config
 from pyspark.sql import functions as F
 
-from feature_store.churn.metrics import binary_metrics
+from feature_store.churn.evaluate import binary_metrics
 from feature_store.config import ConfigError
 from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id, log_evaluation_rows
 from feature_store.lake import Lake
@@ -220,9 +220,9 @@ def test_repository_policy_gates_the_three_models_on_metrics_their_runs_log():
     )
     # the churn run's evaluation rows carry the dataset's label column, which re-scoring reads
     from feature_store import evaluation
-    from feature_store.churn import dataset
+    from feature_store.churn import data
 
-    assert evaluation.LABEL == dataset.LABEL
+    assert evaluation.LABEL == data.LABEL
     forecast = policy.for_model("popularity_forecast").compare
     assert (forecast.metric, forecast.direction, forecast.evaluator) == (
         "all.gbt.wape",

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from feature_store.recs.benchmark import benchmark_movielens, format_table
-from feature_store.recs.movielens import load_movielens
-from feature_store.recs.pipeline import train_ensemble
+from feature_store.movielens.benchmark import benchmark_movielens, format_table
+from feature_store.movielens.files import load_movielens
+from feature_store.recs.model import train_ensemble
 
 
 def synthetic_movielens(folder: Path, seed: int = 5) -> Path:

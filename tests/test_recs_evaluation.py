@@ -10,7 +10,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from feature_store.recs.evaluation import (
+from feature_store.recs.evaluate import (
     BENCHMARK_SPLIT,
     map_at_k,
     ndcg_at_k,

@@ -16,7 +16,7 @@ from feature_store.recs.ensemble import (
     simplex_grid,
     tune_blend,
 )
-from feature_store.recs.evaluation import ranking_metrics
+from feature_store.recs.evaluate import ranking_metrics
 from feature_store.recs.models import (
     EASE,
     ContentSimilarity,

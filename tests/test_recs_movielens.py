@@ -8,7 +8,7 @@ import pandas as pd
 import pandas.testing as pdt
 import pytest
 
-from feature_store.recs.movielens import MovieLensFormatError, load_movielens
+from feature_store.movielens.files import MovieLensFormatError, load_movielens
 
 EXPECTED_RATINGS = pd.DataFrame(
     {

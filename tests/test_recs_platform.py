@@ -15,13 +15,13 @@ from pyspark.sql import functions as F
 from worlds import model_day
 
 from feature_store import lake as lk
-from feature_store.recs.platform import (
+from feature_store.recs.data import RecsDataError
+from feature_store.recs.steps import (
     _append_staging,
     score_profiles,
     similar_titles,
     train_recommender,
 )
-from feature_store.recs.platform_data import RecsDataError
 from feature_store.recs.tracking import EXPERIMENT, MODEL_NAME, log_recommender_run
 from feature_store.synthetic.ceilings import recs_ceiling
 from feature_store.tracking import configure_mlflow
@@ -203,7 +203,7 @@ def test_missing_features_name_the_problem(spark, tmp_path):
 
 
 def test_a_date_without_profiles_is_refused_rather_than_scored_empty(spark, model_world):
-    from feature_store.recs.platform import profile_groups
+    from feature_store.recs.steps import profile_groups
 
     day = model_day(30)  # the world's profile_daily holds days 29, 32 and 46 only
     with pytest.raises(RecsDataError, match=f"profile_daily has no profile as of {day}"):

@@ -21,7 +21,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from feature_store.churn.dataset import ACCOUNT_FEATURES, LABEL, PROFILE_AGGREGATES
+from feature_store.churn.data import ACCOUNT_FEATURES, LABEL, PROFILE_AGGREGATES
 
 log = logging.getLogger(__name__)
 

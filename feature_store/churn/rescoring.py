@@ -25,10 +25,10 @@ def rescore(
 ) -> Reevaluation:
     """Score the candidate's held-out snapshot rows with both versions' pyfuncs (in the
     active Spark session) and compute ``metric`` (``gbt.<name>`` of
-    :func:`feature_store.churn.metrics.binary_metrics`) for each."""
+    :func:`feature_store.churn.evaluate.binary_metrics`) for each."""
     import numpy as np
 
-    from feature_store.churn.metrics import binary_metrics
+    from feature_store.churn.evaluate import binary_metrics
 
     prefix, _, name = metric.partition(".")
     if prefix != CHURN_REGISTERED:

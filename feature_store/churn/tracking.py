@@ -17,9 +17,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from feature_store.churn.dataset import ACCOUNT_FEATURES, PROFILE_AGGREGATES
-from feature_store.churn.platform import HOLDOUT_BUCKETS, ChurnRun
+from feature_store.churn.data import ACCOUNT_FEATURES, PROFILE_AGGREGATES
 from feature_store.churn.scoring import ChurnScorer
+from feature_store.churn.steps import HOLDOUT_BUCKETS, ChurnRun
 from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id, log_evaluation_rows
 from feature_store.features.tables import ACCOUNT_DAILY
 from feature_store.tracking import model_requirements, package_code_path, tag_model_version
@@ -76,12 +76,34 @@ def _python_values(column: pd.Series, data_type) -> list:
 
 def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
     """Log ``run`` to the active experiment; returns the registered version (or None)."""
-    window = {
+    window = _evaluation_window(run)
+    with mlflow.start_run(run_name=f"churn-{run.as_of.isoformat()}") as active:
+        mlflow.set_tags(window)
+        mlflow.log_params(_params(run))
+        mlflow.log_dict(run.lineage, "training_set.json")
+        _log_metrics(run)
+        _log_plots(run)
+        # The held-out rows with labels, so that a promotion gate can re-score another
+        # version on them (feature_store.churn.rescoring); absent on older runs.
+        if run.evaluation_rows is not None:
+            log_evaluation_rows(run.evaluation_rows)
+        info = _log_model(run, register)
+        version = None
+        if register and info.registered_model_version is not None:
+            version = str(info.registered_model_version)
+            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
+        log.info("churn run %s logged; model version %s", active.info.run_id, version)
+    return version
+
+
+def _evaluation_window(run: ChurnRun) -> dict[str, str]:
+    """The run's data window, and the id of what its metrics were computed on: the
+    promotion gate compares only like with like."""
+    return {
         "data.as_of": run.as_of.isoformat(),
         "data.horizon_days": str(run.horizon_days),
         "data.train_snapshots": ",".join(s.isoformat() for s in run.train_snapshots),
         "data.test_snapshot": run.test_snapshot.isoformat(),
-        # what the metrics were computed on: the promotion gate compares only like with like
         EVALUATION_DATA_TAG: evaluation_data_id(
             {
                 "test_snapshot": run.test_snapshot,
@@ -91,54 +113,46 @@ def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
             }
         ),
     }
+
+
+def _params(run: ChurnRun) -> dict:
     classifier = run.scorer.classifier
-    with mlflow.start_run(run_name=f"churn-{run.as_of.isoformat()}") as active:
-        mlflow.set_tags(window)
-        mlflow.log_params(
-            {
-                "horizon_days": run.horizon_days,
-                **{f"gbt.{k}": v for k, v in classifier.params.items()},
-                **{f"logistic.{k}": v for k, v in run.logistic.params.items()},
-                "class_weight.positive": round(classifier.weights.positive, 6),
-                "class_weight.negative": round(classifier.weights.negative, 6),
-                **{f"lineage.{t}.version": v for t, v in run.lineage["table_versions"].items()},
-                **run.rows,
-                "risk_band.high_threshold": round(run.scorer.high_threshold, 6),
-                "risk_band.medium_threshold": round(run.scorer.medium_threshold, 6),
-            }
+    return {
+        "horizon_days": run.horizon_days,
+        **{f"gbt.{k}": v for k, v in classifier.params.items()},
+        **{f"logistic.{k}": v for k, v in run.logistic.params.items()},
+        "class_weight.positive": round(classifier.weights.positive, 6),
+        "class_weight.negative": round(classifier.weights.negative, 6),
+        **{f"lineage.{t}.version": v for t, v in run.lineage["table_versions"].items()},
+        **run.rows,
+        "risk_band.high_threshold": round(run.scorer.high_threshold, 6),
+        "risk_band.medium_threshold": round(run.scorer.medium_threshold, 6),
+    }
+
+
+def _log_metrics(run: ChurnRun) -> None:
+    for name, values in run.evaluation.items():
+        prefix = "ceiling" if name == "hidden_hazard" else name
+        mlflow.log_metrics({f"{prefix}.{m}": v for m, v in values.items()})
+    mlflow.log_metrics({f"importance.{f}": v for f, v in run.importances.items()})
+    mlflow.log_metrics({f"seconds.{k}": v for k, v in run.seconds.items()})
+    mlflow.log_dict({"reliability": run.reliability, "lift_by_decile": run.lift}, "evaluation.json")
+
+
+def _log_model(run: ChurnRun, register: bool):
+    """The scorer as a pyfunc model, registered as ``churn`` when ``register``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "scorer"
+        run.scorer.save(folder)
+        return mlflow.pyfunc.log_model(
+            name="churn",
+            python_model=ChurnModel(),
+            artifacts={"scorer": str(folder)},
+            registered_model_name=MODEL_NAME if register else None,
+            signature=_signature(),
+            code_paths=[package_code_path()],
+            pip_requirements=model_requirements(),
         )
-        mlflow.log_dict(run.lineage, "training_set.json")
-        for name, values in run.evaluation.items():
-            prefix = "ceiling" if name == "hidden_hazard" else name
-            mlflow.log_metrics({f"{prefix}.{m}": v for m, v in values.items()})
-        mlflow.log_metrics({f"importance.{f}": v for f, v in run.importances.items()})
-        mlflow.log_metrics({f"seconds.{k}": v for k, v in run.seconds.items()})
-        mlflow.log_dict(
-            {"reliability": run.reliability, "lift_by_decile": run.lift}, "evaluation.json"
-        )
-        _log_plots(run)
-        # The held-out rows with labels, so that a promotion gate can re-score another
-        # version on them (feature_store.churn.rescoring); absent on older runs.
-        if run.evaluation_rows is not None:
-            log_evaluation_rows(run.evaluation_rows)
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp) / "scorer"
-            run.scorer.save(folder)
-            info = mlflow.pyfunc.log_model(
-                name="churn",
-                python_model=ChurnModel(),
-                artifacts={"scorer": str(folder)},
-                registered_model_name=MODEL_NAME if register else None,
-                signature=_signature(),
-                code_paths=[package_code_path()],
-                pip_requirements=model_requirements(),
-            )
-        version = None
-        if register and info.registered_model_version is not None:
-            version = str(info.registered_model_version)
-            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
-        log.info("churn run %s logged; model version %s", active.info.run_id, version)
-    return version
 
 
 def _signature():

@@ -8,7 +8,7 @@ import time
 
 from pyspark.sql import SparkSession
 
-from feature_store.churn.platform import ChurnRun, score_accounts, train_churn
+from feature_store.churn.steps import ChurnRun, score_accounts, train_churn
 from feature_store.churn.tracking import EXPERIMENT, log_churn_run
 from feature_store.config import Config
 from feature_store.tracking import configure_mlflow

@@ -59,8 +59,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from feature_store.features.content import item_features
+from feature_store.forecast.data import DATE, REGION, TITLE, VIEWS
 from feature_store.forecast.model import GBTParams, fitting_input
-from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
 from feature_store.sources import GENRES
 
 log = logging.getLogger(__name__)
@@ -522,42 +522,27 @@ def evaluate_audience(
     try:
         is_eval = F.col(RELEASE) >= F.lit(eval_start)
         complete = F.col(VIEWS_28D).isNotNull()
-        (train_titles, train_rows), (eval_titles, eval_rows) = _launch_counts(
-            rows.filter(complete), is_eval
-        )
-        if train_titles < settings.min_train_titles or eval_titles < settings.min_eval_titles:
-            raise AudienceDataError(
-                f"{train_titles} titles released {first} to {eval_start - dt.timedelta(days=1)}"
-                f" and {eval_titles} released {eval_start} to {eval_end} have all "
-                f"{LAUNCH_DAYS} days in the data; training needs {settings.min_train_titles} "
-                f"and evaluation {settings.min_eval_titles}"
-            )
+        counts = _launch_counts(rows.filter(complete), is_eval)
+        _check_launches(counts, settings, first=first, eval_start=eval_start, eval_end=eval_end)
+        (train_titles, train_rows), (eval_titles, eval_rows) = counts
         features = _launch_features(rows, series, titles, first, settings, frames)
         if truth is not None:
             features = features.join(truth, [TITLE, REGION], "left").fillna({TRUTH: 0.0})
         features = features.persist(StorageLevel.MEMORY_AND_DISK)
         frames.append(features)
-        train = features.filter(complete & ~is_eval)
-        test = features.filter(complete & is_eval)
 
         log.info("audience: fitting on %d titles, evaluating %d", train_titles, eval_titles)
         params = leaf_params(settings, rows=train_rows, titles=train_titles)
-        models = (MODEL, BASELINE, *((CEILING,) if truth is not None else ()))
+        train, test = features.filter(complete & ~is_eval), features.filter(complete & is_eval)
         evaluation = _evaluation(train, test, params, with_ceiling=truth is not None)
-
-        log.info("audience: fitting the final model on every complete launch")
         final_params = leaf_params(
             settings, rows=train_rows + eval_rows, titles=train_titles + eval_titles
         )
-        final = _fit(build_pipeline(final_params), features.filter(complete))
-        upcoming = (
-            _score(features.filter(F.col(RELEASE) > F.lit(eval_end)), final, "predicted_views_28d")
-            .select(REGION, TITLE, RELEASE, CUTOFF, "predicted_views_28d")
-            .toPandas()
-        )
+        final, upcoming = _fit_final(features.filter(complete), features, final_params, eval_end)
     finally:
         for frame in frames:
             frame.unpersist()
+    models = (MODEL, BASELINE, *((CEILING,) if truth is not None else ()))
     result = AudienceResult(
         eval_start=eval_start,
         eval_end=eval_end,
@@ -570,7 +555,7 @@ def evaluate_audience(
         importances=feature_importances(final),
         leaf_rows=final_params.min_instances_per_node,
         model=final,
-        upcoming=upcoming.sort_values([TITLE, REGION], ignore_index=True),
+        upcoming=upcoming,
     )
     log.info(
         "audience: WAPE gbt %.4f, genre average %.4f (%.1f%% lower)",
@@ -579,6 +564,33 @@ def evaluate_audience(
         100 * result.improvement(),
     )
     return result
+
+
+def _check_launches(
+    counts, settings: AudienceSettings, *, first: dt.date, eval_start: dt.date, eval_end: dt.date
+) -> None:
+    """Refuse a window where too few launches have all their days to train or evaluate."""
+    (train_titles, _), (eval_titles, _) = counts
+    if train_titles < settings.min_train_titles or eval_titles < settings.min_eval_titles:
+        raise AudienceDataError(
+            f"{train_titles} titles released {first} to {eval_start - dt.timedelta(days=1)}"
+            f" and {eval_titles} released {eval_start} to {eval_end} have all "
+            f"{LAUNCH_DAYS} days in the data; training needs {settings.min_train_titles} "
+            f"and evaluation {settings.min_eval_titles}"
+        )
+
+
+def _fit_final(complete: DataFrame, features: DataFrame, params, eval_end: dt.date):
+    """The model fitted on every complete launch, and its predictions for the titles
+    released after the evaluation window (still launching)."""
+    log.info("audience: fitting the final model on every complete launch")
+    final = _fit(build_pipeline(params), complete)
+    upcoming = (
+        _score(features.filter(F.col(RELEASE) > F.lit(eval_end)), final, "predicted_views_28d")
+        .select(REGION, TITLE, RELEASE, CUTOFF, "predicted_views_28d")
+        .toPandas()
+    )
+    return final, upcoming.sort_values([TITLE, REGION], ignore_index=True)
 
 
 def _evaluation(train: DataFrame, test: DataFrame, params, *, with_ceiling: bool):

@@ -34,9 +34,9 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from feature_store.forecast.data import REGION, TITLE
 from feature_store.forecast.features import HORIZON, LAG_0, ORIGIN, TARGET_VIEWS
 from feature_store.forecast.model import MODEL
-from feature_store.forecast.series import REGION, TITLE
 
 log = logging.getLogger(__name__)
 

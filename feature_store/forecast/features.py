@@ -29,7 +29,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
+from feature_store.forecast.data import DATE, REGION, TITLE, VIEWS
 from feature_store.sources import GENRES
 
 LOOKBACK_DAYS = 28  # the window an origin's features summarise: (T - 28, T]
@@ -54,7 +54,7 @@ SUM_28D = "sum_views_28d"
 MEAN_7D = "mean_views_7d"
 SAME_WEEKDAY_1W = "views_same_weekday_1w"
 LAG_0 = "views_lag_0d"
-SEASONAL_SCALE = "seasonal_naive_mae_in_sample"  # MASE's scale, see backtest.py
+SEASONAL_SCALE = "seasonal_naive_mae_in_sample"  # MASE's scale, see evaluate.py
 NEXT_VIEWS = "next_views"  # origin rows' views on T+1 .. T+h: the targets, never a feature
 
 CATEGORICAL_FEATURES = (REGION, "kind")
@@ -151,46 +151,16 @@ def horizon_rows(
     (for ranking top titles) and the in-sample seasonal-naive MAE.
     """
     horizons = horizons or tuple(range(1, HORIZON_DAYS + 1))
-    lags = F.array(*[F.col(_lag(k)) for k in range(LOOKBACK_DAYS)])
-    # the most recent day at or before T on the target's weekday is T - offset
-    offset = (F.lit(7) - F.col(HORIZON) % 7) % 7
-
-    def same_weekday(weeks_back: int) -> Column:
-        return F.element_at(lags, offset + F.lit(7 * (weeks_back - 1) + 1))
-
-    # in-sample seasonal naive MAE over the window: |y_t - y_{t-7}| for the 21 days that
-    # have a value a week earlier inside it
-    diffs = [F.abs(F.col(_lag(k)) - F.col(_lag(k + 7))) for k in range(LOOKBACK_DAYS - 7)]
-    scale = diffs[0]
-    for d in diffs[1:]:
-        scale = scale + d
-    scale = scale / F.lit(float(len(diffs)))
-
     attributes = titles.select(TITLE, "kind", "genres", "release_date")
     age_at_origin = F.datediff(F.col(ORIGIN), F.col("release_date"))
-    # the level averages the released days of the last 7 only: a title 2 days after its
-    # launch has a level of 2 days' views, not 2/7 of it (which would make every ratio
-    # of a new title look like a surge); 0 before release, 7 days when not in the catalogue
-    released_days = F.coalesce(F.least(F.greatest(age_at_origin + 1, F.lit(0)), F.lit(7)), F.lit(7))
-    sum_7d = _mean(0, 6) * F.lit(7.0)
     expanded = (
         origin_rows.join(attributes, TITLE, "left")
         .withColumn(HORIZON, F.explode(F.array(*[F.lit(h) for h in horizons])))
         .withColumn(TARGET_DATE, F.date_add(F.col(ORIGIN), F.col(HORIZON)))
         .withColumn(MEAN_7D, _mean(0, 6))
-        .withColumn(LEVEL, F.log1p(sum_7d / F.greatest(released_days, F.lit(1)).cast("double")))
+        .withColumn(LEVEL, _level(age_at_origin))
     )
-    weekday = (F.dayofweek(TARGET_DATE) + 5) % 7  # Monday 0 .. Sunday 6
-    release_age = F.datediff(F.col(TARGET_DATE), F.col("release_date"))
-    same = [same_weekday(w) for w in range(1, SEASONAL_WEEKS + 1)]
-    same_mean = same[0]
-    for s in same[1:]:
-        same_mean = same_mean + s
-    same_mean = same_mean / F.lit(float(SEASONAL_WEEKS))
-    genre = [
-        F.coalesce(F.array_contains("genres", g).cast("double"), F.lit(0.0)).alias(f"has_genre_{g}")
-        for g in GENRES
-    ]
+    same = [_same_weekday(w) for w in range(1, SEASONAL_WEEKS + 1)]
     return expanded.select(
         REGION,
         TITLE,
@@ -199,12 +169,74 @@ def horizon_rows(
         TARGET_DATE,
         F.coalesce(F.col("kind"), F.lit("unknown")).alias("kind"),
         F.col(LEVEL),
+        *_relative_views(same),
+        "share_zero_view_days_28d",
+        *_calendar_and_age(age_at_origin),
+        *[
+            F.coalesce(F.array_contains("genres", g).cast("double"), F.lit(0.0)).alias(
+                f"has_genre_{g}"
+            )
+            for g in GENRES
+        ],
+        # raw values for the baselines, the metrics and the CDN baseline
+        F.col(_lag(0)).alias(LAG_0),
+        F.col(MEAN_7D),
+        same[0].alias(SAME_WEEKDAY_1W),
+        (_mean(0, 27) * F.lit(float(LOOKBACK_DAYS))).alias(SUM_28D),
+        _seasonal_naive_scale().alias(SEASONAL_SCALE),
+        *([NEXT_VIEWS] if NEXT_VIEWS in origin_rows.columns else []),
+    )
+
+
+def _same_weekday(weeks_back: int) -> Column:
+    """The views of the day ``weeks_back`` weeks before the target on its weekday: the
+    most recent day at or before T on the target's weekday is T - offset."""
+    lags = F.array(*[F.col(_lag(k)) for k in range(LOOKBACK_DAYS)])
+    offset = (F.lit(7) - F.col(HORIZON) % 7) % 7
+    return F.element_at(lags, offset + F.lit(7 * (weeks_back - 1) + 1))
+
+
+def _seasonal_naive_scale() -> Column:
+    """In-sample seasonal naive MAE over the window: |y_t - y_{t-7}| for the 21 days that
+    have a value a week earlier inside it."""
+    diffs = [F.abs(F.col(_lag(k)) - F.col(_lag(k + 7))) for k in range(LOOKBACK_DAYS - 7)]
+    return _sum(diffs) / F.lit(float(len(diffs)))
+
+
+def _sum(columns: list[Column]) -> Column:
+    total = columns[0]
+    for column in columns[1:]:
+        total = total + column
+    return total
+
+
+def _level(age_at_origin: Column) -> Column:
+    """log1p of the mean views of the released days of the last 7 only: a title 2 days
+    after its launch has a level of 2 days' views, not 2/7 of it (which would make every
+    ratio of a new title look like a surge); 0 before release, 7 days when not in the
+    catalogue."""
+    released = F.coalesce(F.least(F.greatest(age_at_origin + 1, F.lit(0)), F.lit(7)), F.lit(7))
+    sum_7d = _mean(0, 6) * F.lit(7.0)
+    return F.log1p(sum_7d / F.greatest(released, F.lit(1)).cast("double"))
+
+
+def _relative_views(same: list[Column]) -> list[Column]:
+    """Recent lags, same-weekday values and means, each relative to the level."""
+    same_mean = _sum(same) / F.lit(float(SEASONAL_WEEKS))
+    return [
         *[_rel(F.col(_lag(k))).alias(f"rel_{_lag(k)}") for k in range(RECENT_LAGS)],
         *[_rel(s).alias(f"rel_views_same_weekday_{w}w") for w, s in enumerate(same, 1)],
         _rel(same_mean).alias("rel_mean_views_same_weekday_4w"),
         _rel(_mean(0, 13)).alias("rel_mean_views_14d"),
         _rel(_mean(0, 27)).alias("rel_mean_views_28d"),
-        "share_zero_view_days_28d",
+    ]
+
+
+def _calendar_and_age(age_at_origin: Column) -> list[Column]:
+    """The target's weekday and weekend flag, and the title's age at target and origin."""
+    weekday = (F.dayofweek(TARGET_DATE) + 5) % 7  # Monday 0 .. Sunday 6
+    release_age = F.datediff(F.col(TARGET_DATE), F.col("release_date"))
+    return [
         weekday.cast("double").alias("target_weekday"),
         (weekday >= 5).cast("double").alias("target_is_weekend"),
         F.coalesce(release_age, F.lit(UNKNOWN_RELEASE_AGE)).cast("double").alias(RELEASE_AGE),
@@ -212,15 +244,7 @@ def horizon_rows(
         .cast("double")
         .alias(RELEASE_AGE_AT_ORIGIN),
         F.coalesce(release_age >= 0, F.lit(True)).cast("double").alias("is_released_at_target"),
-        *genre,
-        # raw values for the baselines, the metrics and the CDN baseline
-        F.col(_lag(0)).alias(LAG_0),
-        F.col(MEAN_7D),
-        same[0].alias(SAME_WEEKDAY_1W),
-        (_mean(0, 27) * F.lit(float(LOOKBACK_DAYS))).alias(SUM_28D),
-        scale.alias(SEASONAL_SCALE),
-        *([NEXT_VIEWS] if NEXT_VIEWS in origin_rows.columns else []),
-    )
+    ]
 
 
 def examples_from_origins(

@@ -27,7 +27,8 @@ from pyspark.ml import PipelineModel
 from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.forecast import audience as aud
 from feature_store.forecast import cdn
-from feature_store.forecast.backtest import ALL, TOP
+from feature_store.forecast.data import DATE, REGION, TITLE, VIEWS
+from feature_store.forecast.evaluate import ALL, TOP
 from feature_store.forecast.features import (
     CATEGORICAL_FEATURES,
     HORIZON,
@@ -36,8 +37,7 @@ from feature_store.forecast.features import (
     TARGET_VIEWS,
 )
 from feature_store.forecast.model import MODEL, MODELS, SEASONAL_NAIVE, TRAILING_MEAN
-from feature_store.forecast.platform import MODEL_NAME, ForecastRun
-from feature_store.forecast.series import DATE, REGION, TITLE, VIEWS
+from feature_store.forecast.steps import MODEL_NAME, ForecastRun
 from feature_store.tracking import model_requirements, tag_model_version
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The forecast job's steps in order (what each computes is in the doc of
-:mod:`feature_store.forecast.platform`): load the series and the origins' rows,
+:mod:`feature_store.forecast.steps`): load the series and the origins' rows,
 backtest, fit the final model, forecast and plan, the audience model, log and register
 in MLflow, write to Delta. Every frame a step caches is released when the run ends,
 however it ends."""
@@ -17,7 +17,8 @@ from pyspark.sql import functions as F
 
 from feature_store.config import Config
 from feature_store.forecast import cdn
-from feature_store.forecast.backtest import (
+from feature_store.forecast.data import REGION, TITLE, ForecastDataError, SeriesData, load_series
+from feature_store.forecast.evaluate import (
     BacktestPlan,
     BacktestResult,
     run_backtest,
@@ -32,7 +33,7 @@ from feature_store.forecast.features import (
     origin_rows,
 )
 from feature_store.forecast.model import MODEL, feature_importances, fit_counted, with_predictions
-from feature_store.forecast.platform import (
+from feature_store.forecast.steps import (
     FORECAST_VIEWS,
     PLOT_SERIES,
     ForecastRun,
@@ -43,7 +44,6 @@ from feature_store.forecast.platform import (
     write_audience,
     write_outputs,
 )
-from feature_store.forecast.series import REGION, TITLE, ForecastDataError, SeriesData, load_series
 from feature_store.forecast.tracking import EXPERIMENT, log_forecast_run
 from feature_store.timing import Stopwatch
 from feature_store.tracking import configure_mlflow
@@ -82,8 +82,8 @@ def train_forecast(
 ) -> ForecastRun:
     """Backtest, train, forecast, plan, log to MLflow and write, for ``as_of`` (the last
     observed day); ``audience_truth`` is the audience model's ceiling when given (see
-    :func:`~feature_store.forecast.platform.train_audience`). Raises
-    :class:`~feature_store.forecast.series.ForecastDataError` when the lake holds too
+    :func:`~feature_store.forecast.steps.train_audience`). Raises
+    :class:`~feature_store.forecast.data.ForecastDataError` when the lake holds too
     little history."""
     settings = settings or ForecastSettings()
     watch, cached = Stopwatch(), []

@@ -155,7 +155,7 @@ def ndcg_from_indices(
     """Mean nDCG@k (binary gains) of per-row top item indices ``best`` against a dense
     boolean users x catalogue array of relevant items; ``n_relevant`` counts each row's
     relevant items including those outside the catalogue (they count in the ideal DCG).
-    Same definition as :func:`feature_store.recs.evaluation.ranking_metrics`, on arrays."""
+    Same definition as :func:`feature_store.recs.evaluate.ranking_metrics`, on arrays."""
     hits = np.take_along_axis(relevant, best, axis=1)
     discounts = 1.0 / np.log1p(np.arange(1, best.shape[1] + 1))
     dcg = (hits * discounts).sum(axis=1)
@@ -250,59 +250,15 @@ def tune_blend(
     """
     if not folds:
         raise ValueError("blend trials need at least one validation fold")
-    names = list(folds[0].raw)
-    finest = min([step, *refine])
-    units = round(1 / finest)
-    for size in (step, *refine):
-        if abs(size * units - round(size * units)) > 1e-9 or round(size * units) < 1:
-            raise ValueError(f"blend steps must be multiples of the finest one ({finest})")
-    trials: dict[tuple, dict] = {}
-
-    def trial(method: str, parts: list[dict], combo: tuple[int, ...]) -> dict:
-        key = (method, combo)
-        if key not in trials:
-            weights = {n: c / units for n, c in zip(names, combo, strict=True)}
-            scores = [f.ndcg(p, weights, k) for f, p in zip(folds, parts, strict=True)]
-            trials[key] = {
-                "normalisation": method,
-                "weights": weights,
-                "ndcg": float(np.mean(scores)),
-                "fold_ndcg": scores,
-            }
-        return trials[key]
-
-    grid = [tuple(round(w * units) for w in ws) for ws in simplex_grid(len(names), step)]
-    best_of: dict[str, tuple[dict, tuple]] = {}
-    for method in normalisations:
-        parts = [f.parts(method) for f in folds]
-        for combo in grid:
-            t = trial(method, parts, combo)
-            if method not in best_of or t["ndcg"] > best_of[method][0]["ndcg"]:
-                best_of[method] = (t, combo)
-        del parts
-    log.info("blend: %d coarse trials (step %s)", len(trials), step)
-    method = max(best_of, key=lambda m: best_of[m][0]["ndcg"])
-    best, combo = best_of[method]
+    trials = _Trials(folds, k, units=_units(step, refine))
+    simplex = simplex_grid(len(trials.names), step)
+    grid = [tuple(round(w * trials.units) for w in ws) for ws in simplex]
+    method, best, combo = _coarse_search(trials, grid, normalisations)
+    log.info("blend: %d coarse trials (step %s)", len(trials.done), step)
     parts = [f.parts(method) for f in folds]
     for size in refine:
-        move = round(size * units)
-        while True:
-            moves = [
-                tuple(
-                    c - move if i == a else c + move if i == b else c for i, c in enumerate(combo)
-                )
-                for a in range(len(names))
-                for b in range(len(names))
-                if a != b and combo[a] >= move
-            ]
-            candidates = [(trial(method, parts, m), m) for m in moves]
-            if not candidates:
-                break
-            top, top_combo = max(candidates, key=lambda c: c[0]["ndcg"])
-            if top["ndcg"] <= best["ndcg"]:
-                break
-            best, combo = top, top_combo
-    ordered = sorted(trials.values(), key=lambda t: -t["ndcg"])
+        best, combo = _local_search(trials, method, parts, best, combo, round(size * trials.units))
+    ordered = sorted(trials.done.values(), key=lambda t: -t["ndcg"])
     log.info(
         "blend: best mean validation nDCG@%d %.4f with %s (%d trials, %d coarse at step %s)",
         k,
@@ -313,3 +269,70 @@ def tune_blend(
         step,
     )
     return ordered
+
+
+def _units(step: float, refine: Sequence[float]) -> int:
+    """Weights count in units of the finest step, which every step must be a multiple of."""
+    finest = min([step, *refine])
+    units = round(1 / finest)
+    for size in (step, *refine):
+        if abs(size * units - round(size * units)) > 1e-9 or round(size * units) < 1:
+            raise ValueError(f"blend steps must be multiples of the finest one ({finest})")
+    return units
+
+
+class _Trials:
+    """Every blend tried, by (normalisation, weights in units): each is scored once."""
+
+    def __init__(self, folds: Sequence[ValidationScores], k: int, *, units: int):
+        self.folds, self.k, self.units = folds, k, units
+        self.names = list(folds[0].raw)
+        self.done: dict[tuple, dict] = {}
+
+    def score(self, method: str, parts: list[dict], combo: tuple[int, ...]) -> dict:
+        key = (method, combo)
+        if key not in self.done:
+            weights = {n: c / self.units for n, c in zip(self.names, combo, strict=True)}
+            scores = [f.ndcg(p, weights, self.k) for f, p in zip(self.folds, parts, strict=True)]
+            self.done[key] = {
+                "normalisation": method,
+                "weights": weights,
+                "ndcg": float(np.mean(scores)),
+                "fold_ndcg": scores,
+            }
+        return self.done[key]
+
+
+def _coarse_search(trials: _Trials, grid: list[tuple], normalisations: Sequence[str]):
+    """(normalisation, trial, weights) of the best point of the grid over every
+    normalisation."""
+    best_of: dict[str, tuple[dict, tuple]] = {}
+    for method in normalisations:
+        parts = [f.parts(method) for f in trials.folds]
+        for combo in grid:
+            t = trials.score(method, parts, combo)
+            if method not in best_of or t["ndcg"] > best_of[method][0]["ndcg"]:
+                best_of[method] = (t, combo)
+        del parts
+    method = max(best_of, key=lambda m: best_of[m][0]["ndcg"])
+    return method, *best_of[method]
+
+
+def _local_search(trials: _Trials, method: str, parts, best: dict, combo: tuple, move: int):
+    """Move ``move`` units of weight from one component to another, the best move first,
+    while that raises the mean nDCG; returns the best trial and its weights."""
+    n = len(combo)
+    while True:
+        moves = [
+            tuple(c - move if i == a else c + move if i == b else c for i, c in enumerate(combo))
+            for a in range(n)
+            for b in range(n)
+            if a != b and combo[a] >= move
+        ]
+        candidates = [(trials.score(method, parts, m), m) for m in moves]
+        if not candidates:
+            return best, combo
+        top, top_combo = max(candidates, key=lambda c: c[0]["ndcg"])
+        if top["ndcg"] <= best["ndcg"]:
+            return best, combo
+        best, combo = top, top_combo

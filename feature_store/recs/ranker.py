@@ -16,7 +16,7 @@ combination (the same profile on a phone at lunch and on the TV at night gets di
 lists). The label is 1 when the session's profile started that title in that session.
 
 The ranker learns on sessions *after* the data its candidates came from (see
-:func:`~feature_store.recs.platform.train_recommender`), so no label leaks into a feature.
+:func:`~feature_store.recs.steps.train_recommender`), so no label leaks into a feature.
 Spark fits the trees; scoring reads them into NumPy (:class:`TreeEnsemble`), so serving
 needs no Spark -- and a test checks the two give the same margins.
 """

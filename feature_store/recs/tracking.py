@@ -19,7 +19,7 @@ import mlflow
 import pandas as pd
 
 from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id
-from feature_store.recs.platform import RecommenderRun
+from feature_store.recs.steps import RecommenderRun
 from feature_store.tracking import model_requirements, package_code_path, tag_model_version
 
 log = logging.getLogger(__name__)
@@ -52,40 +52,10 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
 
 def log_recommender_run(run: RecommenderRun, *, k: int, register: bool = True) -> str | None:
     """Log ``run`` to the active experiment; returns the registered version (or None)."""
-    serving = run.serving
-    data = run.data
-    window = {
-        "data.as_of": run.as_of.isoformat(),
-        "data.interactions_lookback_days": "56",
-        "data.label_days": str(data.label_days),
-        # what the metrics were computed on: the promotion gate compares only like with like
-        EVALUATION_DATA_TAG: evaluation_data_id(
-            {
-                "as_of": run.as_of,
-                "label_days": data.label_days,
-                "table_versions": run.feature_versions,
-            }
-        ),
-    }
+    window = _evaluation_window(run)
     with mlflow.start_run(run_name=f"recommender-{run.as_of.isoformat()}") as active:
         mlflow.set_tags(window)
-        mlflow.log_params(
-            {
-                "k": k,
-                "calibration_weight": serving.calibration_weight,
-                "candidates_per_user": serving.candidates,
-                "blend.normalisation": serving.ensemble.normalisation,
-                **{f"blend.weight.{n}": w for n, w in serving.ensemble.weights.items()},
-                **{
-                    f"{name}.{key}": value
-                    for name, model in run.trained.components.items()
-                    for key, value in model.params().items()
-                },
-                **{f"lineage.{t}.version": v for t, v in run.feature_versions.items()},
-                "training_rows": len(data.interactions),
-                "catalogue_titles": len(data.items),
-            }
-        )
+        mlflow.log_params(_params(run, k))
         mlflow.log_dict(
             {"table_versions": run.feature_versions, "validation": run.trained.validation},
             "lineage_and_validation.json",
@@ -95,32 +65,77 @@ def log_recommender_run(run: RecommenderRun, *, k: int, register: bool = True) -
         if run.evaluation:
             _log_plots(run)
         if run.ranker_report:
-            mlflow.log_dict(run.ranker_report, "ranker.json")
-            mlflow.log_params({f"ranker.{n}": v for n, v in run.ranker_report["params"].items()})
-            sessions = run.ranker_report.get("evaluation", {})
-            for name in ("ensemble", "ranker"):
-                for metric, value in sessions.get(name, {}).items():
-                    mlflow.log_metric(f"sessions.{name}.{metric.replace('@', '_at_')}", value)
-            if "context_list_overlap" in sessions:
-                mlflow.log_metric("context_list_overlap", sessions["context_list_overlap"])
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "serving.pkl"
-            path.write_bytes(pickle.dumps(serving))
-            info = mlflow.pyfunc.log_model(
-                name="recommender",
-                python_model=RecommenderModel(),
-                artifacts={"serving": str(path)},
-                registered_model_name=MODEL_NAME if register else None,
-                signature=_signature(k),
-                code_paths=[package_code_path()],
-                pip_requirements=model_requirements(),
-            )
+            _log_ranker(run.ranker_report)
+        info = _log_model(run, k, register)
         version = None
         if register and info.registered_model_version is not None:
             version = str(info.registered_model_version)
             tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
         log.info("recommender run %s logged; model version %s", active.info.run_id, version)
     return version
+
+
+def _evaluation_window(run: RecommenderRun) -> dict[str, str]:
+    """The run's data window, and the id of what its metrics were computed on: the
+    promotion gate compares only like with like."""
+    return {
+        "data.as_of": run.as_of.isoformat(),
+        "data.interactions_lookback_days": "56",
+        "data.label_days": str(run.data.label_days),
+        EVALUATION_DATA_TAG: evaluation_data_id(
+            {
+                "as_of": run.as_of,
+                "label_days": run.data.label_days,
+                "table_versions": run.feature_versions,
+            }
+        ),
+    }
+
+
+def _params(run: RecommenderRun, k: int) -> dict:
+    serving = run.serving
+    return {
+        "k": k,
+        "calibration_weight": serving.calibration_weight,
+        "candidates_per_user": serving.candidates,
+        "blend.normalisation": serving.ensemble.normalisation,
+        **{f"blend.weight.{n}": w for n, w in serving.ensemble.weights.items()},
+        **{
+            f"{name}.{key}": value
+            for name, model in run.trained.components.items()
+            for key, value in model.params().items()
+        },
+        **{f"lineage.{t}.version": v for t, v in run.feature_versions.items()},
+        "training_rows": len(run.data.interactions),
+        "catalogue_titles": len(run.data.items),
+    }
+
+
+def _log_ranker(report: dict) -> None:
+    mlflow.log_dict(report, "ranker.json")
+    mlflow.log_params({f"ranker.{n}": v for n, v in report["params"].items()})
+    sessions = report.get("evaluation", {})
+    for name in ("ensemble", "ranker"):
+        for metric, value in sessions.get(name, {}).items():
+            mlflow.log_metric(f"sessions.{name}.{metric.replace('@', '_at_')}", value)
+    if "context_list_overlap" in sessions:
+        mlflow.log_metric("context_list_overlap", sessions["context_list_overlap"])
+
+
+def _log_model(run: RecommenderRun, k: int, register: bool):
+    """The serving recommender as a pyfunc model, registered when ``register``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "serving.pkl"
+        path.write_bytes(pickle.dumps(run.serving))
+        return mlflow.pyfunc.log_model(
+            name="recommender",
+            python_model=RecommenderModel(),
+            artifacts={"serving": str(path)},
+            registered_model_name=MODEL_NAME if register else None,
+            signature=_signature(k),
+            code_paths=[package_code_path()],
+            pip_requirements=model_requirements(),
+        )
 
 
 def _signature(k: int):

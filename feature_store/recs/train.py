@@ -8,7 +8,7 @@ import datetime as dt
 from pyspark.sql import SparkSession
 
 from feature_store.config import Config
-from feature_store.recs.platform import (
+from feature_store.recs.steps import (
     RecommenderRun,
     score_profiles,
     similar_titles,

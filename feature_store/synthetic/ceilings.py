@@ -3,8 +3,8 @@ churn and recommender evaluations report beside their models on generated data.
 
 The platform never reads the ground truth itself. The jobs, the demo and the benchmarks
 ask for a ceiling here (``None`` when the lake has no ground truth, as on real data) and
-hand it to the training: :func:`churn_ceiling` for `feature_store.churn.platform`,
-:func:`recs_ceiling` for `feature_store.recs.platform`, :func:`audience_ceiling` for the
+hand it to the training: :func:`churn_ceiling` for `feature_store.churn.steps`,
+:func:`recs_ceiling` for `feature_store.recs.steps`, :func:`audience_ceiling` for the
 forecast's new-title audience model.
 """
 

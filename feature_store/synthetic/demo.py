@@ -28,8 +28,8 @@ from pyspark.sql import SparkSession
 
 from feature_store import lake as lk
 from feature_store import serving
-from feature_store.churn import platform as churn
-from feature_store.churn.dataset import HORIZON_DAYS, SNAPSHOT_TABLES, ChurnDataError
+from feature_store.churn import steps as churn
+from feature_store.churn.data import HORIZON_DAYS, SNAPSHOT_TABLES, ChurnDataError
 from feature_store.config import Config
 from feature_store.console import StageProgress, Stages
 from feature_store.features.build import RangeBuildReport, build_feature_range

@@ -3,7 +3,7 @@
 ``train_recommender`` for an as-of date T:
 1. reads the training interactions as of T, the catalogue, each profile's region and
    segment, and the views of the ``label_days`` after T (the truth);
-2. trains the ensemble (:func:`~feature_store.recs.pipeline.train_ensemble`: trending per
+2. trains the ensemble (:func:`~feature_store.recs.model.train_ensemble`: trending per
    region and segment, content, ALS and EASE, blended on a validation split of the
    training rows) and wraps it with calibrated re-ranking;
 3. scores each component, the blend, the calibrated blend, plain popularity and the
@@ -33,17 +33,17 @@ from feature_store import lake as lk
 from feature_store.config import Config
 from feature_store.features.definitions import AS_OF
 from feature_store.features.retrieval import FeatureStoreReader
-from feature_store.recs.diversity import GenreSpace, beyond_accuracy
-from feature_store.recs.evaluation import ranking_metrics
-from feature_store.recs.models import Popularity, top_k_indices
-from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
-from feature_store.recs.pipeline import TrainedEnsemble, train_ensemble
-from feature_store.recs.platform_data import (
+from feature_store.recs.data import (
     PlatformData,
     RecsDataError,
     load_platform_data,
     sessions_between,
 )
+from feature_store.recs.diversity import GenreSpace, beyond_accuracy
+from feature_store.recs.evaluate import ranking_metrics
+from feature_store.recs.model import TrainedEnsemble, train_ensemble
+from feature_store.recs.models import Popularity, top_k_indices
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
 from feature_store.recs.ranker import (
     LABEL,
     SESSION,

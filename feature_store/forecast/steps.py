@@ -1,7 +1,7 @@
 """Regional popularity forecasts and the CDN plan for one as-of date: the settings, the
 run's result and its outputs. The job (:func:`feature_store.forecast.train.train_forecast`):
 1. reads the dense (region, title) view series up to ``as_of`` from
-   ``region_title_daily`` and the bronze catalogue, at recorded Delta versions;
+   ``region_title_daily`` and the title catalogue, at recorded Delta versions;
 2. builds the forecast rows of every origin the runs need (features at T, target T+h);
 3. backtests on rolling origins (model retrained per origin) against seasonal naive
    and the 7-day trailing mean: WAPE and MASE per horizon, all series and top titles;
@@ -42,7 +42,14 @@ from feature_store.forecast.audience import (
     AudienceSettings,
     evaluate_audience,
 )
-from feature_store.forecast.backtest import (
+from feature_store.forecast.data import (
+    DATE,
+    REGION,
+    TITLE,
+    VIEWS,
+    SeriesData,
+)
+from feature_store.forecast.evaluate import (
     ALL,
     IS_TOP,
     TOP,
@@ -66,13 +73,6 @@ from feature_store.forecast.model import (
     SEASONAL_NAIVE,
     TRAILING_MEAN,
     GBTParams,
-)
-from feature_store.forecast.series import (
-    DATE,
-    REGION,
-    TITLE,
-    VIEWS,
-    SeriesData,
 )
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,7 @@ class ForecastRun:
         return float(rows["served_views"].sum() / total) if total else float("nan")
 
     def format_table(self) -> str:
+        """The run on one screen: backtest metrics, regions, CDN plan, audience, outputs."""
         bt = self.backtest
         days = (self.as_of - self.first_date).days + 1
         lines = [
@@ -217,25 +218,7 @@ class ForecastRun:
         ]
         if self.backtest_plan is not None:
             lines.append(f"backtest sizing: {self.backtest_plan.rule}")
-        header = f"{'segment':<9}{'model':<18}{'WAPE':>8}{'MASE':>8}" + "".join(
-            f"{'h' + str(h):>8}" for h in (1, 7, self.settings.horizon)
-        )
-        lines += [header, "-" * len(header)]
-        m = bt.metrics
-        for segment in (ALL, TOP):
-            label = ALL if segment == ALL else f"top{self.settings.top_n}"
-            for model in MODELS:
-                rows = m[(m["segment"] == segment) & (m["model"] == model)].set_index(HORIZON)
-                if rows.empty:
-                    continue
-                by_h = "".join(
-                    f"{rows['wape'].get(h, float('nan')):>8.4f}"
-                    for h in (1, 7, self.settings.horizon)
-                )
-                lines.append(
-                    f"{label:<9}{model:<18}{rows.loc[0, 'wape']:>8.4f}"
-                    f"{rows.loc[0, 'mase']:>8.4f}{by_h}"
-                )
+        lines += self._metric_lines()
         met = "met" if self.improvement >= TARGET_IMPROVEMENT else "NOT met"
         lines.append(
             f"gbt WAPE {self.improvement:.1%} below seasonal naive (target "
@@ -243,31 +226,7 @@ class ForecastRun:
             f"below the trailing mean; top titles: {bt.improvement(segment=TOP):.1%} below "
             "seasonal naive"
         )
-        regional = bt.by_region[bt.by_region["segment"] == ALL].set_index(["model", REGION])
-        if len(regional):
-            pairs = [
-                f"{region} {regional.loc[(MODEL, region), 'wape']:.3f}/"
-                f"{regional.loc[(SEASONAL_NAIVE, region), 'wape']:.3f}"
-                for region in sorted(set(regional.index.get_level_values(REGION)))
-            ]
-            lines.append("WAPE by region (gbt/seasonal naive): " + ", ".join(pairs))
-        budget = self.settings.budget_gb
-        budget_text = "per-region budgets" if isinstance(budget, Mapping) else f"{budget:,.0f} GB"
-        lines.append(
-            f"CDN backtest ({budget_text} per region, next {self.settings.plan_days} days): "
-            f"local hit rate forecast plan {self.hit_rate(cdn.PLAN):.1%}, yesterday's top "
-            f"titles {self.hit_rate(cdn.YESTERDAY):.1%}, oracle {self.hit_rate(cdn.ORACLE):.1%}"
-        )
-        plan = self.plan_summary
-        expected = (
-            plan["expected_served"].sum() / plan["expected_total"].sum()
-            if len(plan) and plan["expected_total"].sum()
-            else float("nan")
-        )
-        lines.append(
-            f"plan from {self.as_of}: {int(plan['titles'].sum()) if len(plan) else 0:,} titles "
-            f"over {len(plan)} regions, expected hit rate {expected:.1%} (by the forecasts)"
-        )
+        lines += self._region_lines() + self._plan_lines()
         if self.audience is not None:
             lines += self.audience.format_lines()
         else:
@@ -278,6 +237,57 @@ class ForecastRun:
             f"{self.plan_rows:,} plan rows and {self.audience_rows:,} audience rows written"
         )
         return "\n".join(lines)
+
+    def _metric_lines(self) -> list[str]:
+        """WAPE and MASE per segment and model, overall and at a few horizons."""
+        horizons = (1, 7, self.settings.horizon)
+        header = f"{'segment':<9}{'model':<18}{'WAPE':>8}{'MASE':>8}" + "".join(
+            f"{'h' + str(h):>8}" for h in horizons
+        )
+        lines = [header, "-" * len(header)]
+        m = self.backtest.metrics
+        for segment in (ALL, TOP):
+            label = ALL if segment == ALL else f"top{self.settings.top_n}"
+            for model in MODELS:
+                rows = m[(m["segment"] == segment) & (m["model"] == model)].set_index(HORIZON)
+                if rows.empty:
+                    continue
+                by_h = "".join(f"{rows['wape'].get(h, float('nan')):>8.4f}" for h in horizons)
+                lines.append(
+                    f"{label:<9}{model:<18}{rows.loc[0, 'wape']:>8.4f}"
+                    f"{rows.loc[0, 'mase']:>8.4f}{by_h}"
+                )
+        return lines
+
+    def _region_lines(self) -> list[str]:
+        by_region = self.backtest.by_region
+        regional = by_region[by_region["segment"] == ALL].set_index(["model", REGION])
+        if not len(regional):
+            return []
+        pairs = [
+            f"{region} {regional.loc[(MODEL, region), 'wape']:.3f}/"
+            f"{regional.loc[(SEASONAL_NAIVE, region), 'wape']:.3f}"
+            for region in sorted(set(regional.index.get_level_values(REGION)))
+        ]
+        return ["WAPE by region (gbt/seasonal naive): " + ", ".join(pairs)]
+
+    def _plan_lines(self) -> list[str]:
+        """The CDN plan's backtest against its baselines, and the plan written."""
+        budget = self.settings.budget_gb
+        budget_text = "per-region budgets" if isinstance(budget, Mapping) else f"{budget:,.0f} GB"
+        plan = self.plan_summary
+        expected = (
+            plan["expected_served"].sum() / plan["expected_total"].sum()
+            if len(plan) and plan["expected_total"].sum()
+            else float("nan")
+        )
+        return [
+            f"CDN backtest ({budget_text} per region, next {self.settings.plan_days} days): "
+            f"local hit rate forecast plan {self.hit_rate(cdn.PLAN):.1%}, yesterday's top "
+            f"titles {self.hit_rate(cdn.YESTERDAY):.1%}, oracle {self.hit_rate(cdn.ORACLE):.1%}",
+            f"plan from {self.as_of}: {int(plan['titles'].sum()) if len(plan) else 0:,} titles "
+            f"over {len(plan)} regions, expected hit rate {expected:.1%} (by the forecasts)",
+        ]
 
 
 def train_audience(

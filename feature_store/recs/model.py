@@ -26,7 +26,7 @@ import pandas as pd
 from pyspark.sql import SparkSession
 
 from feature_store.recs.ensemble import NORMALISATIONS, Blend, ValidationScores, tune_blend
-from feature_store.recs.evaluation import (
+from feature_store.recs.evaluate import (
     BENCHMARK_SPLIT,
     DEFAULT_K,
     ranking_metrics,

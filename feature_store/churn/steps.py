@@ -29,8 +29,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from feature_store import lake as lk
-from feature_store.churn import metrics as M
-from feature_store.churn.dataset import (
+from feature_store.churn import evaluate as M
+from feature_store.churn.data import (
     HORIZON_DAYS,
     LABEL,
     SNAPSHOT,

@@ -1,8 +1,8 @@
 """MovieLens benchmark: every candidate model, their ensemble and a popularity baseline
-under the Microsoft Recommenders protocol (see :mod:`feature_store.recs.evaluation`).
+under the Microsoft Recommenders protocol (see :mod:`feature_store.recs.evaluate`).
 
 1. Load the ratings in file order; split them per item, 75/25, seed 42 (train / test).
-2. Train the ensemble on train (:func:`~feature_store.recs.pipeline.train_ensemble`):
+2. Train the ensemble on train (:func:`~feature_store.recs.model.train_ensemble`):
    every choice is made on a validation set carved out of train with the same split.
    (ALS's defaults were chosen on that validation set too.)
 3. Recommend the top k unseen items to every test user with each component and the
@@ -22,18 +22,18 @@ from typing import Any
 import pandas as pd
 from pyspark.sql import SparkSession
 
+from feature_store.movielens.files import MovieLensData, load_movielens
 from feature_store.recs.ensemble import NORMALISATIONS
-from feature_store.recs.evaluation import (
+from feature_store.recs.evaluate import (
     BENCHMARK_SPLIT,
     DEFAULT_K,
     MOVIELENS_VALIDATION_FOLDS,
     ranking_metrics,
     stratified_split,
 )
+from feature_store.recs.model import BLEND_REFINE, BLEND_STEP, EASE_GRID, train_ensemble
 from feature_store.recs.models import Recommender
 from feature_store.recs.models.base import USER
-from feature_store.recs.movielens import MovieLensData, load_movielens
-from feature_store.recs.pipeline import BLEND_REFINE, BLEND_STEP, EASE_GRID, train_ensemble
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from feature_store.forecast.data import REGION, TITLE
 from feature_store.forecast.features import (
     HORIZON,
     LOOKBACK_DAYS,
@@ -49,7 +50,6 @@ from feature_store.forecast.model import (
     fit,
 )
 from feature_store.forecast.model import with_predictions as predict
-from feature_store.forecast.series import REGION, TITLE
 
 log = logging.getLogger(__name__)
 
