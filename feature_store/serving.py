@@ -43,7 +43,7 @@ import shutil
 import stat
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -199,85 +199,116 @@ def check_manifest(manifest: Any, *, artifact: str | None, version: str | None) 
     if isinstance(manifest, dict):  # name the error after what it claims to be, if unsure
         artifact = artifact or str(manifest.get("artifact", "?"))
         version = version or str(manifest.get("version", "?"))
-    expected = artifact, version
+    check = _ManifestCheck(artifact, version)
+    if not isinstance(manifest, dict):
+        check.fail("not a JSON object")
+    _check_identity(check, manifest)
+    _check_model(check, manifest)
+    check.need(manifest, "feature_table_versions", dict)
+    tables = check.need(manifest, "tables", dict)
+    if not tables:
+        check.fail("'tables' is empty")
+    total = _check_tables(check, tables)
+    if check.need(manifest, "rows", int) != total:
+        check.fail(f"'rows' is {manifest['rows']} but the tables hold {total}")
+    _check_files(check, check.need(manifest, "files", list), tables)
+    if SIGNATURE not in manifest:
+        raise SignatureError(artifact, version, "the manifest is not signed; refusing it")
+    for key in ("algorithm", "key_id", "value"):
+        check.need(manifest[SIGNATURE], key, str, f"{SIGNATURE}.")
 
-    def fail(problem: str) -> None:
-        raise ManifestError(artifact or "?", version, f"invalid manifest: {problem}")
 
-    def need(mapping: dict, key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+@dataclasses.dataclass(frozen=True)
+class _ManifestCheck:
+    """Checks of one manifest's keys; each failure names its artifact and version."""
+
+    artifact: str | None
+    version: str | None
+
+    def fail(self, problem: str) -> NoReturn:
+        raise ManifestError(self.artifact or "?", self.version, f"invalid manifest: {problem}")
+
+    def need(self, mapping: dict, key: str, kind: type | tuple[type, ...], where: str = "") -> Any:
+        """``mapping[key]``, failing unless ``mapping`` is a dict holding ``key`` with a
+        value of ``kind`` (a bool is not an int); ``where`` prefixes the key's name."""
         if not isinstance(mapping, dict) or key not in mapping:
-            fail(f"missing key '{where}{key}'")
+            self.fail(f"missing key '{where}{key}'")
         value = mapping[key]
         if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
-            fail(f"key '{where}{key}' has the wrong type ({type(value).__name__})")
+            self.fail(f"key '{where}{key}' has the wrong type ({type(value).__name__})")
         return value
 
-    if not isinstance(manifest, dict):
-        fail("not a JSON object")
-    if need(manifest, "manifest_version", int) != MANIFEST_VERSION:
-        fail(f"manifest_version {manifest['manifest_version']} is not {MANIFEST_VERSION}")
-    if need(manifest, "artifact", str) != expected[0]:
-        fail(f"it describes artifact {manifest['artifact']!r}")
-    if need(manifest, "version", str) != expected[1]:
-        fail(f"it describes version {manifest['version']!r}")
-    if need(manifest, "format", str) != FORMAT:
-        fail(f"format {manifest['format']!r} is not {FORMAT}")
+
+def _check_identity(check: _ManifestCheck, manifest: dict) -> None:
+    """The manifest's own version, what it describes, its format and its dates."""
+    if check.need(manifest, "manifest_version", int) != MANIFEST_VERSION:
+        check.fail(f"manifest_version {manifest['manifest_version']} is not {MANIFEST_VERSION}")
+    if check.need(manifest, "artifact", str) != check.artifact:
+        check.fail(f"it describes artifact {manifest['artifact']!r}")
+    if check.need(manifest, "version", str) != check.version:
+        check.fail(f"it describes version {manifest['version']!r}")
+    if check.need(manifest, "format", str) != FORMAT:
+        check.fail(f"format {manifest['format']!r} is not {FORMAT}")
     for key in ("created_at", "as_of_date"):
         try:
-            dt.datetime.fromisoformat(need(manifest, key, str))
+            dt.datetime.fromisoformat(check.need(manifest, key, str))
         except ValueError:
-            fail(f"key '{key}' is not an ISO date or time")
+            check.fail(f"key '{key}' is not an ISO date or time")
+
+
+def _check_model(check: _ManifestCheck, manifest: dict) -> None:
+    """``model`` is required but may be null (an artifact no model made)."""
     model = manifest.get("model", "missing")
     if model == "missing":
-        fail("missing key 'model'")
+        check.fail("missing key 'model'")
     if model is not None:
-        need(model, "name", str, "model.")
-        need(model, "version", (str, type(None)), "model.")
-        need(model, "run_id", (str, type(None)), "model.")
-    need(manifest, "feature_table_versions", dict)
-    tables = need(manifest, "tables", dict)
-    if not tables:
-        fail("'tables' is empty")
+        check.need(model, "name", str, "model.")
+        check.need(model, "version", (str, type(None)), "model.")
+        check.need(model, "run_id", (str, type(None)), "model.")
+
+
+def _check_tables(check: _ManifestCheck, tables: dict) -> int:
+    """Check each table's entry; return the rows the tables hold in all."""
     total = 0
     for name, table in tables.items():
         where = f"tables.{name}."
         if not _NAME.match(name):
-            fail(f"table name {name!r} is not valid")
-        if need(table, "path", str, where) != name:
-            fail(f"key '{where}path' must be {name!r}")
-        rows = need(table, "rows", int, where)
+            check.fail(f"table name {name!r} is not valid")
+        if check.need(table, "path", str, where) != name:
+            check.fail(f"key '{where}path' must be {name!r}")
+        rows = check.need(table, "rows", int, where)
         if rows < 0:
-            fail(f"key '{where}rows' is negative")
+            check.fail(f"key '{where}rows' is negative")
         total += rows
-        for i, column in enumerate(need(table, "schema", list, where)):
-            need(column, "name", str, f"{where}schema[{i}].")
-            need(column, "type", str, f"{where}schema[{i}].")
-        need(table, "source", dict, where)
+        for i, column in enumerate(check.need(table, "schema", list, where)):
+            check.need(column, "name", str, f"{where}schema[{i}].")
+            check.need(column, "type", str, f"{where}schema[{i}].")
+        check.need(table, "source", dict, where)
         for key in ("as_of_date", "oldest_as_of_date"):  # online snapshots: per table
             if table.get(key) is not None and not _is_date(table[key]):
-                fail(f"key '{where}{key}' is not an ISO date")
-    if need(manifest, "rows", int) != total:
-        fail(f"'rows' is {manifest['rows']} but the tables hold {total}")
+                check.fail(f"key '{where}{key}' is not an ISO date")
+    return total
+
+
+def _check_files(check: _ManifestCheck, files: list, tables: dict) -> None:
+    """Each file entry: a path <table>/<file> of a listed table, listed once, with its
+    size and sha256."""
     seen = set()
-    for i, entry in enumerate(need(manifest, "files", list)):
+    for i, entry in enumerate(files):
         where = f"files[{i}]."
-        path = need(entry, "path", str, where)
+        path = check.need(entry, "path", str, where)
         parts = PurePosixPath(path).parts
         if path.startswith("/") or "\\" in path or ".." in parts or len(parts) != 2:
-            fail(f"file path {path!r} must be <table>/<file>")
+            check.fail(f"file path {path!r} must be <table>/<file>")
         if parts[0] not in tables or parts[1] == MANIFEST:
-            fail(f"file {path!r} belongs to no table")
+            check.fail(f"file {path!r} belongs to no table")
         if path in seen:
-            fail(f"file {path!r} is listed twice")
+            check.fail(f"file {path!r} is listed twice")
         seen.add(path)
-        if need(entry, "bytes", int, where) < 0:
-            fail(f"key '{where}bytes' is negative")
-        if not _SHA256.match(need(entry, "sha256", str, where)):
-            fail(f"key '{where}sha256' is not a sha256 hex digest")
-    if SIGNATURE not in manifest:
-        raise SignatureError(*expected, "the manifest is not signed; refusing it")
-    for key in ("algorithm", "key_id", "value"):
-        need(manifest[SIGNATURE], key, str, f"{SIGNATURE}.")
+        if check.need(entry, "bytes", int, where) < 0:
+            check.fail(f"key '{where}bytes' is negative")
+        if not _SHA256.match(check.need(entry, "sha256", str, where)):
+            check.fail(f"key '{where}sha256' is not a sha256 hex digest")
 
 
 def _is_date(value: Any) -> bool:

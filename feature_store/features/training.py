@@ -108,6 +108,32 @@ def _validate(
     timestamp_col: str,
     written_before: dt.datetime | None,
 ) -> None:
+    _validate_spine(spine, timestamp_col)
+    if written_before is not None and not isinstance(written_before, dt.datetime):
+        raise ValueError(f"written_before must be a datetime, got {written_before!r}")
+    if not requests:
+        raise ValueError("no feature tables requested")
+    columns = spine.columns
+    seen_tables: set[str] = set()
+    outputs: list[str] = []
+    for request in requests:
+        if len(request) != 3 or not isinstance(request[0], FeatureTable):
+            raise ValueError("each request must be (FeatureTable, DataFrame, feature names)")
+        table, rows, features = request
+        if table.name in seen_tables:
+            raise ValueError(f"feature table {table.name!r} is requested more than once")
+        seen_tables.add(table.name)
+        _validate_features(table, features)
+        _validate_keys_and_rows(spine, table, rows, features, timestamp_col, written_before)
+        names = [feature_column_name(table.name, f) for f in features]
+        clashes = [n for n in names if n in columns or n in outputs]
+        if clashes:
+            raise ValueError(f"the spine or another request already has columns {clashes}")
+        outputs.extend(names)
+
+
+def _validate_spine(spine: DataFrame, timestamp_col: str) -> None:
+    """The spine has the timestamp column, of a time type, and no reserved names."""
     columns = spine.columns
     if timestamp_col not in columns:
         raise ValueError(f"spine has no timestamp column {timestamp_col!r}; columns: {columns}")
@@ -120,58 +146,56 @@ def _validate(
     internal = [c for c in columns if c.startswith(_PREFIX)]
     if internal:
         raise ValueError(f"spine columns {internal} use the reserved prefix {_PREFIX!r}")
-    if written_before is not None and not isinstance(written_before, dt.datetime):
-        raise ValueError(f"written_before must be a datetime, got {written_before!r}")
-    if not requests:
-        raise ValueError("no feature tables requested")
-    seen_tables: set[str] = set()
-    outputs: list[str] = []
-    for request in requests:
-        if len(request) != 3 or not isinstance(request[0], FeatureTable):
-            raise ValueError("each request must be (FeatureTable, DataFrame, feature names)")
-        table, rows, features = request
-        if table.name in seen_tables:
-            raise ValueError(f"feature table {table.name!r} is requested more than once")
-        seen_tables.add(table.name)
-        if isinstance(features, str):
-            raise ValueError(f"{table.name}: feature names must be a sequence, not the string")
-        if not features:
-            raise ValueError(f"{table.name}: no features requested")
-        unknown = [f for f in features if f not in table.feature_names]
-        if unknown:
+
+
+def _validate_features(table: FeatureTable, features: Sequence[str]) -> None:
+    """A non-empty sequence of the table's declared features, none twice."""
+    if isinstance(features, str):
+        raise ValueError(f"{table.name}: feature names must be a sequence, not the string")
+    if not features:
+        raise ValueError(f"{table.name}: no features requested")
+    unknown = [f for f in features if f not in table.feature_names]
+    if unknown:
+        raise ValueError(
+            f"{table.name}: unknown features {unknown}; declared: {', '.join(table.feature_names)}"
+        )
+    repeated = sorted({f for f in features if list(features).count(f) > 1})
+    if repeated:
+        raise ValueError(f"{table.name}: features requested more than once: {repeated}")
+
+
+def _validate_keys_and_rows(
+    spine: DataFrame,
+    table: FeatureTable,
+    rows: DataFrame,
+    features: Sequence[str],
+    timestamp_col: str,
+    written_before: dt.datetime | None,
+) -> None:
+    """The spine has the table's keys (not its timestamp), the rows have every column
+    the join reads, and the keys have the same types on both sides."""
+    columns = spine.columns
+    missing_keys = [k for k in table.keys if k not in columns]
+    if missing_keys:
+        raise ValueError(
+            f"spine lacks key columns {missing_keys} of feature table {table.name!r} "
+            f"(keys {list(table.keys)}); spine columns: {columns}"
+        )
+    if timestamp_col in table.keys:
+        raise ValueError(f"{table.name}: the timestamp column cannot be a key")
+    needed = [*table.keys, AS_OF, *features]
+    if written_before is not None:
+        needed.append(WRITTEN_AT)
+    missing = [c for c in needed if c not in rows.columns]
+    if missing:
+        raise ValueError(f"rows of feature table {table.name!r} lack columns {missing}")
+    for key in table.keys:
+        left, right = spine.schema[key].dataType, rows.schema[key].dataType
+        if left != right:
             raise ValueError(
-                f"{table.name}: unknown features {unknown}; "
-                f"declared: {', '.join(table.feature_names)}"
+                f"{table.name}: key {key!r} is {left.simpleString()} in the spine but "
+                f"{right.simpleString()} in the feature rows"
             )
-        repeated = sorted({f for f in features if list(features).count(f) > 1})
-        if repeated:
-            raise ValueError(f"{table.name}: features requested more than once: {repeated}")
-        missing_keys = [k for k in table.keys if k not in columns]
-        if missing_keys:
-            raise ValueError(
-                f"spine lacks key columns {missing_keys} of feature table {table.name!r} "
-                f"(keys {list(table.keys)}); spine columns: {columns}"
-            )
-        if timestamp_col in table.keys:
-            raise ValueError(f"{table.name}: the timestamp column cannot be a key")
-        needed = [*table.keys, AS_OF, *features]
-        if written_before is not None:
-            needed.append(WRITTEN_AT)
-        missing = [c for c in needed if c not in rows.columns]
-        if missing:
-            raise ValueError(f"rows of feature table {table.name!r} lack columns {missing}")
-        for key in table.keys:
-            left, right = spine.schema[key].dataType, rows.schema[key].dataType
-            if left != right:
-                raise ValueError(
-                    f"{table.name}: key {key!r} is {left.simpleString()} in the spine but "
-                    f"{right.simpleString()} in the feature rows"
-                )
-        names = [feature_column_name(table.name, f) for f in features]
-        clashes = [n for n in names if n in columns or n in outputs]
-        if clashes:
-            raise ValueError(f"the spine or another request already has columns {clashes}")
-        outputs.extend(names)
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
@@ -198,18 +222,58 @@ def _join_one(
 ) -> DataFrame:
     keys = list(table.keys)
     payload = [c for c in spine.columns if c not in keys]
-    date = F.to_date(_col(timestamp_col))
-
-    feature_struct = F.struct(
-        F.col(AS_OF).alias(_AS_OF_FIELD), *[_col(f).alias(f) for f in features]
-    )
+    # Both sides of the union have the same columns: each side's own are null on the other.
     feature_type = T.StructType(
         [T.StructField(_AS_OF_FIELD, T.DateType())]
         + [T.StructField(f, rows.schema[f].dataType) for f in features]
     )
-    spine_struct = F.struct(*[_col(c) for c in payload])
     spine_type = T.StructType([spine.schema[c] for c in payload])
+    spine_side = _spine_side(spine, keys, payload, timestamp_col, feature_type)
+    feature_side = _feature_side(rows, table, features, cutoff, bounds, spine_type)
+    latest = _latest_features(spine_side.unionByName(feature_side), keys)
+    fresh = F.col(_FEATURES).getField(_AS_OF_FIELD) >= F.date_sub(F.col(_DATE), table.ttl_days)
+    return latest.select(
+        *[_col(c) if c in keys else F.col(_SPINE).getField(c).alias(c) for c in spine.columns],
+        *[
+            F.when(fresh, F.col(_FEATURES).getField(f)).alias(feature_column_name(table.name, f))
+            for f in features
+        ],
+    )
 
+
+def _spine_side(
+    spine: DataFrame,
+    keys: list[str],
+    payload: list[str],
+    timestamp_col: str,
+    feature_type: T.StructType,
+) -> DataFrame:
+    """The spine rows in the union's shape: keys, the other columns packed in one
+    struct, ordered after the features of the day before, their date, no features."""
+    date = F.to_date(_col(timestamp_col))
+    return spine.select(
+        *[F.col(k) for k in keys],
+        F.struct(*[_col(c) for c in payload]).alias(_SPINE),
+        (_days(date) * 2 + 1).alias(_ORDER),
+        date.alias(_DATE),
+        F.lit(None).cast(feature_type).alias(_FEATURES),
+    )
+
+
+def _feature_side(
+    rows: DataFrame,
+    table: FeatureTable,
+    features: tuple[str, ...],
+    cutoff: dt.datetime | None,
+    bounds: tuple[Column, Column],
+    spine_type: T.StructType,
+) -> DataFrame:
+    """The feature rows some spine row could use, in the union's shape: keys, no spine
+    columns, their order, no date, and the as-of date and features packed in one struct."""
+    keys = list(table.keys)
+    feature_struct = F.struct(
+        F.col(AS_OF).alias(_AS_OF_FIELD), *[_col(f).alias(f) for f in features]
+    )
     visible = F.lit(True)
     for key in keys:
         visible = visible & F.col(key).isNotNull()
@@ -219,15 +283,7 @@ def _join_one(
     # Only rows that some spine row could use enter the shuffle.
     first, last = bounds
     in_range = (F.col(AS_OF) >= F.date_sub(first, table.ttl_days)) & (F.col(AS_OF) < last)
-
-    spine_side = spine.select(
-        *[F.col(k) for k in keys],
-        spine_struct.alias(_SPINE),
-        (_days(date) * 2 + 1).alias(_ORDER),
-        date.alias(_DATE),
-        F.lit(None).cast(feature_type).alias(_FEATURES),
-    )
-    feature_side = rows.where(visible & in_range).select(
+    return rows.where(visible & in_range).select(
         *[F.col(k) for k in keys],
         F.lit(None).cast(spine_type).alias(_SPINE),
         # A row of as-of date d may serve spine dates after d: order it as day d + 1,
@@ -236,29 +292,22 @@ def _join_one(
         F.lit(None).cast(T.DateType()).alias(_DATE),
         feature_struct.alias(_FEATURES),
     )
+
+
+def _latest_features(union: DataFrame, keys: list[str]) -> DataFrame:
+    """The spine rows, each with the features of the latest feature row ordered before
+    it among its keys' rows (one running `last` over the union)."""
     window = (
         Window.partitionBy(*keys)
         .orderBy(_ORDER)
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    latest = (
-        spine_side.unionByName(feature_side)
-        .select(
-            *keys,
-            _SPINE,
-            _DATE,
-            F.last(_FEATURES, ignorenulls=True).over(window).alias(_FEATURES),
-        )
-        .where(F.col(_SPINE).isNotNull())
-    )
-    fresh = F.col(_FEATURES).getField(_AS_OF_FIELD) >= F.date_sub(F.col(_DATE), table.ttl_days)
-    return latest.select(
-        *[_col(c) if c in keys else F.col(_SPINE).getField(c).alias(c) for c in spine.columns],
-        *[
-            F.when(fresh, F.col(_FEATURES).getField(f)).alias(feature_column_name(table.name, f))
-            for f in features
-        ],
-    )
+    return union.select(
+        *keys,
+        _SPINE,
+        _DATE,
+        F.last(_FEATURES, ignorenulls=True).over(window).alias(_FEATURES),
+    ).where(F.col(_SPINE).isNotNull())
 
 
 # --- training sets from the lake -------------------------------------------------------

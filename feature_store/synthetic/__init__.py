@@ -22,7 +22,7 @@ from feature_store.privacy import pseudonymize
 from feature_store.sources import SOURCES, Source
 from feature_store.synthetic import activity, members, records
 from feature_store.synthetic.landing import write_landing
-from feature_store.synthetic.world import WorldParams, draw_catalogue
+from feature_store.synthetic.world import Catalogue, WorldParams, draw_catalogue
 
 log = logging.getLogger(__name__)
 
@@ -248,8 +248,35 @@ def _draw(
     ids, as bronze holds them; the ground truth keeps the ids themselves.
     """
     world = WorldParams.draw(spec.seed)
-    catalogue = draw_catalogue(spec.seed, spec.titles, spec.start_date, spec.days)
     truth = lake.ground_truth
+    catalogue, tables = _save_catalogue(spark, truth, spec)
+    stage("catalogue")
+    accounts = members.accounts(
+        spark, seed=spec.seed, n_accounts=spec.accounts, days=spec.days, world=world
+    )
+    accounts = _saved(spark, accounts, f"{truth}/accounts")
+    stage("accounts")
+    profiles = _saved(spark, members.profiles(accounts, seed=spec.seed), f"{truth}/profiles")
+    stage("profiles")
+    sessions = _session_choices(
+        profiles, tables, spec, world, catalogue.genre_counts, pseudonymization_key
+    )
+    # Not partitioned by day: a partitioned write sorts every task's rows first.
+    sessions = _saved(spark, sessions, f"{truth}/sessions")
+    stage("sessions")
+    if pseudonymization_key:
+        sessions, accounts, profiles = _pseudonymized(
+            sessions, accounts, profiles, pseudonymization_key
+        )
+    return world, _source_records(spec, world, tables["titles"], accounts, profiles, sessions)
+
+
+def _save_catalogue(
+    spark: SparkSession, truth: str, spec: GenerationSpec
+) -> tuple[Catalogue, dict[str, DataFrame]]:
+    """Draw the catalogue, save its titles and title regions as truth; return it with
+    the tables activity samples from (titles, popularity slots, genre slots)."""
+    catalogue = draw_catalogue(spec.seed, spec.titles, spec.start_date, spec.days)
     titles = spark.createDataFrame(_arrays_to_lists(catalogue.titles)).withColumn(
         "artwork_styles", F.col("artwork_styles").cast("array<int>")
     )
@@ -260,19 +287,26 @@ def _draw(
     }
     lk.overwrite(titles, f"{truth}/titles")
     lk.overwrite(spark.createDataFrame(catalogue.title_regions), f"{truth}/title_regions")
-    stage("catalogue")
+    return catalogue, tables
 
-    accounts = members.accounts(
-        spark, seed=spec.seed, n_accounts=spec.accounts, days=spec.days, world=world
-    )
-    lk.overwrite(accounts, f"{truth}/accounts")
-    accounts = lk.read_table(spark, f"{truth}/accounts")
-    stage("accounts")
-    profiles = members.profiles(accounts, seed=spec.seed)
-    lk.overwrite(profiles, f"{truth}/profiles")
-    profiles = lk.read_table(spark, f"{truth}/profiles")
-    stage("profiles")
 
+def _saved(spark: SparkSession, frame: DataFrame, path: str) -> DataFrame:
+    """Write ``frame`` as truth at ``path`` and read it back, so that later steps read
+    the saved rows instead of recomputing them."""
+    lk.overwrite(frame, path)
+    return lk.read_table(spark, path)
+
+
+def _session_choices(
+    profiles: DataFrame,
+    tables: dict[str, DataFrame],
+    spec: GenerationSpec,
+    world: WorldParams,
+    genre_counts: list[int],
+    pseudonymization_key: str | None,
+) -> DataFrame:
+    """The profiles' sessions with their candidates and choices, in the columns saved
+    as truth (with the members' pseudonyms when there is a key)."""
     session_profiles = profiles
     keep = list(_SESSION_COLUMNS) + [
         f"{c}_{i}" for i in range(activity.CANDIDATES) for c in _CANDIDATE_COLUMNS
@@ -294,24 +328,37 @@ def _draw(
         world=world,
     )
     chosen = activity.choices(
-        sessions, tables, seed=spec.seed, genre_counts=catalogue.genre_counts, world=world
+        sessions, tables, seed=spec.seed, genre_counts=genre_counts, world=world
     )
-    # Not partitioned by day: a partitioned write sorts every task's rows first.
-    lk.overwrite(chosen.select(*keep), f"{truth}/sessions")
-    sessions = lk.read_table(spark, f"{truth}/sessions")
-    stage("sessions")
-    if pseudonymization_key:
-        sessions = sessions.withColumns({c: F.col(f"{c}_pseudonym") for c in _MEMBER_IDS})
-        accounts = accounts.withColumn(
-            "account_id", pseudonymize(F.col("account_id"), pseudonymization_key)
-        )
-        profiles = profiles.withColumns(
-            {c: pseudonymize(F.col(c), pseudonymization_key) for c in _MEMBER_IDS}
-        )
+    return chosen.select(*keep)
 
+
+def _pseudonymized(
+    sessions: DataFrame, accounts: DataFrame, profiles: DataFrame, pseudonymization_key: str
+) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Sessions, accounts and profiles with the member ids replaced by their pseudonyms."""
+    sessions = sessions.withColumns({c: F.col(f"{c}_pseudonym") for c in _MEMBER_IDS})
+    accounts = accounts.withColumn(
+        "account_id", pseudonymize(F.col("account_id"), pseudonymization_key)
+    )
+    profiles = profiles.withColumns(
+        {c: pseudonymize(F.col(c), pseudonymization_key) for c in _MEMBER_IDS}
+    )
+    return sessions, accounts, profiles
+
+
+def _source_records(
+    spec: GenerationSpec,
+    world: WorldParams,
+    titles: DataFrame,
+    accounts: DataFrame,
+    profiles: DataFrame,
+    sessions: DataFrame,
+) -> dict[str, DataFrame]:
+    """Every source's records, from the saved truth (lazy DataFrames)."""
     views = activity.views(sessions, seed=spec.seed, world=world)
     changes = records.plan_changes(accounts, seed=spec.seed, days=spec.days)
-    landing_records: dict[str, DataFrame] = {
+    return {
         "titles": records.title_records(titles, seed=spec.seed, start=spec.start_date),
         "accounts": records.account_records(
             accounts, changes, seed=spec.seed, start=spec.start_date
@@ -325,7 +372,6 @@ def _draw(
         "ratings": activity.ratings(views, seed=spec.seed),
         "searches": activity.searches(views, seed=spec.seed),
     }
-    return world, landing_records
 
 
 def _pseudonym(column: str, key: str):

@@ -133,12 +133,20 @@ def choices(
     Candidates are joined from broadcast tables one at a time (columns suffixed
     _0, _1, _2) so that a session never leaves its partition.
     """
-    p, k = F.col("profile_idx"), F.col("k")
-    df = sessions_df
-    slots = F.broadcast(catalogue_tables["popularity_slots"])
-    genre_slots = F.broadcast(catalogue_tables["genre_slots"])
-    titles = F.broadcast(catalogue_tables["titles"].select("title_idx", *_TITLE_COLUMNS))
+    df = _join_popular_titles(sessions_df, catalogue_tables["popularity_slots"], seed=seed)
+    df = _join_genre_title(
+        df, catalogue_tables["genre_slots"], seed=seed, genre_counts=genre_counts
+    )
+    df = _join_candidate_details(df, catalogue_tables["titles"])
+    df, scores = _score_candidates(df, seed=seed, world=world)
+    return _choose(df, scores, seed=seed, world=world)
 
+
+def _join_popular_titles(df: DataFrame, popularity_slots: DataFrame, *, seed: int) -> DataFrame:
+    """Candidates 0 and 1: a uniform slot of the session's region and day, so titles
+    come by their popularity there (title_idx_0, title_idx_1)."""
+    p, k = F.col("profile_idx"), F.col("k")
+    slots = F.broadcast(popularity_slots)
     for i in (0, 1):
         df = df.withColumn(f"_slot{i}", R.below(POPULARITY_SLOTS, seed, f"slot{i}", p, k))
         df = df.join(
@@ -153,13 +161,22 @@ def choices(
             & (F.col(f"_slot{i}") == F.col(f"_s{i}")),
             "left",
         ).drop(f"_r{i}", f"_d{i}", f"_s{i}", f"_slot{i}")
+    return df
+
+
+def _join_genre_title(
+    df: DataFrame, genre_slots: DataFrame, *, seed: int, genre_counts: list[int]
+) -> DataFrame:
+    """Candidate 2: any title of one of the profile's three favourite genres
+    (title_idx_2)."""
+    p, k = F.col("profile_idx"), F.col("k")
     genre = F.element_at(F.col("top_genres"), R.below(3, seed, "genre_pick", p, k) + 1)
     counts = F.array(*[F.lit(c) for c in genre_counts])
     df = df.withColumn("_g", genre).withColumn(
         "_pos", R.below(F.element_at(counts, F.col("_g") + 1), seed, "genre_pos", p, k)
     )
-    df = df.join(
-        genre_slots.select(
+    return df.join(
+        F.broadcast(genre_slots).select(
             F.col("genre_idx").alias("_gg"),
             F.col("pos").alias("_gp"),
             F.col("title_idx").alias("title_idx_2"),
@@ -168,42 +185,64 @@ def choices(
         "left",
     ).drop("_g", "_pos", "_gg", "_gp")
 
+
+def _join_candidate_details(df: DataFrame, titles: DataFrame) -> DataFrame:
+    """Each candidate's title columns, suffixed with its index."""
+    titles = F.broadcast(titles.select("title_idx", *_TITLE_COLUMNS))
     for i in range(CANDIDATES):
         df = df.join(
             titles.select([F.col(c).alias(f"{c}_{i}") for c in ("title_idx", *_TITLE_COLUMNS)]),
             f"title_idx_{i}",
             "left",
         )
+    return df
 
+
+def _candidate_valid(i: int) -> Column:
+    """Candidate i can be shown: it exists, is released and available in the region,
+    and is not an earlier candidate again."""
+    released = F.col(f"release_day_{i}") <= F.col("day")
+    bit = F.floor(F.col(f"region_mask_{i}") / F.pow(F.lit(2.0), F.col("region_idx")))
+    available = F.pmod(bit, F.lit(2)) == 1
+    distinct = F.lit(True)
+    for j in range(i):
+        distinct = distinct & (
+            F.col(f"title_idx_{i}") != F.coalesce(F.col(f"title_idx_{j}"), F.lit(-1))
+        )
+    return F.col(f"title_idx_{i}").isNotNull() & released & available & distinct
+
+
+def _candidate_utility(i: int, world: WorldParams) -> Column:
+    """Candidate i's utility to the profile, artwork aside: taste, latent factors,
+    popularity and context (device x kind, hour group x genre)."""
     device_kind = _literal_matrix(world.device_kind)
     hour_genre = _literal_matrix(world.hour_genre)
+    return (
+        world.taste_weight * R.dot(F.col("taste"), F.col(f"genre_vec_{i}"), len(GENRES))
+        + world.factor_weight * R.dot(F.col("factors"), F.col(f"factors_{i}"), LATENT_DIM)
+        + world.popularity_weight * F.col(f"base_log_pop_{i}")
+        + device_kind[F.col("device_idx")][F.col(f"kind_idx_{i}")]
+        + R.dot(hour_genre[F.col("hour_group")], F.col(f"genre_vec_{i}"), len(GENRES))
+    )
+
+
+def _score_candidates(
+    df: DataFrame, *, seed: int, world: WorldParams
+) -> tuple[DataFrame, list[Column]]:
+    """Add valid_i, artwork_id_i, artwork_style_i (one of the title's variants) and
+    utility_i per candidate; return them with each candidate's score: utility plus
+    artwork appeal plus Gumbel noise, -inf when it cannot be shown."""
+    p, k = F.col("profile_idx"), F.col("k")
     appeal = _literal_matrix(world.artwork_appeal)
     scores = []
     for i in range(CANDIDATES):
-        released = F.col(f"release_day_{i}") <= F.col("day")
-        bit = F.floor(F.col(f"region_mask_{i}") / F.pow(F.lit(2.0), F.col("region_idx")))
-        available = F.pmod(bit, F.lit(2)) == 1
-        distinct = F.lit(True)
-        for j in range(i):
-            distinct = distinct & (
-                F.col(f"title_idx_{i}") != F.coalesce(F.col(f"title_idx_{j}"), F.lit(-1))
-            )
-        valid = F.col(f"title_idx_{i}").isNotNull() & released & available & distinct
         art = R.below(F.size(F.col(f"artwork_ids_{i}")), seed, f"art{i}", p, k)
-        style = F.element_at(F.col(f"artwork_styles_{i}"), art + 1)
-        utility = (
-            world.taste_weight * R.dot(F.col("taste"), F.col(f"genre_vec_{i}"), len(GENRES))
-            + world.factor_weight * R.dot(F.col("factors"), F.col(f"factors_{i}"), LATENT_DIM)
-            + world.popularity_weight * F.col(f"base_log_pop_{i}")
-            + device_kind[F.col("device_idx")][F.col(f"kind_idx_{i}")]
-            + R.dot(hour_genre[F.col("hour_group")], F.col(f"genre_vec_{i}"), len(GENRES))
-        )
         df = df.select(
             "*",
-            valid.alias(f"valid_{i}"),
+            _candidate_valid(i).alias(f"valid_{i}"),
             F.element_at(F.col(f"artwork_ids_{i}"), art + 1).alias(f"artwork_id_{i}"),
-            style.alias(f"artwork_style_{i}"),
-            utility.alias(f"utility_{i}"),
+            F.element_at(F.col(f"artwork_styles_{i}"), art + 1).alias(f"artwork_style_{i}"),
+            _candidate_utility(i, world).alias(f"utility_{i}"),
         )
         score = F.when(
             F.col(f"valid_{i}"),
@@ -212,6 +251,13 @@ def choices(
             + R.gumbel(seed, f"gumbel{i}", p, k),
         ).otherwise(F.lit(-math.inf))
         scores.append(score)
+    return df, scores
+
+
+def _choose(df: DataFrame, scores: list[Column], *, seed: int, world: WorldParams) -> DataFrame:
+    """`chosen`: the candidate of the best score, or -1 when the outside option (watch
+    nothing, with its own Gumbel noise) beats them all."""
+    p, k = F.col("profile_idx"), F.col("k")
     outside = F.lit(world.outside_utility) + R.gumbel(seed, "gumbel_outside", p, k)
     df = df.select(
         "*", *[s.alias(f"_score{i}") for i, s in enumerate(scores)], outside.alias("_outside")

@@ -59,12 +59,52 @@ def write_landing(
 ) -> dict[str, int]:
     """Write one source's landing files for the whole window; return counts per kind."""
     end = start + dt.timedelta(days=days - 1)
+    kinds = _dirty_kinds(source)
+    marked = _mark_dirty_and_late(
+        records,
+        source=source,
+        seed=seed,
+        start=start,
+        end=end,
+        kinds=kinds,
+        dirty_share=dirty_share,
+        late_share=late_share,
+    )
+    exploded = marked.select("_kind", "_late", F.explode(_lines(source, end)).alias("line")).filter(
+        F.col("line.keep")
+    )
+    observation = Observation(f"landing_{source.name}")
+    out = exploded.observe(observation, *_metrics(kinds)).select(
+        F.col("line.value").alias("value"), F.date_format("line.date", "yyyy-MM-dd").alias("date")
+    )
+    _write_text(out, root=root, source=source, compression=compression)
+    return {k: int(v or 0) for k, v in observation.get.items()}
+
+
+def _dirty_kinds(source: Source) -> tuple[str, ...]:
+    """The dirty kinds this source can get: without an enum field, no unknown value."""
+    _, _, enum = _DIRTY_FIELDS[source.name]
+    return DIRTY_KINDS if enum else tuple(k for k in DIRTY_KINDS if k != "unknown_value")
+
+
+def _mark_dirty_and_late(
+    records: DataFrame,
+    *,
+    source: Source,
+    seed: int,
+    start: dt.date,
+    end: dt.date,
+    kinds: tuple[str, ...],
+    dirty_share: float,
+    late_share: float,
+) -> DataFrame:
+    """The records of the window with `_kind` (a dirty kind, or null when clean),
+    `_file_date` (the day whose file holds the record) and `_late`. A clean record may
+    land one to three days late, within the window; a dirty one is never late."""
     event_id = F.col(source.id_field)
-    missing, mistyped, enum = _DIRTY_FIELDS[source.name]
     df = records.withColumn("_event_date", F.to_date(F.col(source.ts_field))).filter(
         F.col("_event_date").between(F.lit(start), F.lit(end))
     )
-    kinds = DIRTY_KINDS if enum else tuple(k for k in DIRTY_KINDS if k != "unknown_value")
     dirty = R.uniform(seed, f"dirty:{source.name}", event_id) < dirty_share
     kind = F.when(
         dirty,
@@ -79,7 +119,7 @@ def write_landing(
         & (R.uniform(seed, f"late:{source.name}", event_id) < late_share)
         & (F.date_add(F.col("_event_date"), lag) <= F.lit(end))
     )
-    df = (
+    return (
         df.withColumn("_kind", kind)
         .withColumn(
             "_file_date",
@@ -88,21 +128,30 @@ def write_landing(
         .withColumn("_late", late)
     )
 
-    def field(name: str) -> Column:
-        column = F.col(name)
-        if name == missing:
-            column = F.when(F.col("_kind") == "missing_field", F.lit(None)).otherwise(column)
-        if enum and name == enum[0]:
-            column = F.when(F.col("_kind") == "unknown_value", F.lit(enum[1])).otherwise(column)
-        if name == source.ts_field:
-            column = F.when(
-                F.col("_kind") == "future_timestamp", column + F.expr("INTERVAL 400 DAYS")
-            ).otherwise(column)
-        return column.alias(name)
 
+def _dirtied_field(name: str, source: Source) -> Column:
+    """A field of the record, emptied, moved out of its enum or into the future when
+    the record's kind says so."""
+    missing, _, enum = _DIRTY_FIELDS[source.name]
+    column = F.col(name)
+    if name == missing:
+        column = F.when(F.col("_kind") == "missing_field", F.lit(None)).otherwise(column)
+    if enum and name == enum[0]:
+        column = F.when(F.col("_kind") == "unknown_value", F.lit(enum[1])).otherwise(column)
+    if name == source.ts_field:
+        column = F.when(
+            F.col("_kind") == "future_timestamp", column + F.expr("INTERVAL 400 DAYS")
+        ).otherwise(column)
+    return column.alias(name)
+
+
+def _record_json(source: Source) -> Column:
+    """The record's JSON line, broken as a replacing kind says (wrong type, cut in
+    half, empty)."""
+    _, mistyped, _ = _DIRTY_FIELDS[source.name]
     names = [f.name for f in source.fields]
-    value = F.to_json(F.struct(*[field(n) for n in names]), _JSON_OPTIONS)
-    value = (
+    value = F.to_json(F.struct(*[_dirtied_field(n, source) for n in names]), _JSON_OPTIONS)
+    return (
         F.when(
             F.col("_kind") == "wrong_type",
             F.regexp_replace(value, f'("{mistyped}":)("[^"]*"|[^,}}\\]]+)', '$1"n/a"'),
@@ -114,7 +163,12 @@ def write_landing(
         .when(F.col("_kind") == "empty_line", F.lit(""))
         .otherwise(value)
     )
-    conflicting = F.to_json(
+
+
+def _conflicting_json(source: Source) -> Column:
+    """The record's JSON line one second later: the same event id with other content."""
+    names = [f.name for f in source.fields]
+    return F.to_json(
         F.struct(
             *[
                 (F.col(n) + F.expr("INTERVAL 1 SECOND")).alias(n)
@@ -126,35 +180,42 @@ def write_landing(
         _JSON_OPTIONS,
     )
 
-    def line(role: str, keep: Column, text: Column, date: Column) -> Column:
-        return F.struct(
-            F.lit(role).alias("role"), keep.alias("keep"), text.alias("value"), date.alias("date")
-        )
 
+def _line(role: str, keep: Column, text: Column, date: Column) -> Column:
+    return F.struct(
+        F.lit(role).alias("role"), keep.alias("keep"), text.alias("value"), date.alias("date")
+    )
+
+
+def _lines(source: Source, end: dt.date) -> Column:
+    """Per record: its own line and each copy a copy kind adds, with whether to keep
+    it and the day whose file it goes to (a copy of an earlier day only within the
+    window)."""
+    value = _record_json(source)
     next_day = F.date_add(F.col("_file_date"), 1)
-    lines = F.array(
-        line("original", F.lit(True), value, F.col("_file_date")),
-        line(
+    return F.array(
+        _line("original", F.lit(True), value, F.col("_file_date")),
+        _line(
             "duplicate_in_file", F.col("_kind") == "duplicate_in_file", value, F.col("_file_date")
         ),
-        line(
+        _line(
             "conflicting_duplicate",
             F.col("_kind") == "conflicting_duplicate",
-            conflicting,
+            _conflicting_json(source),
             F.col("_file_date"),
         ),
-        line(
+        _line(
             "duplicate_of_earlier_day",
             (F.col("_kind") == "duplicate_of_earlier_day") & (next_day <= F.lit(end)),
             value,
             next_day,
         ),
     )
-    exploded = df.select("_kind", "_late", F.explode(lines).alias("line")).filter(
-        F.col("line.keep")
-    )
+
+
+def _metrics(kinds: tuple[str, ...]) -> list[Column]:
+    """What the write counts: lines, late records, and each dirty kind injected."""
     role = F.col("line.role")
-    observation = Observation(f"landing_{source.name}")
     metrics = [
         F.count(F.lit(1)).alias("lines"),
         F.sum((F.col("_late") & (role == "original")).cast("int")).alias("late"),
@@ -165,10 +226,12 @@ def write_landing(
         if k in kinds
     ]
     metrics += [F.sum((role == k).cast("int")).alias(k) for k in COPY_KINDS]
-    out = exploded.observe(observation, *metrics).select(
-        F.col("line.value").alias("value"), F.date_format("line.date", "yyyy-MM-dd").alias("date")
-    )
-    with lk.concurrent_partition_writes(records.sparkSession):
+    return metrics
+
+
+def _write_text(out: DataFrame, *, root: str, source: Source, compression: str) -> None:
+    """Replace the days' folders `<root>/landing/<source>/date=...` with the lines."""
+    with lk.concurrent_partition_writes(out.sparkSession):
         (
             out.write.mode("overwrite")
             .option("partitionOverwriteMode", "dynamic")
@@ -176,4 +239,3 @@ def write_landing(
             .partitionBy("date")
             .text(f"{root}/landing/{source.name}")
         )
-    return {k: int(v or 0) for k, v in observation.get.items()}

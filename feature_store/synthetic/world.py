@@ -147,11 +147,93 @@ _WORDS_B = (
 
 
 def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catalogue:
-    rng = np.random.default_rng([seed, 2])
+    """The title catalogue of ``seed``: every title with its hidden truth, its
+    availability and popularity per region, and the tables activity samples titles from."""
+    draws = _draw_titles(np.random.default_rng([seed, 2]), n_titles, days)
+    titles = _titles_frame(draws, start)
+    title_regions = _title_regions_frame(draws)
+    weights = daily_popularity(titles, draws.region_mult * draws.available, start, days)
+    return Catalogue(
+        titles=titles,
+        title_regions=title_regions,
+        popularity_slots=_slots(weights),
+        genre_slots=_genre_slots(draws.genre_matrix),
+        genre_counts=[int(c) for c in (draws.genre_matrix > 0).sum(axis=0)],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _TitleDraws:
+    """Everything drawn per title (arrays indexed by title, [title, x] for matrices)."""
+
+    primary: np.ndarray  # primary genre index
+    genre_matrix: np.ndarray  # [title, genre]: 1 for the primary genre, 0.5 for extras
+    genre_vec: np.ndarray  # genre_matrix rows normalised to sum 1
+    kind: np.ndarray  # "movie" or "series"
+    duration: np.ndarray  # minutes (of an episode, for series)
+    episodes: np.ndarray  # 0 for movies
+    cast_ids: np.ndarray  # [title, 5], of which the first cast_size are cast
+    cast_size: np.ndarray
+    cast_power: np.ndarray
+    base_log_pop: np.ndarray
+    quality: np.ndarray
+    factors: np.ndarray  # [title, LATENT_DIM]
+    release_day: np.ndarray  # days after the window's start (negative: back catalogue)
+    available: np.ndarray  # [title, region]
+    region_mult: np.ndarray  # [title, region] popularity multiplier
+    local: np.ndarray  # a local production, popular at home
+    home: np.ndarray  # home region index (meaningful for local titles)
+    n_art: np.ndarray  # artwork variants
+    art_styles: list[list[int]]
+    names: list[str]
+
+
+def _draw_titles(rng: np.random.Generator, n_titles: int, days: int) -> _TitleDraws:
+    # One generator, drawn from step after step: reordering the steps (or the draws in
+    # them) changes every generated lake.
+    primary, genre_matrix, genre_vec = _draw_genres(rng, n_titles)
+    kind, duration, episodes = _draw_formats(rng, n_titles)
+    cast_ids, cast_size, cast_power = _draw_cast(rng, n_titles)
+    base_log_pop, quality, factors = _draw_appeal(rng, genre_vec, kind, cast_power)
+    release_day = _draw_release_days(rng, n_titles, days)
+    available, region_mult, local, home = _draw_regions(rng, n_titles)
+    n_art = rng.integers(3, 7, n_titles)
+    art_styles = [
+        rng.permutation(len(ARTWORK_STYLES))[: n_art[i]].tolist() for i in range(n_titles)
+    ]
+    names = [
+        f"{_WORDS_A[rng.integers(16)]} {_WORDS_B[rng.integers(16)]} {i}" for i in range(n_titles)
+    ]
+    return _TitleDraws(
+        primary=primary,
+        genre_matrix=genre_matrix,
+        genre_vec=genre_vec,
+        kind=kind,
+        duration=duration,
+        episodes=episodes,
+        cast_ids=cast_ids,
+        cast_size=cast_size,
+        cast_power=cast_power,
+        base_log_pop=base_log_pop,
+        quality=quality,
+        factors=factors,
+        release_day=release_day,
+        available=available,
+        region_mult=region_mult,
+        local=local,
+        home=home,
+        n_art=n_art,
+        art_styles=art_styles,
+        names=names,
+    )
+
+
+def _draw_genres(
+    rng: np.random.Generator, n_titles: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A primary genre (guaranteeing every genre has titles) plus 0-2 more."""
     n_genres = len(GENRES)
     idx = np.arange(n_titles)
-
-    # Genres: a primary genre (guaranteeing every genre has titles) plus 0-2 more.
     primary = np.where(idx < n_genres, idx % n_genres, rng.integers(0, n_genres, n_titles))
     genre_matrix = np.zeros((n_titles, n_genres))
     genre_matrix[idx, primary] = 1.0
@@ -160,7 +242,13 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
     for column in range(2):
         genre_matrix[idx[keep_extra[:, column]], extra[keep_extra[:, column], column]] = 0.5
     genre_vec = genre_matrix / genre_matrix.sum(axis=1, keepdims=True)
+    return primary, genre_matrix, genre_vec
 
+
+def _draw_formats(
+    rng: np.random.Generator, n_titles: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Movie or series, the running time, and a series' episodes."""
     kind = np.where(rng.random(n_titles) < 0.6, "movie", "series")
     duration = np.where(
         kind == "movie",
@@ -168,8 +256,13 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
         np.clip(rng.normal(45, 12, n_titles), 20, 70),
     ).astype(int)
     episodes = np.where(kind == "series", rng.integers(6, 60, n_titles), 0)
+    return kind, duration, episodes
 
-    # Cast from a pool with Zipf-like star power; stars make titles popular.
+
+def _draw_cast(
+    rng: np.random.Generator, n_titles: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cast from a pool with Zipf-like star power; stars make titles popular."""
     pool = max(50, n_titles // 2)
     star_power = rng.pareto(2.0, pool)
     cast_size = rng.integers(3, 6, n_titles)
@@ -177,8 +270,15 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
     cast_power = np.array(
         [star_power[cast_ids[i, : cast_size[i]]].mean() for i in range(n_titles)]
     )  # per title, tiny
+    return cast_ids, cast_size, cast_power
 
-    genre_appeal = rng.normal(0.0, 0.4, n_genres)
+
+def _draw_appeal(
+    rng: np.random.Generator, genre_vec: np.ndarray, kind: np.ndarray, cast_power: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Base log popularity (genre, stars, series, noise), quality and latent factors."""
+    n_titles = len(kind)
+    genre_appeal = rng.normal(0.0, 0.4, len(GENRES))
     base_log_pop = (
         genre_vec @ genre_appeal
         + 0.6 * np.log1p(cast_power)
@@ -187,17 +287,25 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
     )
     quality = rng.normal(0.0, 0.5, n_titles)
     factors = rng.normal(0.0, 1.0 / np.sqrt(LATENT_DIM), (n_titles, LATENT_DIM))
+    return base_log_pop, quality, factors
 
-    # Release: most titles are back catalogue; some premiere during the window,
-    # a few just after it (known to the catalogue before release).
-    release_day = np.where(
+
+def _draw_release_days(rng: np.random.Generator, n_titles: int, days: int) -> np.ndarray:
+    """Most titles are back catalogue; some premiere during the window, a few just
+    after it (known to the catalogue before release)."""
+    return np.where(
         rng.random(n_titles) < 0.9,
         -rng.integers(30, 3650, n_titles),
         rng.integers(0, days + 14, n_titles),
     )
-    release_dates = [start + dt.timedelta(days=int(d)) for d in release_day]
 
-    # Regional availability and taste: local productions are far more popular at home.
+
+def _draw_regions(
+    rng: np.random.Generator, n_titles: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Regional availability (every title somewhere) and taste: local productions are
+    far more popular at home."""
+    idx = np.arange(n_titles)
     n_regions = len(REGION_CODES)
     available = rng.random((n_titles, n_regions)) < 0.88
     available[idx, rng.integers(0, n_regions, n_titles)] = True
@@ -205,54 +313,55 @@ def draw_catalogue(seed: int, n_titles: int, start: dt.date, days: int) -> Catal
     local = rng.random(n_titles) < 0.2
     home = rng.integers(0, n_regions, n_titles)
     region_mult[idx[local], home[local]] *= 4.0
-    region_mask = (available * (1 << np.arange(n_regions))).sum(axis=1)
+    return available, region_mult, local, home
 
-    n_art = rng.integers(3, 7, n_titles)
-    art_styles = [
-        rng.permutation(len(ARTWORK_STYLES))[: n_art[i]].tolist() for i in range(n_titles)
-    ]
+
+def _titles_frame(draws: _TitleDraws, start: dt.date) -> pd.DataFrame:
+    """One row per title, truth columns included."""
+    idx = np.arange(len(draws.kind))
+    n_regions = len(REGION_CODES)
+    region_mask = (draws.available * (1 << np.arange(n_regions))).sum(axis=1)
     title_ids = [f"tt{i:07d}" for i in idx]
-    titles = pd.DataFrame(
+    return pd.DataFrame(
         {
             "title_idx": idx.astype("int32"),
             "title_id": title_ids,
-            "name": [f"{_WORDS_A[rng.integers(16)]} {_WORDS_B[rng.integers(16)]} {i}" for i in idx],
-            "kind": kind,
-            "kind_idx": np.where(kind == "movie", 0, 1).astype("int32"),
-            "genres": [[GENRES[g] for g in np.flatnonzero(row)] for row in genre_matrix],
-            "primary_genre_idx": primary.astype("int32"),
-            "genre_vec": list(genre_vec),
-            "factors": list(factors),
-            "cast": [[f"p{c:06d}" for c in cast_ids[i, : cast_size[i]]] for i in idx],
-            "cast_power": cast_power,
-            "release_day": release_day.astype("int32"),
-            "release_date": release_dates,
-            "duration_minutes": duration.astype("int32"),
-            "episodes": episodes.astype("int32"),
+            "name": draws.names,
+            "kind": draws.kind,
+            "kind_idx": np.where(draws.kind == "movie", 0, 1).astype("int32"),
+            "genres": [[GENRES[g] for g in np.flatnonzero(row)] for row in draws.genre_matrix],
+            "primary_genre_idx": draws.primary.astype("int32"),
+            "genre_vec": list(draws.genre_vec),
+            "factors": list(draws.factors),
+            "cast": [[f"p{c:06d}" for c in draws.cast_ids[i, : draws.cast_size[i]]] for i in idx],
+            "cast_power": draws.cast_power,
+            "release_day": draws.release_day.astype("int32"),
+            "release_date": [start + dt.timedelta(days=int(r)) for r in draws.release_day],
+            "duration_minutes": draws.duration.astype("int32"),
+            "episodes": draws.episodes.astype("int32"),
             "region_mask": region_mask.astype("int64"),
-            "available_regions": [[REGION_CODES[r] for r in np.flatnonzero(a)] for a in available],
-            "home_region": np.where(local, np.array(REGION_CODES)[home], None),
-            "artwork_ids": [[f"{title_ids[i]}-a{k}" for k in range(n_art[i])] for i in idx],
-            "artwork_styles": art_styles,
-            "base_log_pop": base_log_pop,
-            "quality": quality,
+            "available_regions": [
+                [REGION_CODES[r] for r in np.flatnonzero(a)] for a in draws.available
+            ],
+            "home_region": np.where(draws.local, np.array(REGION_CODES)[draws.home], None),
+            "artwork_ids": [[f"{title_ids[i]}-a{k}" for k in range(draws.n_art[i])] for i in idx],
+            "artwork_styles": draws.art_styles,
+            "base_log_pop": draws.base_log_pop,
+            "quality": draws.quality,
         }
     )
-    title_regions = pd.DataFrame(
+
+
+def _title_regions_frame(draws: _TitleDraws) -> pd.DataFrame:
+    """Title x region: availability and popularity multiplier."""
+    n_titles, n_regions = draws.available.shape
+    return pd.DataFrame(
         {
-            "title_idx": np.repeat(idx, n_regions).astype("int32"),
+            "title_idx": np.repeat(np.arange(n_titles), n_regions).astype("int32"),
             "region": np.tile(np.array(REGION_CODES), n_titles),
-            "available": available.ravel(),
-            "popularity_multiplier": region_mult.ravel(),
+            "available": draws.available.ravel(),
+            "popularity_multiplier": draws.region_mult.ravel(),
         }
-    )
-    weights = daily_popularity(titles, region_mult * available, start, days)
-    return Catalogue(
-        titles=titles,
-        title_regions=title_regions,
-        popularity_slots=_slots(weights),
-        genre_slots=_genre_slots(genre_matrix),
-        genre_counts=[int(c) for c in (genre_matrix > 0).sum(axis=0)],
     )
 
 
