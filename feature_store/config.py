@@ -1,15 +1,11 @@
 """Typed configuration, loaded once at the edge (CLI, jobs, tests).
 
-A YAML file maps onto frozen dataclasses. Unknown keys and values of the wrong type
-are errors that name the file and the dotted key, so a typo never silently falls
-back to a default. Relative paths resolve against the directory of the file.
-
-The pseudonymization key is a secret: it comes from the environment variable named in
-`privacy.key_env`. For the local demo, when that variable is unset, a random key is
-generated once and kept in `<state_dir>/secrets/` (mode 0600). It is never logged and
-never part of `repr()`. The other secret, the key that signs published manifests, is
-only a path here (`publish.signing_key_file`): `feature_store.signing` reads it, or
-creates it there on first use, when a manifest is signed.
+A YAML file maps onto frozen dataclasses. Unknown keys and values of the wrong type are
+errors that name the file and the dotted key; relative paths resolve against the directory
+of the file. The pseudonymization key comes from the environment variable named in
+`privacy.key_env` (for the local demo, generated once into `<state_dir>/secrets/`) and is
+never logged nor part of `repr()`. The manifest signing key is only a path here
+(`publish.signing_key_file`). More: docs/ingestion.md.
 """
 
 from __future__ import annotations

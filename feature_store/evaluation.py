@@ -1,15 +1,11 @@
 """What a model version was evaluated on, and the contract for re-scoring it.
 
-Two runs' logged metrics are comparable only when they were computed on the same rows.
-Each training run describes its evaluation data -- the evaluation window's dates, the
-rule that picks the held-out rows and the Delta versions of the tables read -- and tags
-the run and its registered version with a hash of that description
-(:func:`evaluation_data_id`). When a candidate's tag differs from the champion's, the
-promotion gate asks the model's evaluator (a :data:`Evaluator`, which the model's domain
-declares; see :mod:`feature_store.registry.evaluators`) to score both versions on the
-candidate's logged rows (:func:`log_evaluation_rows`).
-
-Kept free of heavy imports: every training run imports it.
+Two runs' logged metrics are comparable only when computed on the same rows. Each training
+run tags the run and its registered version with a hash of its evaluation data's
+description (:func:`evaluation_data_id`); when a candidate's tag differs from the
+champion's, the promotion gate asks the model's :data:`Evaluator` to score both versions on
+the candidate's logged rows (:func:`log_evaluation_rows`). Kept free of heavy imports:
+every training run imports it. More: docs/registry-and-publishing.md.
 """
 
 from __future__ import annotations

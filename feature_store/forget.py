@@ -1,28 +1,11 @@
 """Forgetting a member: erase an account and its profiles everywhere, and keep them out.
 
-The request names the account by its raw id (what the member and support know). In order,
-each step safe to run again when a forget failed half-way:
-
-1. the suppression list (`lake.forgotten_members`) gets a token of the account's
-   pseudonym (`privacy.suppression_token_value`): ingestion drops every landing line of a
-   suppressed member from then on, so a re-ingest or a late file cannot bring them back;
-2. the member's keys: the account's pseudonym and every profile pseudonym seen with it in
-   a table that holds both ids;
-3. published versions holding the member are rewritten under a new version name
-   (`publish.forget_in_published`); `pull` replaces copies of the old ones;
-4. every Delta table of the lake with a member column loses the member's rows (MERGE
-   against a frame of the keys); the landing quarantine and the landing files lose every
-   line that names the member in an id field (parsed JSON values, never substrings:
-   escapes decoded, Unicode normalised, a profile id also names its account);
-5. last, the tables that map profiles to the account (both id columns), so that a re-run
-   after a failure still finds the profiles;
-6. VACUUM removes the files that held deleted rows once older than
-   `privacy.vacuum_retention_hours` (Delta's time travel until then);
-7. the audit (`lake.forget_requests`) records the request id, the suppression token and
-   the counts.
-
-No raw id or pseudonym reaches a Delta log (conditions name columns only; member columns
-collect no statistics, see `lake.MEMBER_IDENTITY_COLUMNS`), a log line or the audit.
+The request names the account by its raw id. In order, each step safe to run again when a
+forget failed half-way: suppress the account (ingestion drops its lines from then on),
+collect its keys, rewrite the published versions holding it, delete its rows from every
+Delta table with a member column and its lines from the landing quarantine and files (the
+tables mapping profiles to the account last), VACUUM, and audit the request. No raw id or
+pseudonym reaches a Delta log, a log line or the audit. The steps: docs/forgetting.md.
 """
 
 from __future__ import annotations

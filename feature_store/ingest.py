@@ -1,15 +1,11 @@
 """Bronze ingestion: landing JSON lines -> typed, deduplicated, pseudonymized Delta.
 
-Every landing line ends in exactly one place: a bronze table, the quarantine (with
-its reason and the raw bytes), the duplicate count, or the suppressed count (lines of
-forgotten members, kept nowhere). Landing bytes that are not lines (a line longer than
-`ingest.max_line_bytes`, the damaged rest of an archive, a hidden file) are each one
-quarantine record with the byte count and no raw text. `classify_lines`, `suppress` and
-`deduplicate` are pure transforms; `ingest_date` does the I/O and the bookkeeping.
-
-Re-running a date is idempotent: bronze rows are replaced by `ingest_date` (the
-landing file date), not by event date, so late events written into earlier
-event-date partitions are replaced too and nobody else's rows there are touched.
+Every landing line ends in exactly one place: a bronze table, the quarantine (with its
+reason and the raw bytes), the duplicate count, or the suppressed count (lines of forgotten
+members, kept nowhere). `classify_lines`, `suppress` and `deduplicate` are pure transforms;
+`ingest_date` does the I/O and the bookkeeping. Re-running a date is idempotent: bronze rows
+are replaced by `ingest_date` (the landing file date), not by event date. More:
+docs/ingestion.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """One day's landing files of a source, read as lines with every byte accounted for.
 
-Plain files go through Spark's text reader, told to skip lines longer than
-`ingest.max_line_bytes` rather than load them; a file whose lines fall short of its
-size is scanned again (in Python workers) to report each skipped line and its size.
-Archives Python can decode (gzip, bzip2, zlib) are decoded in Python workers: a
-truncated or corrupt one yields the lines before the damage plus one record for the
-rest, where Spark's reader fails the whole read (or, ignoring corrupt files, drops the
-rest unseen). Hidden files (`_x`, `.x`) are not read; each is reported, except the
-bookkeeping and `_SUCCESS` markers Hadoop writes beside the files it wrote.
-
-Paths reach Spark with their glob characters escaped, so any file name works.
+Plain files go through Spark's text reader, which skips lines longer than
+`ingest.max_line_bytes` (each reported with its size). Gzip, bzip2 and zlib archives are
+decoded in Python workers: a damaged one yields the lines before the damage plus one record
+for the rest. Hidden files (`_x`, `.x`) are reported, not read. Paths reach Spark with their
+glob characters escaped, so any file name works. Why: docs/ingestion.md.
 """
 
 from __future__ import annotations

@@ -1,29 +1,12 @@
 """What the Airflow DAGs in ``dags/`` share: run dates, assets, and the jobs through
 spark-submit.
 
-DAG files import this module at parse time, so at module level it imports only the
-standard library and Airflow; the configuration, Spark, MLflow and the registry are
-imported inside the functions that run in tasks.
-
-Dates. A run never reads the clock: the day it processes is ``params.date`` when given,
-else the newest ``date`` in the extras of the asset events that triggered it (the daily
-DAG's validate task puts its day there), else the last whole day before its data
-interval ends (the daily DAG's interval [D, D+1) gives D; a weekly run on Monday gives
-Sunday).
-
-Spark. Every job runs as ``spark-submit jobs/<job>.py`` with the provider's operator on
-the ``marquee_spark`` connection: its host is the master (``local[2]``,
-``spark://host:7077``). Without that connection the config's ``spark.master`` is used, so
-a fresh machine runs locally. spark-submit starts the driver JVM before the job's code
-runs, so what ``build_session`` sets for the JVM itself (Delta's jars, driver memory and
-JVM options) is given here at submit time; and the job gets ``--master`` so that
-``build_session`` does not replace the connection's master with the config's. The jobs
-run in client mode: the driver needs this checkout and its virtual environment.
-
-With ``spark.task_driver: shared`` a task sends its job to the Spark driver its DAG run
-shares instead (``feature_store/shared_driver.py``): the run's setup task
-``start_spark_driver`` holds that driver, starting it on the same master if none
-listens, and its teardown task ``stop_spark_driver`` releases it.
+DAG files import this module at parse time, so at module level it imports only the standard
+library and Airflow. A run never reads the clock: its day is ``params.date``, else the
+newest ``date`` among the asset events that triggered it, else the last whole day before
+its data interval ends. Every job runs as ``spark-submit jobs/<job>.py`` on the
+``marquee_spark`` connection (the config's ``spark.master`` without it), or on the DAG run's
+shared driver with ``spark.task_driver: shared``. Details: docs/airflow.md.
 """
 
 from __future__ import annotations

@@ -1,41 +1,12 @@
 """Publishing: model outputs and feature snapshots as versioned, verified folders.
 
-`publish_artifact` reads one artifact's rows for an as-of date from its Delta table(s),
-each pinned at its current version, and writes (layout and manifest: `serving`):
-
-    <published>/<artifact>/<version>/<table>/part-*.parquet   by Spark: scales with members
-    <published>/<artifact>/<version>/manifest.json            last: rows, schema, sha256s
-    <published>/<artifact>/latest                             moved after the version appears
-
-Signed. Every manifest is signed (`sign_manifest`, Ed25519, `feature_store.signing`) with
-a key kept apart from the artifacts; pulls verify it with the publisher's public key.
-Online snapshots state each table's as-of date: the newest partition among its rows,
-which may be older than the snapshot's (a table not yet built for that day).
-
-Atomicity. Everything is written under ``<published>/.staging/`` (the same filesystem),
-flushed to disk, then renamed into place in one step; `latest` is replaced by
-``os.replace``. A crash leaves at most a staging folder, which the next publish or forget
-removes; never a visible partial version.
-
-Versions are named ``<as_of YYYYMMDD>-<created UTC YYYYMMDDTHHMMSS.mmmZ>``: they sort by
-data date, then publication time. `latest` names the highest version, so a backfill of
-an older date is published (and pullable by name) without moving serving back in time.
-
-Idempotent. The manifest records a digest of the inputs (the as-of date and every source
-table's path and Delta version); publishing the same inputs again returns the retained
-version that has them and writes nothing.
-
-Retention. After each publish the artifact keeps its newest `publish.retention_versions`
-versions; older ones are removed, never the one `latest` names nor the one just written.
-Folders this module did not write (no `manifest_version`) are left alone.
-
-Forgetting (`forget_in_published`) writes each retained version holding the member again
-without them, under a new name (``<version>.r<n>``, sorting right after it) with a manifest
-that records the redaction and the version it replaces; `latest` moves to it and the old
-version is removed, so `serving.pull` sees a copy of the old one as stale.
-
-Publish and forget take one lock per published root, so a publish cannot copy a member's
-rows out of a table while a forget request is cleaning the published versions.
+`publish_artifact` reads one artifact's rows for an as-of date from its Delta table(s), each
+pinned at its current version, and writes `<published>/<artifact>/<version>/` (Parquet per
+table, then a signed `manifest.json`; layout: `serving`), then moves `<artifact>/latest`.
+A version appears whole or not at all; versions sort by data date, so a backfill never moves
+`latest` back; the same inputs published again write nothing. `forget_in_published`
+rewrites the versions holding a member under new names. Publish and forget take one lock
+per published root. Details: docs/registry-and-publishing.md.
 """
 
 from __future__ import annotations

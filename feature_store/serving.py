@@ -1,30 +1,12 @@
 """The serving side of published artifacts: list, resolve, verify, pull and read them.
 
-A published root (``paths.published``) holds one folder per artifact:
-
-    <root>/<artifact>/<version>/manifest.json           what the version is, file by file
-    <root>/<artifact>/<version>/<table>/part-*.parquet   the data
-    <root>/<artifact>/latest                             one line: the version to serve
-
-A version folder appears whole: the publisher writes it elsewhere and renames it into
-place, then moves ``latest``. The manifest lists every file with its size and sha256.
-`pull` refuses a version whose manifest is missing, truncated or malformed, whose files
-differ from the manifest in any way, or which holds files the manifest does not list; it
-copies into a temporary folder beside the destination and renames it into place only
-once every byte is verified, so a refused pull leaves nothing behind.
-
-Authenticity. Every manifest carries an Ed25519 signature over all its other keys (so
-over every file's sha256), made by the publisher's key (`feature_store.signing`).
-`verify` and `pull` take the public key they trust and refuse a manifest that is
-unsigned, altered after signing, or signed by another key. They also refuse a version
-holding a symbolic link anywhere (or anything but folders and regular files), and open
-every file without following links, so nothing outside the version is ever read.
-
-This module is what serving hosts import: the standard library only (`cryptography` to
-check signatures, pyarrow and pandas for `read_table`), never Spark or MLflow. The
-publisher (`feature_store.publish`) uses the same layout helpers, so both sides agree on
-the format by construction. All path handling is on local paths here; an object store
-would slot in behind these helpers.
+`verify` and `pull` take the public key they trust and refuse a version whose signed
+manifest (Ed25519) or files do not match in any way, or which holds a symbolic link; `pull`
+copies into a temporary folder beside the destination and renames it into place only once
+every byte is verified, so a refused pull leaves nothing behind. This is what serving hosts
+import: the standard library only (`cryptography`, pyarrow and pandas for `read_table`),
+never Spark or MLflow. The publisher uses the same layout helpers. Layout and checks:
+docs/registry-and-publishing.md.
 """
 
 from __future__ import annotations

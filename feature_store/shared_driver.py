@@ -1,21 +1,12 @@
 """A Spark driver that the tasks of a DAG run share, instead of one spark-submit each.
 
-On small data most of a task's minute is a new JVM: starting it, loading Delta, and
-compiling Spark's and Delta's code paths and the query plans again. A shared driver pays
-that once: a long-lived PySpark driver (``jobs/shared_driver.py``) listens on a Unix
-socket; each task sends it a job of ``jobs/`` with its arguments, streams back what the
-job prints, and gets its exit code. Jobs run one at a time, as the DAGs' one task at a
-time on two cores. A DAG run's setup task holds the driver (starting it if none listens)
-and its teardown task releases it; the driver stops when its last holder releases it, so
-overlapping runs (the training run starts when the daily run validates) share one and
-neither cuts the other off. ``marquee demo`` holds one for both of its DAG runs.
-``spark.task_driver: spark-submit`` keeps one spark-submit per task instead.
-
-Protocol, one JSON object per line: the client sends ``{"job": name, "argv": [...]}``;
-the server answers ``{"line": text}`` for each line of the job's output, then
-``{"exit": code}``. Control requests ``{"acquire": holder}``, ``{"release": holder}``,
-``{"ping": true}`` and ``{"stop": true}`` are answered ``{"exit": 0}`` at once, even while
-a job runs (``acquire`` gets 1 from a driver that is stopping).
+A long-lived PySpark driver (``jobs/shared_driver.py``) listens on a Unix socket; each task
+sends it a job of ``jobs/`` with its arguments, streams back what the job prints, and gets
+its exit code. Jobs run one at a time; the driver stops when its last holder releases it.
+Protocol, one JSON object per line: ``{"job": name, "argv": [...]}`` is answered by
+``{"line": text}`` per line of output, then ``{"exit": code}``; control requests
+(``acquire``, ``release``, ``ping``, ``stop``) are answered at once, even while a job runs.
+Why, and the details: docs/airflow.md.
 """
 
 from __future__ import annotations

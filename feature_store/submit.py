@@ -1,16 +1,11 @@
 """Running a job of ``jobs/`` through ``spark-submit``, locally or on a cluster.
 
-``spark-submit`` starts the driver JVM before the job's code runs, so what
-``build_session`` sets for the JVM itself (Delta's jars, driver memory, JVM options, the
-Python the executors run) has no effect there: it must be given on the command line.
-``submit_settings`` is that list, taken from the configuration; the Airflow operator
-(``feature_store.orchestration``) and ``marquee submit`` both use it, so a job submitted
-by hand and one submitted by Airflow run the same way.
-
-The driver runs in client mode on the submitting machine (it needs this checkout and its
-virtual environment); the executors run wherever the master puts them, with the Python
-named by ``spark.pyspark.python`` (this environment's: on a cluster every worker needs
-the same path, as the standalone set-up of ``infra/spark-standalone`` has).
+``spark-submit`` starts the driver JVM before the job's code runs, so what ``build_session``
+sets for the JVM itself must be given on the command line: ``submit_settings`` is that
+list, taken from the configuration. The Airflow operator and ``marquee submit`` both use
+it, so a job runs the same way either way. The driver runs in client mode on the submitting
+machine; the executors run the Python named by ``spark.pyspark.python``. More:
+docs/airflow.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """Labelled churn snapshots, built with the point-in-time API.
 
-A snapshot date S stands for "the end of day S": the accounts in `account_daily` as of
-S are the ones still subscribed, and each gets
-- the features of `account_daily` and of its profiles' `profile_daily` rows, joined
-  point-in-time at the first instant after S (so a row dated after S cannot reach it,
-  whatever was written later), the profile rows aggregated per account;
-- the label 1 when bronze `subscriptions` holds a cancel event of the account dated
-  S + 1 to S + horizon, else 0. A snapshot whose horizon reaches past the last day with
-  subscription events is refused: an unobserved window would read as "stayed".
-
-Cancels come from the subscription log, never from a generator's truth (on generated
-data, the jobs hand the platform a ceiling to compare with:
-`feature_store.synthetic.ceilings`).
+A snapshot date S stands for the end of day S: the accounts in `account_daily` as of S get
+the features of `account_daily` and of their profiles' `profile_daily` rows, joined
+point-in-time at the first instant after S, and the label 1 when bronze `subscriptions`
+holds a cancel event of the account dated S + 1 to S + horizon, else 0. A snapshot whose
+horizon reaches past the last day with subscription events is refused. Cancels come from
+the subscription log, never from a generator's truth. More: docs/models.md.
 """
 
 from __future__ import annotations

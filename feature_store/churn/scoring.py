@@ -1,15 +1,10 @@
 """From a churn classifier to what a retention team acts on: a probability, a risk band
 and the top reasons, per account.
 
-- Bands are fixed at training as quantiles of the training rows' probabilities (top
-  10% "high", the next 20% "medium"), so a day on which more accounts look at risk shows
-  more "high" accounts instead of always the same share.
-- Reasons: for the model's most important features, the account's probability is
-  recomputed with that one feature set to its typical value (the training median, or the
-  most frequent category); the features whose typical value lowers the probability most
-  are the reasons, with the size of that drop. Trees give no per-row attributions in
-  MLlib, and this counterfactual is what "why is this account at risk" asks anyway.
-  All variants are scored in one pass (rows x candidates) and regrouped with one shuffle.
+Bands are fixed at training as quantiles of the training rows' probabilities (top 10%
+"high", the next 20% "medium"). Reasons: the features whose typical value, set one at a
+time, lowers the account's probability most, with the size of that drop. All variants are
+scored in one pass (rows x candidates) and regrouped with one shuffle. Why: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """Train, evaluate and batch-score the churn model on the platform's data.
 
-`train_churn` for an as-of date T (only what is known at the end of T is used):
-1. snapshots: the latest S* with its whole label window observed by T (S* + horizon <= T)
-   and earlier ones every `snapshot_every_days`; the evaluation set is S* for a fixed
-   fifth of the accounts (by a hash of the id), the training set the earlier snapshots
-   of the other accounts -- out of time and out of account, since one account's label
-   windows at neighbouring snapshots overlap;
-2. gradient-boosted trees and the logistic-regression baseline, class-weighted;
-3. ROC-AUC, PR-AUC, log loss, Brier, calibration and top-decile lift for both, and for
-   a ceiling on the same rows when the caller has one (on generated data, the hidden
-   hazard: `feature_store.synthetic.ceilings.churn_ceiling`);
-4. (with `tracking`) logs the run in MLflow and registers `churn`;
-5. scores every account subscribed at T: probability, risk band, top reasons, written to
-   `<lake>/predictions/churn_scores` for as_of_date = T (a re-run replaces that date).
+`train_churn` for an as-of date T uses only what is known at the end of T: snapshots split
+out of time and out of account, gradient-boosted trees and the logistic-regression
+baseline, their metrics (and a ceiling's, when the caller has one), with `tracking` the
+MLflow run and the `churn` registration, then scores for every account subscribed at T in
+`<lake>/predictions/churn_scores` for as_of_date = T (a re-run replaces that date). The
+steps: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Materialize feature tables for a set of as-of dates: read, transform, validate, commit.
 
-One pass per table, whatever the number of dates (a daily build is a range of one):
-1. read the bronze tables, pinned at the Delta version noted for lineage (a rebuild
-   can time-travel to exactly the same input), and refresh the stored views of every
-   day the dates' windows need once (`views`);
-2. compute the declared columns of every date in one Spark job (`transforms`), cast
-   to the declared types, stamp `as_of_date` and `written_at`;
-3. run the table's expectations (`validation`) on each date's partition;
-4. replace the partitions of the dates that passed in `<lake>/features/<table>` in one
-   commit (`replaceWhere` on those dates: idempotent); the failed dates' rows go to
-   `<lake>/quarantine/features/<table>` instead, so the table never shows them and
-   their earlier partitions stay as they were.
-Tables are built in dependency order; a date whose upstream table did not commit is
-skipped for the downstream table, with that reason. Every attempt (one per table and
-date) is appended to `<lake>/ops/feature_builds` in one write.
+One pass per table, whatever the number of dates (a daily build is a range of one): read
+pinned bronze and refresh the stored views, compute every date in one Spark job, validate
+each date's partition, and replace the dates that passed in `<lake>/features/<table>` in one
+commit (`replaceWhere`: idempotent); failed dates go to `<lake>/quarantine/features/<table>`.
+Tables are built in dependency order; a date whose upstream table did not commit is skipped.
+Every attempt is appended to `<lake>/ops/feature_builds`. The steps: docs/feature-store.md.
 """
 
 from __future__ import annotations

@@ -1,48 +1,13 @@
 """Point-in-time correct training sets.
 
-A feature table holds one row per entity key per `as_of_date` (features summarise
-events up to the END of that date) and the time the row was committed
-(`written_at`). For a spine row (entity keys + a timestamp `ts`) the features are
-those of the row with the latest as-of date strictly before `to_date(ts)` (a row
-of the same date holds events later than `ts`) and no older than the table's TTL
-(`as_of_date >= to_date(ts) - ttl_days`); otherwise nulls. With a `written_before`
-cut-off, rows written after it are invisible (late data and backfills cannot
-leak) and the search falls back to the latest older row that was written in time.
-Spine rows are never dropped or duplicated; feature columns are named
-`<table>__<feature>`.
-
-How the join runs. Alternatives measured on the 2-core/24 GiB machine against
-DuckDB's `ASOF JOIN` on the same Parquet (bench/bench_pit.py); CPU seconds of the
-warm JVM at 2M spine x 15M feature rows (DuckDB: 10), wall seconds at 8M x 60M
-(DuckDB: 25-36):
-
-- chosen: ONE union of spine rows and feature rows, shuffled once by the keys,
-  ordered by one integer (2 * day: a feature row of as-of day d sorts as day d + 1,
-  before that day's spine rows) and read with ONE running `last(..., ignorenulls)`
-  over a struct packing the as-of date and the requested features (the spine's
-  other columns ride in a second struct): 41-43 CPU s; 86-97 s;
-- the plain union and window, one `last()` per feature column: 46-54 CPU s; 103 s;
-- narrow first: distinct spine (keys, date) pairs, the as-of date resolved on
-  (keys, as_of_date) rows only (window, 64-day bitmask per key with `bit_or`, or a
-  range join), then one equi-join of the wide rows on (keys, as_of_date) against
-  the broadcast resolved pairs and a join back to the spine: 44-65 CPU s; 118 s;
-- exact-match fast path (as_of_date = date - 1 probed against broadcast spine
-  pairs, only the misses searched), then the same equi-join: 47-50 CPU s; 108 s;
-- sort-merge range joins, exploded candidate dates, sort-free shuffled hash joins
-  (exact match, then the misses): 1.5-3x the chosen plan.
-
-Every narrow-first plan moves the spine twice (distinct pairs, then the join back)
-and its feature side through a second exchange or a multi-million-row broadcast;
-in Spark each of those costs as much as the single exchange and sort of the wide
-rows they try to avoid. The union also never drops or duplicates a spine row by
-construction (no join back), even if a table broke its one-row-per-key-and-date
-promise.
-
-Feature rows outside the spine's date range (older than its first date minus the
-TTL, or not before its last date) are dropped by two scalar subqueries on the spine;
-on tables partitioned by as_of_date, as the builder writes them, whole partitions
-are pruned, so a year of history is not even read for a one-month spine. The
-subqueries read the spine again: persist an expensive spine before the join.
+A feature table holds one row per entity key per `as_of_date` (features summarise events up
+to the END of that date) and the time it was committed (`written_at`). A spine row (entity
+keys + a timestamp `ts`) gets the row with the latest as-of date strictly before
+`to_date(ts)` and no older than the table's TTL (`as_of_date >= to_date(ts) - ttl_days`),
+else nulls; with `written_before`, rows written after it are invisible and the search falls
+back to the latest older row written in time. Spine rows are never dropped or duplicated;
+feature columns are `<table>__<feature>`. The spine is read twice: persist an expensive one.
+Why, and how the join runs: docs/feature-store.md and docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,11 @@
 """Feature transforms: bronze DataFrames in, one feature table's rows out, for a set of as-of dates.
 
-Pure functions (no reads, writes or actions) over an explicit set of as-of dates; every
-row they return carries its `as_of_date`. A range of dates is one Spark job, not a loop:
-each input row is tagged with every as-of date whose window holds it (`tag_as_of`, a
-join with a small frame of the dates), and every groupBy, window and join is keyed by
-`as_of_date` as well. Dimension snapshots are taken per as-of date the same way
-(`latest_versions`). A single date is the range of one date: one code path.
-
-Event inputs are first reduced to *views* (one row per profile, session and title; see
-`complete_views` and `cut_views`), the one pre-aggregation every table reuses; counts of
-distinct things per window are taken from per-thing rows (the most recent day a title or
-session was seen) rather than with `countDistinct` per window, which multiplies the rows
-Spark shuffles. Where many rows share a key and a day (title and region, impressions of
-one artwork), they are summed per (key, day) before being repeated per as-of date.
-
-Windows end on the as-of date inclusive: `days_ago` 0 is the as-of date itself, a 7-day
-window is `days_ago < 7`. Watch time is summed in whole seconds and made hours after the
-sum, so that a total does not depend on the order in which Spark adds the rows.
+Pure functions (no reads, writes or actions); every row they return carries its
+`as_of_date`. A range of dates is one Spark job, not a loop: each input row is tagged with
+every as-of date whose window holds it (`tag_as_of`), and every groupBy, window and join is
+keyed by `as_of_date` as well. Windows end on the as-of date inclusive: `days_ago` 0 is the
+as-of date itself, a 7-day window is `days_ago < 7`. Event inputs are first reduced to
+*views* (`complete_views`, `cut_views`). How the rows are kept few: docs/feature-store.md.
 """
 
 from __future__ import annotations

@@ -1,38 +1,13 @@
 """The validation gate a feature-table partition passes before it becomes visible.
 
-`build_suite` turns a table's declarations into a Great Expectations suite: not-null
-unless nullable, declared ranges and allowed values, unique keys within the
-partition, a row count near the previous partition's, and a fresh enough maximum of
-the freshness column. `validate_partitions` judges every date of a range frame by that
-suite in one pass, writes each date's result JSON, updates the Data Docs site once, and
-returns one `ValidationOutcome` per date whose `summary()` names every failed check of
-that date with what was observed; `validate_partition` is its one-date case.
-
-Each expectation carries `meta = {"rule": <kind>, "check": <readable statement>}`;
-failures are reported through that statement rather than GX's expectation names, and
-the statement (with the rule) identifies a check across suites.
-
-One pass over a range, with each date's verdict what validating it alone would give:
-- row rules (not-null, range, allowed values) run once over the range; one that passes
-  there passes on every date (no unexpected row anywhere), and one that cannot be
-  evaluated (a missing column) fails on every date;
-- key uniqueness runs once over the keys plus `as_of_date`: duplicates within a date;
-- row count and freshness are per-date facts: one Spark aggregation gives each date's
-  rows and freshness maximum, and GX checks that small frame (pandas engine, one row
-  per date, bounds as columns) and names the dates that broke them;
-- the rare path: a row rule that failed over the range is run again on each date's
-  rows (only the failed checks), which gives each date its own counts and examples.
-
-Cost on Spark: GX bundles aggregate metrics into a few Spark jobs per run, but with
-result_format BASIC it also plans one `limit(n)` query per column-map expectation, even
-with n = 0 (~85 for profile_daily): so the range run asks for BOOLEAN_ONLY, and counts
-and examples come from the per-date re-run of the failed checks only. One GX context is
-kept per results folder and process (tables reuse it); no checkpoint or validation
-definition is stored per run: each date's result goes into the results store directly,
-and Data Docs pages and index are rebuilt once per call.
-
-Timestamps: the freshness bounds are computed in UTC and handed to GX in the frame
-PySpark returns timestamps in (naive local time of the Python process).
+`build_suite` turns a table's declarations into a Great Expectations suite (not-null,
+ranges and allowed values, unique keys, row count near the previous partition's,
+freshness). `validate_partitions` judges every date of a range frame in one pass, each
+date's verdict what validating it alone would give, writes each date's result JSON, updates
+Data Docs once and returns one `ValidationOutcome` per date, whose `summary()` names every
+failed check with what was observed; `validate_partition` is its one-date case. Failures
+are reported by each expectation's `meta["check"]` statement, not GX's names. How the one
+pass works and what it costs: docs/feature-store.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """Check that committed feature partitions are still what their build validated.
 
-The build runs every expectation on a partition before it commits it, and records the
-attempt in `<lake>/ops/feature_builds`: status, the table version of the commit, and the
-path of the validation result. Running the expectations again on an unchanged partition
-proves nothing new, so `verify_recorded` checks that record instead, for each table and
-date:
-
-1. the latest attempt is `committed`, with a table version;
-2. its validation result file exists and says success;
-3. the commit at that version wrote files of that date's partition (it is the build's);
-4. no later commit added or removed a file of that partition (a replaceWhere of the
-   date, a MERGE or DELETE such as a forget, an append, a restore). Compaction
-   (OPTIMIZE: no data change) does not count.
-
-A partition that fails 3 or 4 is no longer covered by its verdict: its expectations run
-again (`build.revalidate`), and one found missing then fails. One that fails 1 or 2 is
-a failure with the reason. Cost: one query of the ops log, then per table one read of
-its history and one of its log entries since the build; no feature data is scanned.
-
-Which dates a commit touched comes from its entries in the Delta log: each file a commit
-adds or removes carries its partition values and whether it changes data (the Delta
-protocol's `add`/`remove` actions). The table's history (`DeltaTable.history`) lists the
-commits after the recorded version and names their operations; its predicate text alone
-cannot say which partitions a MERGE changed.
+`verify_recorded` checks, per table and date, the build's record in `<lake>/ops/feature_builds`
+instead of running the expectations again: the latest attempt is `committed`, its
+validation result says success, the commit wrote that partition, and no later commit added
+or removed a file of it (compaction does not count). A partition a later commit touched is
+validated again (`build.revalidate`); a failed record is a failure with the reason. No
+feature data is scanned. The checks and how the Delta log answers them:
+docs/feature-store.md.
 """
 
 from __future__ import annotations

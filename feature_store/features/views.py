@@ -1,24 +1,11 @@
 """The views table: viewing events reduced to one row per view, kept day by day.
 
-Every feature table that reads viewing starts from *views* (one row per profile,
-session and title; see :func:`feature_store.features.transforms.complete_views`).
-Recomputing 56 days of them from raw events for every as-of date is what makes daily
-materialization reread all history, so they are kept in a Delta table,
-``<lake>/silver/views``, partitioned by ``view_date`` (the day the view started), and
-each build computes only the days whose input changed.
-
-The views of day D are made from the bronze viewing partitions D-1, D and D+1 (a view
-may start before midnight and end after it). ``<lake>/ops/view_days`` records, per
-view date, a fingerprint of those partitions' files as the Delta log lists them. A day
-is recomputed when its fingerprint differs: a new day of bronze changes the day before
-it too, a late arrival or a re-ingestion rewrites its partition, a deletion (forgetting
-a member) rewrites files. Otherwise the stored rows are read as they are.
-
-An as-of date's own day is never read from the table: features as of that date see
-the views started on it *cut at its midnight*, made from its events and the day
-before's only, since what a view did after midnight is that date's future. A build of
-a range of as-of dates refreshes the stored days of all their windows once and makes
-the cut views of all its dates in one job (`transforms.cut_views`).
+``<lake>/silver/views``, partitioned by ``view_date`` (the day the view started), holds the
+views every viewing feature table starts from. The views of day D are made from the bronze
+viewing partitions D-1, D and D+1, and are recomputed only when a fingerprint of those
+partitions' files (``<lake>/ops/view_days``) changed. An as-of date's own day is never read
+from the table: its views are cut at its midnight (`transforms.cut_views`). Why:
+docs/feature-store.md.
 """
 
 from __future__ import annotations

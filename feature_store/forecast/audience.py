@@ -1,45 +1,13 @@
 """Audience prediction for new titles: each title's views in its first 28 days, per region,
 predicted before it is released.
 
-A launch has no history of its own, so the model learns from what is known about a title
-before its release and from how earlier launches went:
-- metadata: genres (one-hot) and their count, and kind. Not runtime, episodes or the
-  weekday of release: nearly unique per title, they let the trees pick out single
-  launches (on the demo's 22 training launches a model with them had a WAPE of 1.6
-  against the genre average's 0.71; without them, 0.70);
-- cast popularity: how much the titles its cast appeared in were watched in the region
-  over the 28 days before the release (only titles released before it, only days before
-  it); per title the views per released day, as log1p, averaged (weighted by the cast
-  members shared) and the maximum;
-- similar titles: the ``k`` titles nearest in content (genres, kind and cast, with
-  :func:`feature_store.features.content.item_features`) among those already released,
-  and their views per day in the region over the same 28 days, similarity-weighted;
-- the region: its code, and its total daily views over those 28 days (the market's size).
-
-Point-in-time rule: a title's features use the series up to ``known_until`` only, the day
-before its release (or the last observed day for a title not yet released), and only
-titles released by then. Release dates, genres, kind and cast are catalogue facts known
-before release.
-
-Target: ``log1p(views over the release day and the 27 after)``, a Spark MLlib GBT
-regressor, turned back into views by ``expm1`` (about the median, which is what minimises
-absolute error, hence WAPE; the same reasoning as :mod:`feature_store.forecast.features`).
-
-Evaluation: titles whose whole 28 days lie inside the data are split by release date:
-those released in the last ``eval_days`` days such titles can have been released on are
-evaluated, every earlier one trains. Baseline: the genre average, the mean 28-day views
-in the region of the training titles with the same primary genre (the catalogue lists
-genres without weights; the first listed counts as primary), else the region's mean.
-Metrics: WAPE, and Spearman's rank correlation within each region (is the order of
-launches right?). The training titles' 28 days may run past an evaluated title's release:
-that shares calendar days with its target (not its features); the final model, trained
-on every complete title up to the as-of date and used for titles still launching, knows
-only the past. With the generator's ground truth, a third model trained on the same rows
-plus the title's true latent popularity in the region estimates the ceiling.
-
-Pure transforms take DataFrames and explicit dates; :func:`similar_titles` runs on the
-driver (a sparse product over the catalogue, 512 titles at a time), and
-:func:`evaluate_audience` runs the fits and the actions.
+Features (metadata, cast popularity, similar titles, the region) use the series up to
+``known_until`` only, the day before the release (or the last observed day for a title not
+yet released), and only titles released by then. A Spark MLlib GBT regressor on
+``log1p(views over the release day and the 27 after)``, back by ``expm1``, is judged by
+release date against the genre average (WAPE, Spearman within each region). Pure transforms
+take DataFrames and explicit dates; :func:`similar_titles` runs on the driver and
+:func:`evaluate_audience` runs the fits and the actions. Design: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """CDN pre-positioning: which titles each region's edge storage should hold.
 
-As with Netflix's Open Connect appliances, a region's caches are filled off-peak with
-the titles expected to draw the most views; a view of a stored title is served locally,
-any other view crosses the backbone. Given a per-region storage budget, the plan
-maximizes the forecast views of the stored titles over the next ``plan_days``.
-
-Size: a title is stored in every rendition of the bitrate ladder, so
-size (GB) = runtime (s) x sum of the ladder's bitrates (Mbit/s) / 8 / 1000. A series is
-stored whole: runtime = episode duration x episodes.
-
-Selection is a 0/1 knapsack per region. Greedy by forecast views per GB, skipping a
-title that no longer fits and going on with smaller ones, so the budget is filled; then
-compared with the single most-viewed title that fits, which makes the result at least
-half the optimum in the worst case. With titles small against the budget (a movie is
-~20 GB, budgets are TB) greedy lands within one title of the optimum.
-
-The baseline, "yesterday's top titles", takes titles by the last day's views (not per
-GB), filled to the same budget the same way.
-
-Where it runs: candidates (forecast views and size per region and title) are aggregated
-in Spark; the fill itself runs on the driver in pandas. A plan has one row per region
-and title (13 regions x 20,000 titles is 260,000 rows), and the fill is sequential --
-each pick depends on the storage the previous ones used -- which no window function
-expresses; on the driver it also needs no pandas on the executors.
+Given a per-region storage budget, the plan maximizes the forecast views of the stored
+titles over the next ``plan_days``. A title's size is its runtime times the bitrate
+ladder's sum (a series is stored whole). Selection is a 0/1 knapsack per region: greedy by
+forecast views per GB, then compared with the single most-viewed title that fits. The
+baseline, "yesterday's top titles", fills the same budget by the last day's views.
+Candidates are aggregated in Spark; the fill runs on the driver in pandas. Why:
+docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,22 +1,10 @@
 """Rolling-origin backtest: how well each forecaster did on days it had not seen.
 
-Origins: the last one leaves ``horizon`` days of actuals before the end of the series,
-the earlier ones step back ``step`` days each, as many as asked for and as the history
-allows. At every origin O the model is retrained from scratch on examples whose target
-day is on or before O (origins before O, at most ``max_train_origins`` of them), then
-forecasts O+1..O+14 for every series. So each fold is exactly the situation of a run on
-day O.
-
-Metrics, per horizon and over all horizons, for all series and for each region's top
-titles (by views over the 28 days up to the origin, the ones that matter for content
-and CDN decisions):
-- WAPE = sum |y - yhat| / sum |y|: views-weighted absolute error, defined on
-  intermittent series where MAPE is not.
-- MASE, pooled: sum |y - yhat| / sum s_i, where s_i is the in-sample seasonal-naive MAE
-  of row i's series over the 28 days up to its origin. Pooled rather than a mean of
-  per-series ratios because many regional series are nearly all zeros: their s_i is 0
-  and a per-series MASE would be infinite. Below 1 means better than seasonal naive did
-  in sample.
+At every origin O the model is retrained from scratch on examples whose target day is on or
+before O, then forecasts O+1..O+14 for every series: each fold is exactly the situation of a
+run on day O. Metrics, per horizon and over all horizons, for all series and for each
+region's top titles: WAPE and pooled MASE (below 1 is better than seasonal naive did in
+sample). Origins, top titles and why MASE is pooled: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """Forecast rows: what is known at a forecast origin T, one row per series and horizon.
 
-One global model serves every (region, title) series and every horizon h = 1..14, the
-approach that won M5: a series alone has too few days to learn a weekly pattern or a
-release decay, but thousands of series together do. Horizon is a feature, so one model
-covers the whole 14 days.
+One global model serves every (region, title) series and every horizon h = 1..14; horizon
+is a feature. An origin's features come from the series rows dated in (T - 28, T] only,
+plus the target day's calendar and the title's release date. The label is
+``log1p(views on T+h) - log1p(mean views of the last 7 days)`` (days since release only,
+for a new title), and the view features are expressed the same way.
 
-Point-in-time rule: an origin's features are aggregated from the series rows dated in
-(T - 28, T] only -- rows after T are filtered out before anything is computed -- plus
-the target day's calendar and the title's release date, which are known in advance.
-
-Scale: views range from 0 to thousands per day. The model predicts
-``log1p(views on T+h) - log1p(mean views of the last 7 days)`` (days since release
-only, for a new title), and the view features
-are expressed the same way (log1p of the value minus that level). In log space the
-squared loss weighs a 20% miss on a niche title like one on a hit, instead of letting
-the biggest titles own the loss; relative to the level, a weekday or decay effect
-learnt on one title transfers to titles of every size (M5's winners scaled series the
-same way). The back-transform ``expm1`` of a mean log is close to the median, which is
-the point forecast that minimizes absolute error, hence WAPE.
-
-Pure transforms: DataFrames in and out, explicit dates, no I/O and no actions.
+Pure transforms: DataFrames in and out, explicit dates, no I/O and no actions. Why one
+model and this scale: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """The popularity model and the baselines it must beat.
 
-Model: one Spark MLlib pipeline -- region and kind indexed as categoricals (trees split
-on categories directly, no one-hot needed), every feature assembled into a vector, a
-gradient-boosted regressor on the log ratio to the series' 7-day level (see
-:mod:`feature_store.forecast.features` for why), and a last stage that turns that
-ratio back into views. The pipeline is what MLflow registers, so anyone who loads it
-gets views out of feature rows in, without knowing the label's transform.
-
-Baselines, computed from the same rows:
-- seasonal naive: views on the same weekday in the last week before the target,
-  ``y[T + h - 7 * ceil(h / 7)]`` -- the standard benchmark for weekly data;
-- trailing mean: the mean of the last 7 days. Seven, not 28: a week averages the
-  weekday pattern out exactly, and 28 days lag far behind a release's decay.
+Model: one Spark MLlib pipeline -- region and kind indexed as categoricals, every feature
+assembled into a vector, a gradient-boosted regressor on the log ratio to the series' 7-day
+level, and a last stage that turns that ratio back into views, so whoever loads the
+registered pipeline gets views out of feature rows in. Baselines, from the same rows:
+seasonal naive (views on the same weekday in the last week before the target) and the mean
+of the last 7 days. Why: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """Regional popularity forecasts and the CDN plan for one as-of date: the settings, the
-run's result and its outputs. The job (:func:`feature_store.forecast.train.train_forecast`):
-1. reads the dense (region, title) view series up to ``as_of`` from
-   ``region_title_daily`` and the title catalogue, at recorded Delta versions;
-2. builds the forecast rows of every origin the runs need (features at T, target T+h);
-3. backtests on rolling origins (model retrained per origin) against seasonal naive
-   and the 7-day trailing mean: WAPE and MASE per horizon, all series and top titles;
-   and the CDN plan each origin would have produced against "yesterday's top titles";
-4. trains the final model on the latest ``max_train_origins`` origins up to ``as_of``
-   (targets observed by then) and forecasts the next 14 days
-   of every region x title, then plans each region's pre-positioning from them;
-5. evaluates the new-title audience model (:mod:`feature_store.forecast.audience`:
-   first-28-day views per region, before release) against the genre average, fits it
-   on every launch observed whole and predicts the titles still launching;
-6. logs the run to MLflow and registers the model as ``popularity_forecast`` (the
-   audience model, its metrics and plot are logged in the same run);
-7. writes the forecasts, the plan and the audience predictions to Delta, replacing the
-   ``as_of_date`` partition, so a re-run of the same date replaces and never duplicates.
+run's result and its outputs.
 
-History needed: ``ForecastSettings.min_days`` days of ``region_title_daily`` ending on
-``as_of`` (56 with the defaults: 28 days of features, a first training origin with all
-14 targets observed before the backtest origin, 14 days of backtest actuals).
+The job (:func:`feature_store.forecast.train.train_forecast`) backtests the model on
+rolling origins against seasonal naive and the 7-day trailing mean, trains the final model,
+forecasts the next 14 days of every region x title, plans each region's pre-positioning,
+evaluates and fits the new-title audience model, logs to MLflow, registers
+``popularity_forecast`` and replaces the ``as_of_date`` partition of its outputs. It needs
+``ForecastSettings.min_days`` days of ``region_title_daily`` ending on ``as_of`` (56 with
+the defaults). The steps: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """The popularity forecast in MLflow: one run per as-of date, the model registered as
 ``popularity_forecast``.
 
-A run logs the settings, the Delta versions of the tables it read (lineage), the
-backtest metrics of the model and both baselines (WAPE and MASE per horizon, all series
-and top titles), the WAPE improvement over seasonal naive, the CDN hit rates, two plots
-(forecast against actuals for the biggest titles of the last fold; WAPE by horizon) and
-the fitted Spark PipelineModel. The new-title audience model logs into the same run:
-``audience.*`` metrics (WAPE and mean per-region Spearman of the model, the genre
-average and, on generated data, the truth ceiling), its tables, a predicted-against-actual
-plot under ``audience/`` and its final PipelineModel as the ``new_title_audience``
-artifact (not registered). Loaded back (``mlflow.spark.load_model`` or as a pyfunc),
-it turns forecast rows (:mod:`feature_store.forecast.features`) into views.
-
-The registered version is tagged with its data window. Promotion (aliases) is the
-registry's business, not the training run's.
+A run logs the settings, the Delta versions read, the backtest metrics of the model and both
+baselines, the CDN hit rates, plots and the fitted Spark PipelineModel, which turns forecast
+rows into views when loaded back. The new-title audience model logs into the same run
+(``audience.*``; its model as the unregistered ``new_title_audience`` artifact). The
+registered version is tagged with its data window; promotion is the registry's business.
+What is logged: docs/models.md.
 """
 
 from __future__ import annotations

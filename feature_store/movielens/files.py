@@ -1,23 +1,12 @@
 """Loaders for the MovieLens data sets in their published layouts.
 
-Three formats are understood (GroupLens' own file names and separators):
-
-- ``ml-100k``: ``u.data`` (tab-separated ``user item rating timestamp``, no header) and
-  ``u.item`` (``|``-separated, Latin-1: id, title, release date, video release date, IMDb
-  URL, then 19 genre flags named by ``u.genre`` when present).
-- ``ml-1m``: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``
-  (``MovieID::Title::Genres`` with ``|`` between genres), Latin-1.
-- ``ml-latest-small`` (and the other ``ml-latest*`` / ``ml-25m`` style folders):
-  ``ratings.csv`` (header ``userId,movieId,rating,timestamp``), ``movies.csv`` (``movieId,
-  title,genres``, titles quoted when they hold commas) and optionally ``tags.csv``.
-
-Every loader returns pandas frames (the data sets are small) with the ratings in file
-order, which the stratified split depends on: ``ratings`` has ``user_id`` (int64),
-``item_id`` (int64), ``rating`` (float64) and ``timestamp`` (int64); ``items`` has
-``item_id``, ``title`` and ``genres`` (a list of strings, empty when the data set says
-"no genres"); ``tags`` (user_id, item_id, tag) is present only for the ``ml-latest``
-layout. A missing file or a malformed line raises :class:`MovieLensFormatError` naming the
-file, the line number and the offending text.
+``ml-100k``, ``ml-1m``, ``ml-latest-small`` and the other ``ml-latest*`` / ``ml-25m`` style
+folders. Every loader returns pandas frames with the ratings in file order, which the stratified
+split depends on: ``ratings`` (``user_id``, ``item_id``, ``rating``, ``timestamp``),
+``items`` (``item_id``, ``title``, ``genres``) and, for the ``ml-latest`` layout only,
+``tags``. A missing file or a malformed line raises :class:`MovieLensFormatError` naming
+the file, the line number and the offending text. The file formats and column types:
+docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The recommender's inputs on the platform's own data, read from the lake.
 
-Time-based protocol: the models learn from ``profile_title_interactions`` as of a date T
-(the implicit feedback of the 56 days up to T) and are judged on what the profiles
-started watching in the ``label_days`` after T -- titles they had not interacted with
-before, as in the MovieLens protocol where seen items are excluded.
-
-Ids stay the lake's strings: ``user_id`` is the pseudonymized profile id, ``item_id`` the
-title id. Frames are pandas (the candidate models are single-node); at member scale that
-is tens of millions of interaction rows, a few GB.
-
-On generated data the jobs add a ceiling, ranking by the generator's hidden truth
-(:mod:`feature_store.synthetic.ceilings`).
+The models learn from ``profile_title_interactions`` as of a date T and are judged on the
+titles the profiles started watching in the ``label_days`` after T and had not interacted
+with before. Ids stay the lake's strings (``user_id`` the pseudonymized profile id,
+``item_id`` the title id); frames are pandas. More: docs/models.md.
 """
 
 from __future__ import annotations

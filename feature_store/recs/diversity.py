@@ -1,25 +1,11 @@
 """Beyond accuracy: calibrated re-ranking and the metrics that show what a list leaves out.
 
-Calibration (Steck, "Calibrated Recommendations", RecSys 2018). A user's genre
-distribution p(g|u) is the average, over the titles in their history, of each title's
-genre distribution p(g|i) (its genres, equally shared). A list I has q(g|I), the same
-average over its titles. Re-ranking picks the list greedily, one title at a time, to
-maximise
-
-    (1 - weight) * sum of relevance(i in I)  -  weight * KL(p || q~),   q~ = (1 - a) q + a p
-
-with a = 0.01 so the divergence stays finite. Relevance is the model's score min-max
-scaled per user over the candidates, so ``weight`` means the same for every model:
-0 keeps the model's order, 1 only matches the genre mix.
-
-Metrics (over a recommendation frame user_id, item_id, rank):
-- ``coverage``: the share of the catalogue recommended to anybody;
-- ``intra_list_diversity``: mean pairwise genre distance (1 - cosine) within a list;
-- ``novelty``: mean self-information -log2(share of users who watched the title);
-- ``popularity``: mean number of training users of the recommended titles (ARP), and
-  ``head_share``, the share of recommendations among the most popular titles that make
-  up 20% of all interactions (the head of the long tail);
-- ``miscalibration``: mean KL(p || q~) between each user's history and list.
+Calibration (Steck, "Calibrated Recommendations", RecSys 2018) picks the list greedily to
+trade the model's relevance against the divergence between the genre mix of the user's
+history and of the list: ``weight`` 0 keeps the model's order, 1 only matches the genre
+mix. Metrics over a recommendation frame (user_id, item_id, rank): ``coverage``,
+``intra_list_diversity``, ``novelty``, ``popularity`` with ``head_share``, and
+``miscalibration``. The objective and the definitions: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Score-level ensemble of fitted candidate models, with weights tuned on validation rows.
 
-Each component scores a block of users against the shared catalogue; per user, its
-scores over the candidate items (seen items excluded) are normalised so components on
-different scales can be added:
-
-- ``"zscore"``: (score - mean) / std over the user's candidates;
-- ``"rank"``: 1 - (rank - 1) / n_candidates (a Borda count once summed);
-- ``"rrf"``: 1 / (60 + rank), reciprocal-rank fusion (Cormack et al. 2009).
-
-The blend is the weighted sum. :func:`tune_blend` picks the normalisation and the weights
-that maximise the mean nDCG@k over validation folds -- rows carved out of the training
-data, never the test set: a coarse grid over the simplex, then a finer local search from
-its best trial. Each fold enters as :class:`ValidationScores` (the components' scores of
-its validation users), so the fold's models can be freed before the next fold is fitted;
-the caller builds the :class:`Blend` from the best trial with models refitted on all rows.
+Per user, each component's scores over the candidate items (seen items excluded) are
+normalised (``"zscore"``, ``"rank"`` or ``"rrf"``) and the blend is their weighted sum.
+:func:`tune_blend` picks the normalisation and the weights that maximise the mean nDCG@k
+over validation folds, never the test set. Each fold enters as :class:`ValidationScores`,
+so its models can be freed before the next fold is fitted; the caller builds the
+:class:`Blend` from the best trial. The normalisations and the search: docs/models.md.
 """
 
 from __future__ import annotations

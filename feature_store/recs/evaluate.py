@@ -1,41 +1,12 @@
 """The Microsoft Recommenders MovieLens evaluation protocol, re-implemented.
 
 Reproduces, number for number, what ``recommenders-team/recommenders`` computes in its
-MovieLens benchmark (``examples/06_benchmarks/movielens.ipynb`` with
-``examples/06_benchmarks/benchmark_utils.py``):
-
-Split -- ``recommenders/datasets/python_splitters.py`` (``python_stratified_split`` ->
-``_do_stratification``) called as ``python_stratified_split(df, ratio=0.75, min_rating=1,
-filter_by="item")`` with the default ``seed=42``:
-
-1. ``np.random.seed(seed)`` then one ``np.random.rand`` draw per row, in the order of the
-   rows as loaded (so the loader must keep the file order);
-2. rows sorted by (item, draw); within an item the i-th row (1-based) of n gets the
-   fractional rank i / n;
-3. train = rank <= 0.75, test = rank > 0.75 (for several ratios, the bands of their
-   cumulative sum). An item rated once lands entirely in the test set.
-
-``min_rating`` > 1 first drops the items (or users) with fewer rows
-(``split_utils.min_rating_filter_pandas``).
-
-Metrics -- ``recommenders/evaluation/python_evaluation.py`` with
-``relevancy_method="top_k"``, ``k=10``; every test row is relevant (no rating threshold):
-
-- only users present in both the truth and the recommendations count ("common users",
-  ``merge_ranking_true_pred``); each user's recommendations are cut to the top k by score
-  (stable sort, so ties keep the input order; ``get_top_k_items``) and ranked 1..k;
-- precision@k = sum over users of hits / k, divided by the number of common users;
-- recall@k = sum over users of hits / relevant, divided by the number of common users;
-- nDCG@k (binary gains, natural log -- the base cancels) = DCG / IDCG per user with
-  DCG = sum over hits of 1 / ln(1 + rank) and IDCG = sum_{i=1..min(relevant, k)} 1 / ln(1 + i),
-  averaged over every user of the truth frame (the current ``ndcg_at_k`` outer-joins the
-  truth, so a truth user without recommendations counts as 0; older versions divided by the
-  common users -- identical whenever every test user gets recommendations);
-- MAP@k (``map_at_k``, what the benchmark reports since PR #2316 / issue #2309):
-  sum over users of (sum over hits of (hit number) / rank) / min(relevant, k), divided by the
-  common users. ``map`` (the pre-2026 "MAP" column) divides by ``relevant`` instead.
-
-Each metric returns 0.0 when there is no hit at all, as the reference does.
+MovieLens benchmark: ``python_stratified_split(df, ratio=0.75, min_rating=1,
+filter_by="item")`` with ``seed=42`` (one ``np.random.rand`` draw per row in the order the
+rows were loaded, so the loader must keep the file order), then precision, recall, nDCG and
+MAP at k = 10 with ``relevancy_method="top_k"`` and every test row relevant. Each metric
+returns 0.0 when there is no hit at all, as the reference does. The reference's split and
+metrics, rule by rule: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Train the whole recommender on one set of rating rows.
 
-1. Carve a validation set out of the rows with the benchmark's split (per-item stratified
-   75/25, seed 42; optionally more folds with seeds 43, 44, ...) and fit every component
-   on the rest.
-2. Choose there, on the mean over the folds: EASE's penalty and user weighting (a small
-   grid), then the ensemble's normalisation and weights
-   (:func:`~feature_store.recs.ensemble.tune_blend`: a coarse simplex grid, then a finer
-   local search around its best trial).
-3. Refit every component on all the rows with the chosen settings and blend them.
-
-The MovieLens benchmark calls this on its training split; ``marquee recs recommend``
-on a whole ratings file.
+Carve validation folds out of the rows with the benchmark's split and fit every component
+on the rest; choose EASE's settings and then the blend
+(:func:`~feature_store.recs.ensemble.tune_blend`) on the mean over the folds; refit every
+component on all the rows with the chosen settings and blend them. The MovieLens benchmark
+calls this on its training split; ``marquee recs recommend`` on a whole ratings file. The
+steps: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,11 @@
 """The learned ranker: Spark MLlib gradient-boosted trees over the ensemble's candidates.
 
-Rows are (session, candidate title) pairs. A session brings its context -- the device
-and the local hour it started at -- and the candidates are the ensemble's top titles for
-the profile. Features:
-
-- every component's score and rank for the title, and the blend's;
-- the title's popularity (share of training interactions), kind and genres, and how
-  many days since its release;
-- the profile's genre affinity for the title (its watch-hour genre shares, summed over
-  the title's genres) and days since it last watched anything;
-- the context: device and day part one-hot, and the hour itself.
-
-Device, day part, kind and genres are plain 0/1 columns, so the trees can split on any
-combination (the same profile on a phone at lunch and on the TV at night gets different
-lists). The label is 1 when the session's profile started that title in that session.
-
-The ranker learns on sessions *after* the data its candidates came from (see
-:func:`~feature_store.recs.steps.train_recommender`), so no label leaks into a feature.
-Spark fits the trees; scoring reads them into NumPy (:class:`TreeEnsemble`), so serving
-needs no Spark -- and a test checks the two give the same margins.
+Rows are (session, candidate title) pairs: the components' and the blend's scores and
+ranks, the title, the profile's genre affinity and recency, and the session's device and
+local hour. The label is 1 when the session's profile started that title in that session;
+the ranker learns on sessions *after* the data its candidates came from. Spark fits the
+trees; scoring reads them into NumPy (:class:`TreeEnsemble`), so serving needs no Spark.
+The features: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """Train, evaluate, register and batch-score the recommender on the platform's data.
 
-``train_recommender`` for an as-of date T:
-1. reads the training interactions as of T, the catalogue, each profile's region and
-   segment, and the views of the ``label_days`` after T (the truth);
-2. trains the ensemble (:func:`~feature_store.recs.model.train_ensemble`: trending per
-   region and segment, content, ALS and EASE, blended on a validation split of the
-   training rows) and wraps it with calibrated re-ranking;
-3. scores each component, the blend, the calibrated blend, plain popularity and the
-   ground truth's ideal ranking against the truth (precision, recall, nDCG, MAP at k;
-   coverage, diversity, novelty, popularity bias, miscalibration);
-4. logs everything to MLflow and registers the model as ``recommender``
-   (:mod:`feature_store.recs.tracking`);
-5. writes the top 50 per profile and the 20 most similar titles per title to Delta.
+``train_recommender`` for an as-of date T reads the interactions as of T and the views of
+the ``label_days`` after T (the truth), trains the ensemble with calibrated re-ranking,
+scores every component, the blends, popularity and the ground truth's ideal ranking
+against the truth, logs to MLflow and registers ``recommender``, and writes the top 50 per
+profile and the 20 most similar titles per title to Delta. The steps: docs/models.md.
 """
 
 from __future__ import annotations

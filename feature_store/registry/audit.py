@@ -3,13 +3,8 @@
 Append-only (``<lake>/registry/model_aliases``): rows are never updated or deleted, so the
 table is the history rollback reads to find the champion before the current one. A row:
 when (UTC), which model and alias, from which version to which, the gate's metrics, the
-reason, who, and the outcome:
-
-- ``set``: the challenger alias moved to a candidate;
-- ``promoted``: the champion alias moved to a candidate that passed the gate;
-- ``refused``: the gate failed; the champion did not move (``to_version`` is the refused
-  candidate, ``from_version`` the champion that stayed);
-- ``rolled_back``: the champion alias moved back to the champion before it.
+reason, who, and the outcome: ``set``, ``promoted``, ``refused`` or ``rolled_back``
+(what each means: docs/registry-and-publishing.md).
 """
 
 from __future__ import annotations

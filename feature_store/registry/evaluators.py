@@ -1,17 +1,11 @@
 """The evaluators the promotion gate can call, found by name among the installed
 packages' ``marquee.evaluators`` entry points.
 
-A model domain declares its evaluator in its package's metadata (pyproject.toml:
-``[project.entry-points."marquee.evaluators"]``, e.g. ``churn =
-"feature_store.churn.rescoring:rescore"``); the registry never imports a model. Only
-models whose runs log their evaluation rows can be re-scored: the recommender (judged on
-the views of days after its as-of date, against every title) and the popularity forecast
-(judged by a backtest that retrains at every origin) have none, and the gate says so
-rather than compare unlike numbers. The contract (:data:`~feature_store.evaluation.Evaluator`)
-is in :mod:`feature_store.evaluation`.
-
-Listing the names reads package metadata only; an evaluator's module is imported when
-the gate first calls it.
+A model domain declares its evaluator in its package's metadata (e.g. ``churn =
+"feature_store.churn.rescoring:rescore"``); the registry never imports a model. The contract
+(:data:`~feature_store.evaluation.Evaluator`) is in :mod:`feature_store.evaluation`.
+Listing the names reads package metadata only; an evaluator's module is imported when the
+gate first calls it. Which models have none: docs/registry-and-publishing.md.
 """
 
 from __future__ import annotations

@@ -1,18 +1,10 @@
 """The demo platform (what ``make run`` runs): a generated streaming service run day by
 day through the Airflow DAGs, as a deployment would run it.
 
-1. Generate the demo service (weeks of history straight into bronze, the last days as
-   landing files) and backfill the feature partitions the models need from the history
-   (the region x title series every day, the churn snapshots' account and profile
-   features), one pass per table: the history a platform brings with it, made here in
-   this process.
-2. The daily DAG for each landing day, oldest first: ingest, build, validate, publish the
-   online features (each task a job on the Spark driver the DAG runs share, or with
-   ``spark.task_driver: spark-submit`` a spark-submit of its own).
-3. The training DAG once, for the last day: train the recommender, churn and forecast
-   models, register them, promote them through the gates, publish what was promoted.
-4. A one-screen report from what the runs left in the lake, the registry and the
-   published folder.
+It generates the service and backfills the feature history in this process, runs the daily
+DAG for each landing day, oldest first, then the training DAG once for the last day, and
+ends with a one-screen report from what the runs left in the lake, the registry and the
+published folder. The steps: docs/synthetic-data.md.
 """
 
 from __future__ import annotations

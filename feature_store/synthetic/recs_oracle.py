@@ -1,21 +1,13 @@
 """The ceiling: rank titles by the generator's own chance that a profile watches them.
 
-The demo data's generator (``feature_store.synthetic``) decides what a profile watches in
-two steps: each session is shown three candidates -- two drawn by regional popularity
-of that day (release spikes, weekends), one drawn uniformly from a title of one of the
-profile's three favourite genres -- and the profile picks the candidate of highest
-utility plus noise, or nothing. So the chance of watching title t over the label days is
-about
+The chance of watching title t over the label days is about
 
     exposure(t) x exp(utility(t))
 
-where exposure sums, over the label days, t's chance of being one of the candidates
-(zero before release or where it is unavailable) and utility is the profile's hidden
-taste, latent factors, the title's popularity, and the profile's usual device and hour.
-Ranking unseen titles by ``log exposure + utility`` is what a model that knew the hidden
-truth would do; it is reported beside the models as the ceiling. (It leaves out the
-competition between the three candidates of a session, the same for every title to
-first order, and artwork appeal.)
+where exposure is t's chance of being one of a session's candidates and utility the
+profile's hidden taste for it. Ranking unseen titles by ``log exposure + utility`` is what a
+model that knew the hidden truth would do; it is reported beside the models as the ceiling.
+How the generator leads there and what it leaves out: docs/synthetic-data.md.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """Implicit-feedback matrix factorisation with Spark MLlib's ALS (Hu, Koren & Volinsky 2008).
 
-Spark trains the factors; scoring is a NumPy matrix product of the collected factors
-(users x rank times rank x items), never a Spark cross join. Each training row becomes a
-preference of 1 with confidence 1 + alpha * value, where ``value`` depends on
-``confidence``: ``"rating"`` (the rating itself), ``"binary"`` (1 for every row) or
-``"centered"`` (rating - ``center``; Spark treats a negative value as a preference of 0
-with confidence 1 + alpha * |value|, so low ratings become negative evidence).
-
-ALS's lineage grows with every iteration; past ~10 iterations deserialising a task can
-overflow the JVM stack. Factors are therefore checkpointed every ``checkpoint_interval``
-iterations, into the SparkContext's checkpoint folder -- set from ``checkpoint_dir`` or, when
-the session has none, a temporary folder emptied after each fit and removed at exit.
+Spark trains the factors; scoring is a NumPy matrix product of the collected factors, never
+a Spark cross join. Each training row becomes a preference of 1 with confidence
+1 + alpha * value, where ``confidence`` sets ``value``: ``"rating"``, ``"binary"`` or
+``"centered"``. Factors are checkpointed every ``checkpoint_interval`` iterations, into
+``checkpoint_dir`` or else a temporary folder removed at exit: ALS's lineage grows with
+every iteration. More: docs/models.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,12 @@
 """Item-to-item models: EASE where the catalogue fits in memory, else item co-occurrence.
 
-EASE (Steck, "Embarrassingly Shallow Autoencoders for Sparse Data", WWW 2019) learns an
-items x items weight matrix B with a zero diagonal minimising ||X - XB||^2 + lambda ||B||^2.
-Its closed form: P = (X'X + lambda I)^-1, B_ij = -P_ij / P_jj (i != j). A user's scores are
-their history row times B. With ``user_weight`` a > 0 each user's reconstruction error is
-weighted by n_u^(-2a) (n_u = their number of ratings), so the few users with thousands of
-ratings no longer dominate X'X: B = -P / diag(P) with P = (X' W X + lambda I)^-1.
-
-With ``side_weight`` s > 0 the titles' metadata joins in as extra rows of X (Jeunen, Van
-Balen & Goethals, "Closed-Form Models for Collaborative Filtering with Side-Information",
-RecSys 2020): each metadata feature (genre, decade, tag, ...) becomes a pseudo-user who
-"rated" the titles that carry it, scaled by sqrt(s). The Gram matrix gains s F F', F the
-content model's row-normalised items x features matrix
-(:func:`~feature_store.features.content.item_features`), so F F' is the titles' content
-cosine: P = (X' W X + s F F' + lambda I)^-1. Titles that share metadata borrow each other's
-co-ratings; a user's scores are still their history row times B.
-
-EASE needs dense items x items float arrays, so it is used up to :data:`MAX_DENSE_ITEMS`
-items; beyond that :class:`ItemCooccurrence` keeps each item's top neighbours by cosine
-similarity of the co-occurrence counts, in sparse form.
+EASE (Steck, WWW 2019) learns an items x items weight matrix B with a zero diagonal, in
+closed form; a user's scores are their history row times B. ``user_weight`` keeps users
+with thousands of ratings from dominating; ``side_weight`` adds the titles' metadata as
+extra rows (Jeunen, Van Balen & Goethals, RecSys 2020). EASE needs dense items x items
+float arrays, so it is used up to :data:`MAX_DENSE_ITEMS` items; beyond that
+:class:`ItemCooccurrence` keeps each item's top neighbours by cosine similarity of the
+co-occurrence counts, in sparse form. The formulas: docs/models.md.
 """
 
 from __future__ import annotations
