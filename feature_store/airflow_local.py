@@ -36,6 +36,7 @@ DAGS_DIR = Path(__file__).resolve().parent.parent / "dags"
 
 
 def airflow_home(config: Config) -> Path:
+    """The embedded Airflow's home: ``airflow/`` in the state folder."""
     return Path(config.paths.state_dir) / "airflow"
 
 
@@ -74,6 +75,7 @@ class DagRunResult:
         return self.state == "success"
 
     def format_line(self) -> str:
+        """One line: the DAG, the run, its state and how many tasks ended in each state."""
         counts: dict[str, int] = {}
         for state in self.task_states.values():
             counts[state] = counts.get(state, 0) + 1
@@ -93,6 +95,7 @@ class EmbeddedAirflow:
         self.quiet = quiet
 
     def task_count(self, dag_id: str) -> int:
+        """The number of tasks of DAG `dag_id`; raises `KeyError` when there is none."""
         return len(self._dag(dag_id).task_ids)
 
     def _dag(self, dag_id: str):

@@ -32,17 +32,21 @@ class StageProgress:
         self.summary = ""
 
     def advance(self, step: str = "") -> None:
+        """Count one step done; show `step` beside the bar when given."""
         fields = {"step": step} if step else {}
         self._progress.update(self._task, advance=1, **fields)
 
     def working_on(self, step: str) -> None:
+        """Show `step` beside the bar without counting a step."""
         self._progress.update(self._task, step=step)
 
     def add_steps(self, count: int) -> None:
+        """Add `count` steps to the stage's total."""
         total = self._progress.tasks[self._task].total or 0
         self._progress.update(self._task, total=total + count)
 
     def note(self, summary: str) -> None:
+        """Set the `summary` shown on the stage's line when it ends."""
         self.summary = summary
 
 
@@ -57,6 +61,8 @@ class Stages:
 
     @contextlib.contextmanager
     def stage(self, title: str, *, steps: int | None = None) -> Iterator[StageProgress]:
+        """The next numbered stage around the block, printing its line when it ends.
+        `steps` None: a stage without a count (no ETA)."""
         self.done += 1
         label = f"[{self.done}/{self.total}] {title}"
         started = time.perf_counter()
@@ -71,6 +77,7 @@ class Stages:
         self._line(label, current.summary, time.perf_counter() - started)
 
     def elapsed(self) -> float:
+        """Seconds since these stages were created."""
         return time.perf_counter() - self.started
 
     def _line(self, label: str, summary: str, seconds: float, *, style: str = "") -> None:

@@ -70,6 +70,7 @@ class ForgetReport:
     retention_hours: int
 
     def format_table(self) -> str:
+        """The report as text: rows deleted per table, landing lines removed, vacuum."""
         lines = [
             f"forget request {self.request_id}: an account and {self.profiles} profile(s); "
             f"suppression token {self.suppression_token[:16]}…",

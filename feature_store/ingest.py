@@ -102,6 +102,7 @@ class IngestReport:
     committed: bool
 
     def to_dict(self) -> dict:
+        """The report as JSON-ready values, each source with `balanced` and `quarantine_share`."""
         return {
             "date": self.date.isoformat(),
             "committed": self.committed,
@@ -116,9 +117,11 @@ class IngestReport:
         }
 
     def to_json(self) -> str:
+        """`to_dict` as indented JSON with sorted keys."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     def format_table(self) -> str:
+        """The report as a text table: one row per source, then reasons and unread bytes."""
         header = (
             f"{'source':<14}{'lines':>12}{'bronze':>12}{'quarantined':>13}{'duplicates':>12}"
             f"{'suppressed':>12}{'bytes':>15}  ok"
@@ -488,11 +491,13 @@ def _seen_before(earlier_ids: DataFrame, key: str) -> DataFrame:
 
 
 def bronze_rows(deduplicated: DataFrame, *, source: Source) -> DataFrame:
+    """The rows of `deduplicated` bound for bronze, in the bronze table's columns."""
     cols = [f.name for f in source.bronze_fields] + ["event_date", "ingest_date", "source_file"]
     return deduplicated.filter(F.col("status") == BRONZE).select(*cols)
 
 
 def quarantine_rows(deduplicated: DataFrame, *, source: Source) -> DataFrame:
+    """The rows of `deduplicated` bound for the quarantine, as `QUARANTINE_SCHEMA`."""
     return deduplicated.filter(F.col("status") == QUARANTINE).select(
         F.lit(source.name).alias("source"),
         "ingest_date",

@@ -11,7 +11,7 @@ import dataclasses
 import datetime as dt
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, DataFrameWriter, SparkSession
@@ -25,10 +25,12 @@ class Lake:
     root: str
 
     def landing(self, source: str, date: dt.date | None = None) -> str:
+        """The landing folder of `source`, or of its `date` partition when given."""
         base = f"{self.root}/landing/{source}"
         return base if date is None else f"{base}/date={date.isoformat()}"
 
     def bronze(self, source: str) -> str:
+        """The Delta path of a bronze source."""
         return f"{self.root}/bronze/{source}"
 
     @property
@@ -37,13 +39,16 @@ class Lake:
         return f"{self.root}/quarantine/landing_rejects"
 
     def features(self, table: str) -> str:
+        """The Delta path of a feature table."""
         return f"{self.root}/features/{table}"
 
     def feature_quarantine(self, table: str) -> str:
+        """The Delta path of a feature table's quarantined partitions."""
         # Partitions that failed validation, kept for inspection; never read by training.
         return f"{self.root}/quarantine/features/{table}"
 
     def silver(self, table: str) -> str:
+        """The Delta path of a silver table."""
         # Cleaned, reduced forms of bronze that several feature tables share (views).
         return f"{self.root}/silver/{table}"
 
@@ -74,10 +79,12 @@ class Lake:
         return f"{self.root}/ops/ingest_runs"
 
     def recs(self, table: str) -> str:
+        """The Delta path of a batch recommendations table."""
         # Batch recommendations for serving (top titles per profile, similar titles).
         return f"{self.root}/recs/{table}"
 
     def predictions(self, table: str) -> str:
+        """The Delta path of a batch predictions table."""
         # Other models' batch outputs for serving: churn scores, forecasts, CDN plans.
         return f"{self.root}/predictions/{table}"
 
@@ -92,6 +99,7 @@ class Lake:
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
+    """Whether `path` holds a Delta table."""
     return DeltaTable.isDeltaTable(spark, path)
 
 
@@ -264,11 +272,12 @@ def delete_path(spark: SparkSession, path: str) -> None:
 
 
 def read_text(spark: SparkSession, path: str) -> str:
+    """The whole text of the file(s) at `path`, read through Spark."""
     return "\n".join(row.value for row in spark.read.text(path, wholetext=True).collect())
 
 
 @contextlib.contextmanager
-def session_settings(spark: SparkSession, settings: dict[str, str]):
+def session_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
     """Within: the Spark session runs with ``settings``; afterwards each key is back to
     its earlier value, or unset if it had none."""
     saved = {key: spark.conf.get(key, None) for key in settings}
@@ -284,7 +293,9 @@ def session_settings(spark: SparkSession, settings: dict[str, str]):
                 spark.conf.set(key, value)
 
 
-def without_dictionaries(spark: SparkSession, columns: Sequence[str]):
+def without_dictionaries(
+    spark: SparkSession, columns: Sequence[str]
+) -> contextlib.AbstractContextManager[None]:
     """Within: Parquet files are written without dictionary encoding for ``columns``.
 
     For columns whose values seldom repeat (random ids, event times) the writer fills a
@@ -297,7 +308,7 @@ def without_dictionaries(spark: SparkSession, columns: Sequence[str]):
     )
 
 
-def concurrent_partition_writes(spark: SparkSession):
+def concurrent_partition_writes(spark: SparkSession) -> contextlib.AbstractContextManager[None]:
     """Within: a partitioned write keeps one open file per partition value per task.
 
     Without it Spark sorts every task's rows by the partition columns before writing,

@@ -15,6 +15,7 @@ import itertools
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -22,6 +23,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_store import lake as lk
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 OVERSIZED_LINE = "oversized_line"
 CORRUPT_ARCHIVE = "corrupt_archive"
@@ -88,6 +92,7 @@ class Listing:
 
 
 def list_landing(spark: SparkSession, folder: str) -> Listing:
+    """Every file under `folder` with its size, split into read, hidden and bookkeeping."""
     everything = lk.list_files(spark, folder, include_hidden=True)
     names = {path for path, _ in everything}
     files, hidden, bookkeeping = [], [], []
@@ -149,6 +154,7 @@ class LandingLines:
         return found
 
     def unpersist(self) -> None:
+        """Release the persisted archive scan (call when the lines are no longer needed)."""
         if self._archives is not None:
             self._archives.unpersist()
 
@@ -156,6 +162,8 @@ class LandingLines:
 def read_lines(
     spark: SparkSession, files: Iterable[tuple[str, int]], max_bytes: int
 ) -> LandingLines:
+    """The lines of `files` (path, bytes): plain and JVM-framed files read by Spark,
+    archives decoded in Python; lines of `max_bytes` or more are left out (see `unread`)."""
     files = list(files)
     decoded = [p for p, _ in files if p.endswith(tuple(_DECODERS))]
     jvm_only = [p for p, _ in files if p.endswith(JVM_ONLY_SUFFIXES)]
@@ -219,7 +227,9 @@ def _collect_unread(scanned: DataFrame) -> list[Unread]:
 # --------------------------------------------------------------------------- Python workers
 
 
-def scan_batches(batches, *, max_bytes: int, keep_lines: bool):
+def scan_batches(
+    batches: Iterable[pa.RecordBatch], *, max_bytes: int, keep_lines: bool
+) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: (path, content) batches in, SCAN_SCHEMA batches out."""
     import pyarrow as pa
 

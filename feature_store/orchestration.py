@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, Param, get_current_context, setup, task, teardown
@@ -26,6 +26,11 @@ from airflow.sdk.exceptions import (
     AirflowNotFoundException,
     AirflowSkipException,
 )
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from feature_store.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,7 @@ DEFAULT_ARGS = {
 
 
 def common_params() -> dict[str, Param]:
+    """The params every DAG takes: `date`, `config`, `overrides` and `job_args`."""
     return {
         "date": Param(None, type=["null", "string"], format="date", description="process this day"),
         "config": Param(None, type=["null", "string"], description="default: conf/local.yaml"),
@@ -95,7 +101,7 @@ def window() -> dict[str, str]:
     }
 
 
-def load_config(params: Mapping[str, Any]):
+def load_config(params: Mapping[str, Any]) -> Config:
     """The configuration the jobs of this run load (same file, same overrides)."""
     from feature_store.config import load_config as load
 
@@ -103,6 +109,7 @@ def load_config(params: Mapping[str, Any]):
 
 
 def config_args(params: Mapping[str, Any]) -> list[str]:
+    """The flags that give a job this run's config file and overrides (progress bars off)."""
     # Progress bars are noise in task logs; the run's own overrides come after and win.
     args = ["--set", "spark.show_progress=false"]
     if params.get("config"):
@@ -139,7 +146,8 @@ class SparkJobOperator(SparkSubmitOperator):
         self.job, self.date, self.job_args, self.model = job, date, list(job_args or []), model
         self._master: str | None = None
 
-    def execute(self, context) -> Any:
+    def execute(self, context: Context) -> Any:
+        """Submit the job for ``date``; skipped when `model` is not in ``params.models``."""
         params = context["params"]
         if self.model and self.model not in params.get("models", MODELS):
             raise AirflowSkipException(f"{self.model} is not among this run's models")
@@ -150,7 +158,7 @@ class SparkJobOperator(SparkSubmitOperator):
             if self.date and isinstance(asset, Asset):
                 context["outlet_events"][asset].extra = {"date": str(self.date)}
 
-    def submit(self, context, args: list[str]) -> None:
+    def submit(self, context: Context, args: list[str]) -> None:
         """One spark-submit of this job with ``args``, the run's config and master."""
         params = context["params"]
         config = load_config(params)  # a bad config fails here, before any JVM starts
@@ -245,7 +253,7 @@ def _release_spark_driver(driver: dict[str, Any]) -> None:
         shared_driver.release(Path(driver["socket"]), driver["holder"])
 
 
-def spark_master(config, conn_id: str = CONN_ID) -> str:
+def spark_master(config: Config, conn_id: str = CONN_ID) -> str:
     """The master the jobs run on: the ``conn_id`` connection's, else the config's."""
     from airflow.providers.apache.spark.hooks.spark_submit import SparkSubmitHook
     from airflow.sdk import BaseHook
@@ -305,7 +313,8 @@ class PromoteOperator(SparkJobOperator):
         super().__init__(job="manage_models", model=model, **kwargs)
         self.version, self.as_of = version, as_of
 
-    def execute(self, context) -> dict[str, Any]:
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Run the gate on the version; returns the outcome (class doc), refused or not."""
         from feature_store.registry import CHALLENGER, CHAMPION
         from feature_store.registry.store import aliases, client_for
 
@@ -344,7 +353,8 @@ class PublishOperator(SparkJobOperator):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(job="publish_artifacts", **kwargs)
 
-    def execute(self, context) -> dict[str, list[str]]:
+    def execute(self, context: Context) -> dict[str, list[str]]:
+        """Publish the artifacts of the models promoted in this run: as-of date -> names."""
         from feature_store.publish import ARTIFACTS
 
         selected = [m for m in MODELS if m in context["params"].get("models", MODELS)]

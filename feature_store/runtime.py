@@ -19,6 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add `--config`, `--set`, `--master` and `-q/--quiet` to `parser`."""
     parser.add_argument("--config", help="YAML configuration (default: conf/local.yaml)")
     parser.add_argument(
         "--set",
@@ -33,6 +34,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 
 def iso_date(text: str) -> dt.date:
+    """`text` as a date, for argparse ``type=``; raises `ArgumentTypeError` unless YYYY-MM-DD."""
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
@@ -53,6 +55,7 @@ def date_range(parser: argparse.ArgumentParser, args: argparse.Namespace) -> lis
 
 
 def configure_logging(quiet: bool = False) -> None:
+    """Log to stderr at INFO (WARNING when `quiet`), py4j at WARNING."""
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -62,15 +65,17 @@ def configure_logging(quiet: bool = False) -> None:
 
 
 def load(args: argparse.Namespace) -> Config:
+    """Set up logging (`--quiet`) and load the config from `--config` and `--set`."""
     configure_logging(getattr(args, "quiet", False))
     return load_config(args.config, args.overrides)
 
 
 def session(config: Config, args: argparse.Namespace) -> SparkSession:
+    """The Spark session for `config`, on `--master` when given."""
     return build_session(config, master=args.master)
 
 
-def run(main_body, args: argparse.Namespace) -> int:
+def run(main_body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a job body, turning set-up errors into clear messages and exit codes."""
     try:
         return main_body(args)

@@ -25,7 +25,10 @@ import shutil
 import stat
 import uuid
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 LATEST = "latest"
@@ -89,12 +92,14 @@ class Pulled:
 
 
 def artifact_dir(root: str | os.PathLike[str], artifact: str) -> Path:
+    """The folder of `artifact` under `root`; raises `UnknownArtifactError` for a bad name."""
     if not _NAME.match(artifact):
         raise UnknownArtifactError(artifact, None, "not a valid artifact name")
     return Path(root) / artifact
 
 
 def list_artifacts(root: str | os.PathLike[str]) -> list[str]:
+    """The artifact names published under `root`, sorted (none when it does not exist)."""
     base = Path(root)
     if not base.is_dir():
         return []
@@ -166,6 +171,7 @@ def load_manifest(
 def parse_manifest(
     raw: bytes, *, artifact: str | None, version: str | None, folder: Path | None = None
 ) -> dict[str, Any]:
+    """The manifest in `raw` bytes, checked as `check_manifest` does; raises `ManifestError`."""
     try:
         manifest = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -342,6 +348,7 @@ def check_signature(manifest: dict[str, Any], public_key: str) -> None:
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -368,6 +375,7 @@ def fsync_tree(folder: str | os.PathLike[str]) -> None:
 
 
 def fsync_dir(folder: str | os.PathLike[str]) -> None:
+    """Flush `folder` itself (its entries, e.g. after a rename) to disk."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -620,7 +628,7 @@ def _copy_hashing(reader, target: Path) -> tuple[int, str]:
 
 def read_table(
     folder: str | os.PathLike[str], table: str | None = None, *, columns: list[str] | None = None
-):
+) -> pd.DataFrame:
     """One table of a (pulled) version folder as a pandas DataFrame; ``table`` may be
     omitted when the artifact has only one. Reads exactly the files the manifest lists."""
     import pandas as pd

@@ -90,6 +90,7 @@ class Text:
         return rf"\A{self.characters}{{{self.min_length},{self.max_length}}}\z"
 
     def describe(self) -> str:
+        """The rule in words: kind, length range and character class."""
         return f"{self.kind}: {self.min_length}-{self.max_length} of {self.characters}"
 
 
@@ -113,6 +114,7 @@ class Reference:
     factor: float
 
     def describe(self) -> str:
+        """The bound in words, e.g. ``<= 120 x titles.duration_minutes of its title_id``."""
         return f"<= {self.factor:g} x {self.source}.{self.field} of its {self.key}"
 
 
@@ -171,6 +173,7 @@ class Source:
     ts_field: str = "event_ts"
 
     def field(self, name: str) -> Field:
+        """The field called `name`; raises `StopIteration` when there is none."""
         return next(f for f in self.fields if f.name == name)
 
     @property

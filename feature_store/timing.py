@@ -17,6 +17,7 @@ class Stopwatch:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Add the block's wall time to ``seconds[name]``, also when it raises."""
         started = time.perf_counter()
         try:
             yield

@@ -13,6 +13,7 @@ from feature_store.config import Config
 
 
 def tracking_uri(config: Config) -> str:
+    """The MLflow tracking URI: `paths.mlflow` when a URI, else SQLite in its folder."""
     target = config.paths.mlflow
     if "://" in target:
         return target
@@ -55,6 +56,7 @@ MODEL_RUNTIME_PACKAGES = (
 
 
 def model_requirements() -> list[str]:
+    """The pip pins a logged model needs: `MODEL_RUNTIME_PACKAGES` at installed versions."""
     from importlib.metadata import version
 
     return [f"{package}=={version(package)}" for package in MODEL_RUNTIME_PACKAGES]
@@ -70,6 +72,7 @@ def package_code_path() -> str:
 
 
 def tag_model_version(model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Set `tags` on `version` of `model_name` in the active registry."""
     import mlflow
 
     client = mlflow.MlflowClient()

@@ -79,6 +79,7 @@ class ChurnSnapshots:
     labels_through: dt.date | None
 
     def lineage(self) -> dict:
+        """What the snapshots were built from, as JSON-ready values (for a run's record)."""
         return {
             "snapshots": [s.isoformat() for s in self.snapshots],
             "horizon_days": self.horizon_days,

@@ -55,12 +55,14 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def log_loss(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean negative log-likelihood of 0/1 `labels` (probabilities clipped off 0 and 1)."""
     y, p = _check(labels, probabilities)
     p = np.clip(p, _EPS, 1 - _EPS)
     return float(-(y * np.log(p) + (1 - y) * np.log1p(-p)).mean())
 
 
 def brier(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean squared difference between `probabilities` and 0/1 `labels`."""
     y, p = _check(labels, probabilities)
     return float(((p - y) ** 2).mean())
 

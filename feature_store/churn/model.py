@@ -85,6 +85,7 @@ class ClassWeights:
         return cls(rows / (2.0 * positives), rows / (2.0 * negatives))
 
     def column(self) -> Column:
+        """Each row's weight by its label: `positive` for cancels, `negative` otherwise."""
         return F.when(F.col(LABEL) == 1, self.positive).otherwise(self.negative)
 
     def correct(self, probability: Column) -> Column:
@@ -105,6 +106,7 @@ def _indexers() -> list:
 
 
 def gbt_pipeline(params: dict | None = None) -> Pipeline:
+    """The unfitted gradient-boosted trees pipeline; `params` override `GBT_PARAMS`."""
     # StringIndexer marks its outputs nominal and VectorAssembler keeps that, so the
     # trees split plan and region as categories, not as ordered numbers.
     assembler = VectorAssembler(
@@ -117,6 +119,7 @@ def gbt_pipeline(params: dict | None = None) -> Pipeline:
 
 
 def logistic_pipeline(params: dict | None = None) -> Pipeline:
+    """The unfitted logistic regression pipeline; `params` override `LOGISTIC_PARAMS`."""
     encoder = OneHotEncoder(
         inputCols=[f"{c}_index" for c in CATEGORICAL],
         outputCols=[f"{c}_onehot" for c in CATEGORICAL],
@@ -171,10 +174,14 @@ def fit(
     return ChurnClassifier(name, model, weights, params)
 
 
-def fit_gbt(train: DataFrame, weights: ClassWeights, params: dict | None = None):
+def fit_gbt(train: DataFrame, weights: ClassWeights, params: dict | None = None) -> ChurnClassifier:
+    """Gradient-boosted trees fitted on `train`; `params` override `GBT_PARAMS`."""
     return fit("gbt", gbt_pipeline(params), train, weights, {**GBT_PARAMS, **(params or {})})
 
 
-def fit_logistic(train: DataFrame, weights: ClassWeights, params: dict | None = None):
+def fit_logistic(
+    train: DataFrame, weights: ClassWeights, params: dict | None = None
+) -> ChurnClassifier:
+    """Logistic regression fitted on `train`; `params` override `LOGISTIC_PARAMS`."""
     merged = {**LOGISTIC_PARAMS, **(params or {})}
     return fit("logistic", logistic_pipeline(params), train, weights, merged)

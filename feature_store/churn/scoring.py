@@ -175,6 +175,7 @@ class ChurnScorer:
 
     @classmethod
     def load(cls, folder: Path) -> ChurnScorer:
+        """The scorer `save` wrote to `folder`."""
         meta = json.loads((folder / "scorer.json").read_text())
         classifier = ChurnClassifier(
             meta["classifier"],

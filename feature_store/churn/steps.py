@@ -85,6 +85,7 @@ class ChurnRun:
     evaluation_rows: pd.DataFrame | None = None
 
     def format_table(self) -> str:
+        """The run as text: the data, each model's metrics, top importances, scoring."""
         columns = ["roc_auc", "pr_auc", "log_loss", "brier", "calibration_error", "lift_top_decile"]
         short = ["ROC-AUC", "PR-AUC", "logloss", "Brier", "ECE", "lift@10%"]
         header = f"{'model':<28}" + "".join(f"{s:>10}" for s in short)

@@ -36,7 +36,8 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
     account_daily, `PROFILE_AGGREGATES` as doubles) in; account_id, churn_probability,
     risk_band and reasons out. Runs the Spark pipeline in the active (or a local) session."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Take the active Spark session (or start a local one) and load the scorer."""
         from pyspark.sql import SparkSession
 
         self.spark = SparkSession.getActiveSession() or (
@@ -44,7 +45,13 @@ class ChurnModel(mlflow.pyfunc.PythonModel):
         )
         self.scorer = ChurnScorer.load(Path(context.artifacts["scorer"]))
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict | None = None,
+    ) -> pd.DataFrame:
+        """The scored rows of `model_input`; raises `ValueError` when a column is missing."""
         from pyspark.sql import types as T
 
         schema = T.StructType(

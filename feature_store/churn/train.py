@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -15,7 +16,7 @@ from feature_store.tracking import configure_mlflow
 
 
 def train_register_and_score(
-    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options
+    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options: Any
 ) -> ChurnRun:
     """The whole churn job: train and evaluate (``options`` go to :func:`train_churn`),
     log and register in MLflow, score every account as of ``as_of`` to Delta."""

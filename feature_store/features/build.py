@@ -68,6 +68,7 @@ class BuildReport:
         return all(b.status == COMMITTED for b in self.builds)
 
     def format_table(self) -> str:
+        """The build as text: a row per table, then failed checks and reasons."""
         header = f"{'feature table':<28}{'status':<19}{'rows':>12}{'seconds':>9}{'version':>9}"
         lines = [f"features as of {self.as_of.isoformat()}", header, "-" * len(header)]
         for b in self.builds:
@@ -99,9 +100,11 @@ class RangeBuildReport:
         return tuple(sorted({b.as_of for b in self.builds if b.status != COMMITTED}))
 
     def for_date(self, as_of: dt.date) -> BuildReport:
+        """The builds of `as_of` as one date's report."""
         return BuildReport(as_of, tuple(b for b in self.builds if b.as_of == as_of))
 
     def format_table(self) -> str:
+        """The build as text: per table, the dates committed, failed and skipped."""
         first, last = self.dates[0].isoformat(), self.dates[-1].isoformat()
         span = first if first == last else f"{first} to {last}"
         header = (
@@ -359,6 +362,7 @@ def _write_dates(rows: DataFrame, path: str, dates: list[dt.date]) -> int:
 def read_partition(
     spark: SparkSession, lake: lk.Lake, table: str, as_of: dt.date
 ) -> DataFrame | None:
+    """The rows of `table` for `as_of`; None when the table is absent or has none for it."""
     path = lake.features(table)
     if not lk.table_exists(spark, path):
         return None

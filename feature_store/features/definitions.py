@@ -121,6 +121,7 @@ class FeatureTable:
         return isinstance(self.transform, FromViews)
 
     def column(self, name: str) -> FeatureColumn:
+        """The declared column `name`; raises `KeyError` when there is none."""
         for col in self.columns:
             if col.name == name:
                 return col
@@ -175,9 +176,11 @@ class FeatureRegistry:
         return len(self._tables)
 
     def names(self) -> list[str]:
+        """The table names, in declaration order."""
         return list(self._tables)
 
     def get(self, name: str) -> FeatureTable:
+        """The table `name`; raises `KeyError` naming the declared ones when unknown."""
         try:
             return self._tables[name]
         except KeyError:
@@ -186,6 +189,7 @@ class FeatureRegistry:
             ) from None
 
     def entities(self) -> list[Entity]:
+        """The entities of the tables, each once, in the order first met."""
         seen: dict[str, Entity] = {}
         for table in self:
             seen.setdefault(table.entity.name, table.entity)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -78,7 +79,7 @@ class FeatureStoreReader:
         return sorted(r[AS_OF] for r in rows.collect())  # one row per date: hundreds at most
 
     def training_set(
-        self, spine: DataFrame, features: Mapping[str, Sequence[str]], **options
+        self, spine: DataFrame, features: Mapping[str, Sequence[str]], **options: Any
     ) -> TrainingSet:
         """The point-in-time join of ``spine`` with ``features`` ({table: [feature]}),
         each table at this reader's version (`features.training.get_training_set`)."""

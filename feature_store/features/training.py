@@ -37,6 +37,7 @@ _TIMESTAMP_TYPES = (T.TimestampType, T.TimestampNTZType, T.DateType)
 
 
 def feature_column_name(table: str, feature: str) -> str:
+    """The training-set column of `feature` of `table`: ``<table>__<feature>``."""
     return f"{table}{SEPARATOR}{feature}"
 
 
@@ -289,6 +290,7 @@ class TrainingSet:
     timestamp_col: str
 
     def lineage(self) -> dict:
+        """What the set was built from, as JSON-ready values (for a run's record)."""
         return {
             "table_versions": dict(self.table_versions),
             "features": {t: list(f) for t, f in self.features.items()},

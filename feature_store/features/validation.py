@@ -75,6 +75,7 @@ class FailedCheck:
     detail: str  # the declared check, e.g. "completion_rate_28d values between 0 and 1"
 
     def describe(self) -> str:
+        """The declared check and what was seen."""
         return f"{self.detail}: {self.observed}"
 
 
@@ -91,6 +92,7 @@ class ValidationOutcome:
     docs_path: Path
 
     def summary(self) -> str:
+        """The verdict as text: checks passed, or each failed check on its line."""
         head = f"{self.table} {self.as_of.isoformat()}: "
         if self.success:
             return head + f"all {self.evaluated} checks passed"

@@ -51,6 +51,7 @@ class Verification:
         return self.status != FAILED
 
     def line(self) -> str:
+        """The verdict in one line: verified, re-validated or FAILED with the reason."""
         head = f"{self.table} {self.as_of.isoformat()}: "
         if self.status == VERIFIED:
             return head + f"verified at version {self.version}"

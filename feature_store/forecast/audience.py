@@ -83,6 +83,7 @@ class AudienceSettings:
                 raise ValueError(f"audience setting {name} must be at least 1")
 
     def params(self) -> dict[str, object]:
+        """The settings flattened for a run's params (``gbt.*``, and `LAUNCH_DAYS`)."""
         out: dict[str, object] = {k: v for k, v in dataclasses.asdict(self).items() if k != "gbt"}
         out.update({f"gbt.{k}": v for k, v in self.gbt.as_dict().items()})
         out["launch_days"] = LAUNCH_DAYS
@@ -328,6 +329,7 @@ def _as_list(value) -> list:
 
 
 def build_pipeline(params: GBTParams, *, numeric: tuple[str, ...] = NUMERIC) -> Pipeline:
+    """The unfitted pipeline on the `numeric` and categorical features, back to views."""
     indexed = [f"{c}_index" for c in CATEGORICAL]
     return Pipeline(
         stages=[
@@ -430,6 +432,7 @@ class AudienceResult:
         return tuple(m for m in (MODEL, BASELINE, CEILING) if m in self.evaluation.columns)
 
     def value(self, model: str, metric: str = "wape", region: str = ALL) -> float:
+        """One metric of `model` in `region` (default: all regions); NaN when absent."""
         m = self.metrics
         hit = m[(m["model"] == model) & (m[REGION] == region)]
         return float(hit[metric].iloc[0]) if len(hit) else float("nan")
@@ -439,6 +442,7 @@ class AudienceResult:
         return 1.0 - self.value(MODEL) / self.value(BASELINE)
 
     def format_lines(self) -> list[str]:
+        """The result as lines of text: the data, each model's metrics, upcoming titles."""
         lines = [
             f"new-title audience (views in the first {LAUNCH_DAYS} days per region): trained "
             f"on {self.train_titles} titles released before {self.eval_start} "
@@ -605,6 +609,7 @@ def _launch_features(rows, series, titles, first, settings, frames: list[DataFra
 
 
 def feature_importances(model: PipelineModel) -> dict[str, float]:
+    """The fitted trees' importance per input column, largest first."""
     names = [*NUMERIC, *[f"{c}_index" for c in CATEGORICAL]]
     values = model.stages[2].featureImportances.toArray()
     return dict(sorted(zip(names, values, strict=True), key=lambda kv: -kv[1]))

@@ -89,6 +89,7 @@ class BacktestPlan:
     rule: str
 
     def params(self) -> dict[str, object]:
+        """The plan for a run's params: origins counted, the horizon range, the rule."""
         return {
             "backtest.origins_evaluated": len(self.origins),
             "backtest.horizons_evaluated": f"{self.horizons[0]}-{self.horizons[-1]}",
@@ -267,6 +268,7 @@ class BacktestResult:
     by_region: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
     def wape(self, model: str, *, segment: str = ALL, horizon: int = 0) -> float:
+        """The WAPE of `model` on `segment` at `horizon` (0: all horizons); NaN when absent."""
         m = self.metrics
         hit = m[(m["segment"] == segment) & (m["model"] == model) & (m[HORIZON] == horizon)]
         return float(hit["wape"].iloc[0]) if len(hit) else float("nan")

@@ -65,10 +65,12 @@ class GBTParams:
     seed: int = 7
 
     def as_dict(self) -> dict[str, float | int]:
+        """The settings by field name (for a run's params)."""
         return dataclasses.asdict(self)
 
 
 def build_pipeline(params: GBTParams) -> Pipeline:
+    """The unfitted pipeline: index categories, assemble, boost, back to views."""
     indexed = [f"{c}_index" for c in CATEGORICAL_FEATURES]
     return Pipeline(
         stages=[

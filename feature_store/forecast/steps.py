@@ -145,6 +145,7 @@ class ForecastSettings:
         )
 
     def params(self) -> dict[str, object]:
+        """The settings flattened for a run's params (``gbt.*``, ``audience.*``, budgets)."""
         nested = ("gbt", "budget_gb", "audience")
         out = {k: v for k, v in dataclasses.asdict(self).items() if k not in nested}
         if self.backtest_origins is None:
@@ -191,6 +192,7 @@ class ForecastRun:
         return self.backtest.improvement()
 
     def hit_rate(self, strategy: str) -> float:
+        """The share of backtest views the CDN plan of `strategy` served; NaN without views."""
         rows = self.cdn_backtest[self.cdn_backtest["strategy"] == strategy]
         total = rows["total_views"].sum()
         return float(rows["served_views"].sum() / total) if total else float("nan")
@@ -351,7 +353,9 @@ def plan_summary(plan: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(REGION, ignore_index=True)
 
 
-def plot_samples(series: DataFrame, backtest: BacktestResult, *, top: int):
+def plot_samples(
+    series: DataFrame, backtest: BacktestResult, *, top: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The last fold's biggest series: their 28 days before the origin and every model's
     forecast against the actuals after it (small frames for the run's plot)."""
     last = backtest.origins[-1]

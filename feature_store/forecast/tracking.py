@@ -44,6 +44,7 @@ _MARGINS = {"left": 0.08, "right": 0.98, "bottom": 0.12, "top": 0.9, "wspace": 0
 
 
 def data_window(run: ForecastRun) -> dict[str, str]:
+    """The run's data window as tags, with the id of what its backtest was computed on."""
     return {
         "data.first_date": run.first_date.isoformat(),
         "data.as_of": run.as_of.isoformat(),

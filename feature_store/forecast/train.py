@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from pyspark import StorageLevel
@@ -47,6 +48,9 @@ from feature_store.forecast.steps import (
 from feature_store.forecast.tracking import EXPERIMENT, log_forecast_run
 from feature_store.timing import Stopwatch
 from feature_store.tracking import configure_mlflow
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +198,9 @@ def backtest(inputs: Inputs, settings: ForecastSettings, cached: list[DataFrame]
     return Backtested(result, hit_rates, sizes, history, sample)
 
 
-def fit_final(inputs: Inputs, settings: ForecastSettings, as_of: dt.date):
+def fit_final(
+    inputs: Inputs, settings: ForecastSettings, as_of: dt.date
+) -> tuple[PipelineModel, int]:
     """(model, training rows): the model on the latest origins up to ``as_of``."""
     train = training_rows(
         inputs.examples,
@@ -207,7 +213,14 @@ def fit_final(inputs: Inputs, settings: ForecastSettings, as_of: dt.date):
     return fit_counted(train, settings.gbt)
 
 
-def forecast_and_plan(inputs, model, sizes, settings, as_of, cached):
+def forecast_and_plan(
+    inputs: Inputs,
+    model: PipelineModel,
+    sizes: DataFrame,
+    settings: ForecastSettings,
+    as_of: dt.date,
+    cached: list[DataFrame],
+) -> tuple[DataFrame, pd.DataFrame, pd.DataFrame]:
     """(forecast rows, each region's plan, the plan's candidates with expected views)."""
     forecast = (
         with_predictions(inputs.examples.filter(F.col(ORIGIN) == F.lit(as_of)), model)
@@ -219,7 +232,14 @@ def forecast_and_plan(inputs, model, sizes, settings, as_of, cached):
     return forecast, cdn.select_titles(expected, budget_gb=settings.budget_gb), expected
 
 
-def write(spark: SparkSession, config: Config, run: ForecastRun, *, forecast, plan) -> None:
+def write(
+    spark: SparkSession,
+    config: Config,
+    run: ForecastRun,
+    *,
+    forecast: DataFrame,
+    plan: pd.DataFrame,
+) -> None:
     """The forecasts, the plan and the audience predictions to Delta (row counts on
     ``run``)."""
     run.forecast_rows, run.plan_rows = write_outputs(

@@ -105,6 +105,7 @@ def load_ratings_file(file: str | Path, fmt: str) -> MovieLensData:
 
 
 def read_ratings(file: Path, fmt: str) -> pd.DataFrame:
+    """user_id, item_id, rating and timestamp from a ratings file in format `fmt`'s layout."""
     layout = _layout(fmt)
     rows = _read_delimited(file, layout.sep, 4, header=layout.header, encoding=layout.encoding)
     return _ratings(rows, file)

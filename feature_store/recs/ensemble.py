@@ -86,15 +86,18 @@ class Blend(Recommender):
         self.data = first.data
 
     def params(self) -> dict:
+        """The normalisation and the weights, for a run's params."""
         return {"normalisation": self.normalisation, "weights": dict(self.weights)}
 
     def fit(self, train: pd.DataFrame) -> Blend:
+        """Refit every component on `train`; returns the blend."""
         for model in self.components.values():
             model.fit(train)
         self.data = next(iter(self.components.values())).data
         return self
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """The weighted sum of the components' normalised scores (0 on seen items)."""
         seen = self.data.seen[user_idx].nonzero()
         total = np.zeros((len(user_idx), self.data.n_items))
         for name, model in self.components.items():

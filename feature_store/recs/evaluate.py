@@ -154,16 +154,20 @@ def _ideal_dcg(n: int) -> float:
 
 
 def precision_at_k(truth: pd.DataFrame, recs: pd.DataFrame, k: int = DEFAULT_K) -> float:
+    """precision@k of `recs` against `truth`, as `ranking_metrics` computes it."""
     return ranking_metrics(truth, recs, k=k)[f"precision@{k}"]
 
 
 def recall_at_k(truth: pd.DataFrame, recs: pd.DataFrame, k: int = DEFAULT_K) -> float:
+    """recall@k of `recs` against `truth`, as `ranking_metrics` computes it."""
     return ranking_metrics(truth, recs, k=k)[f"recall@{k}"]
 
 
 def ndcg_at_k(truth: pd.DataFrame, recs: pd.DataFrame, k: int = DEFAULT_K) -> float:
+    """nDCG@k of `recs` against `truth`, as `ranking_metrics` computes it."""
     return ranking_metrics(truth, recs, k=k)[f"ndcg@{k}"]
 
 
 def map_at_k(truth: pd.DataFrame, recs: pd.DataFrame, k: int = DEFAULT_K) -> float:
+    """MAP@k of `recs` against `truth`, as `ranking_metrics` computes it."""
     return ranking_metrics(truth, recs, k=k)[f"map@{k}"]

@@ -11,8 +11,11 @@ The features: docs/models.md.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,9 @@ from feature_store.recs.diversity import GenreSpace
 from feature_store.recs.ensemble import Blend
 from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, top_k_indices
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, KINDS
+
+if TYPE_CHECKING:
+    from pyspark.ml.classification import GBTClassificationModel
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,10 @@ class RankerContext:
     space: GenreSpace
 
     @classmethod
-    def build(cls, items: pd.DataFrame, interactions: pd.DataFrame, as_of) -> RankerContext:
+    def build(
+        cls, items: pd.DataFrame, interactions: pd.DataFrame, as_of: dt.date
+    ) -> RankerContext:
+        """The context as of the end of `as_of`, from the catalogue and training rows."""
         as_of = pd.Timestamp(as_of)
         popularity = interactions.groupby(ITEM).size() / len(interactions)
         end_of_day = (as_of + pd.Timedelta(days=1)).timestamp()
@@ -55,6 +64,7 @@ class RankerContext:
 
 
 def feature_names(components: list[str]) -> list[str]:
+    """The ranker's input columns, in order, for an ensemble of `components`."""
     names = [f"{c}_{m}" for c in [*components, "blend"] for m in ("score", "rank")]
     names += ["popularity", "days_since_release", "genre_affinity", "days_since_last_watch"]
     names += [f"kind_{k}" for k in KINDS] + [f"genre_{g}" for g in GENRES]
@@ -62,7 +72,7 @@ def feature_names(components: list[str]) -> list[str]:
     return [*names, "local_hour"]
 
 
-def candidate_rows(blend: Blend, users, n: int) -> pd.DataFrame:
+def candidate_rows(blend: Blend, users: Iterable, n: int) -> pd.DataFrame:
     """The blend's top n unseen titles per user with every component's score and rank
     (rank among all unseen titles), one row per (user, title)."""
     ids, idx = blend.data.user_index(users)
@@ -175,6 +185,7 @@ class TreeEnsemble:
     weights: np.ndarray
 
     def margin(self, x: np.ndarray) -> np.ndarray:
+        """The ensemble's margin for each row of feature matrix `x` (columns as `features`)."""
         total = np.zeros(len(x))
         for tree, weight in zip(self.trees, self.weights, strict=True):
             node = np.zeros(len(x), dtype=np.int64)
@@ -190,6 +201,7 @@ class TreeEnsemble:
         return total
 
     def score(self, rows: pd.DataFrame) -> np.ndarray:
+        """The margin of each row of `rows`, read in the order of `features`."""
         return self.margin(rows[self.features].to_numpy(dtype=np.float64))
 
 
@@ -241,7 +253,7 @@ def _parse_tree(lines: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def trees_from_spark(model, features: list[str]) -> TreeEnsemble:
+def trees_from_spark(model: GBTClassificationModel, features: list[str]) -> TreeEnsemble:
     """Read a fitted ``GBTClassificationModel`` into a :class:`TreeEnsemble`."""
     text = model.toDebugString.splitlines()
     starts = [i for i, line in enumerate(text) if line.strip().startswith("Tree ")]
@@ -277,7 +289,7 @@ def fit_ranker(
     max_depth: int = 5,
     step_size: float = 0.1,
     seed: int = 42,
-):
+) -> tuple[Ranker, GBTClassificationModel]:
     """Fit MLlib GBTs on the labelled rows; returns the NumPy :class:`Ranker` and the
     Spark model it was read from."""
     from pyspark.ml.classification import GBTClassifier

@@ -9,7 +9,7 @@ pickles without a Spark session, so the MLflow pyfunc can load it anywhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -56,13 +56,13 @@ class ServingRecommender:
 
     def recommend(
         self,
-        users,
+        users: Iterable,
         k: int,
         *,
-        regions=None,
-        segments=None,
-        devices=None,
-        hours=None,
+        regions: Iterable[str] | None = None,
+        segments: Iterable[str] | None = None,
+        devices: Iterable[str] | None = None,
+        hours: Iterable[int] | None = None,
         calibrate: bool = True,
     ) -> pd.DataFrame:
         """Top k (user_id, item_id, score, rank) per user; seen titles excluded. With the
@@ -94,11 +94,11 @@ class ServingRecommender:
 
     def recommend_blocks(
         self,
-        users,
+        users: Iterable,
         k: int,
         *,
-        regions=None,
-        segments=None,
+        regions: Iterable[str] | None = None,
+        segments: Iterable[str] | None = None,
         block: int = SCORING_BLOCK,
         workers: int | None = None,
     ) -> Iterator[pd.DataFrame]:

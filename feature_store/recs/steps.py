@@ -76,6 +76,7 @@ class RecommenderRun:
     ranker_report: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def format_table(self, k: int) -> str:
+        """The run as text: the data, every model's metrics at `k`, the ranker's sessions."""
         if not self.evaluation:
             return (
                 f"recommender as of {self.as_of}: no views after that date in the lake, "
@@ -288,7 +289,9 @@ def _context_overlap(serving, users, k: int) -> float:
     return float(np.mean([len(lists[0][u] & lists[1][u]) / k for u in both]))
 
 
-def profile_groups(spark: SparkSession, lake_root: str, as_of: dt.date):
+def profile_groups(
+    spark: SparkSession, lake_root: str, as_of: dt.date
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """(user_id, region, segment) per profile from profile_daily and account_daily.
     Raises :class:`RecsDataError` when profile_daily has no row for ``as_of``: without
     profiles there is no one to recommend to, and an empty top list must not be served."""
@@ -487,6 +490,7 @@ _NEIGHBOUR_BLOCK = 1024
 
 
 def format_summary(run: RecommenderRun, config: Config, k: int) -> str:
+    """`format_table` of the run, then the model version and the rows written."""
     version = run.model_version or "not registered"
     return (
         f"{run.format_table(k)}\n"

@@ -33,11 +33,18 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
     model never saw), device and local_hour (the session context the ranker uses) -- in;
     rows of profile_id, title_id, score, rank out. Param ``k`` (default 10): list length."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        """Unpickle the serving recommender from the model's artifacts."""
         with open(context.artifacts["serving"], "rb") as f:
             self.serving = pickle.load(f)
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None):
+    def predict(
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict | None = None,
+    ) -> pd.DataFrame:
+        """The top `k` titles (param, default 10) of each profile in `model_input`."""
         k = int((params or {}).get("k", 10))
         recs = self.serving.recommend(
             model_input["profile_id"].to_numpy(),

@@ -4,6 +4,7 @@ batch-score every profile and every title's neighbours to Delta."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -19,7 +20,7 @@ from feature_store.tracking import configure_mlflow
 
 
 def train_register_and_score(
-    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options
+    spark: SparkSession, config: Config, as_of: dt.date, *, register: bool = True, **options: Any
 ) -> RecommenderRun:
     """The whole training job: train and evaluate (``options`` go to
     :func:`train_recommender`), log and register in MLflow, batch-score to Delta."""

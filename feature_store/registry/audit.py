@@ -57,6 +57,7 @@ class AliasEvent:
 
 
 def now() -> dt.datetime:
+    """The current time, timezone-aware in UTC."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -115,7 +116,9 @@ class AuditLog:
     path: str
 
     def append(self, *events: AliasEvent) -> None:
+        """Append `events` to the table."""
         append_events(self.spark, self.path, events)
 
     def events(self, model: str) -> list[AliasEvent]:
+        """Every event of `model`, oldest first."""
         return read_events(self.spark, self.path, model)

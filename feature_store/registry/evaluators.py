@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "marquee.evaluators"
 
 
 def evaluator_names() -> frozenset[str]:
+    """The names of the installed evaluators (entry points of `ENTRY_POINT_GROUP`)."""
     return frozenset(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
 
 

@@ -28,6 +28,7 @@ class VersionRow:
     metrics: dict[str, float]  # the policy's key metrics the run logged
 
     def as_dict(self) -> dict:
+        """The row as JSON-ready values (`created` in ISO format)."""
         return {**dataclasses.asdict(self), "created": self.created.isoformat()}
 
 
@@ -71,6 +72,7 @@ def list_models(
 
 
 def format_listing(listings: list[ModelListing]) -> str:
+    """The listings as text, a table per model."""
     if not listings:
         return "no registered models"
     blocks = []

@@ -35,6 +35,7 @@ class Threshold:
     max: float | None = None
 
     def describe(self) -> str:
+        """The threshold in words, e.g. ``gbt.roc_auc >= 0.7``."""
         parts = []
         if self.min is not None:
             parts.append(f">= {self.min:g}")
@@ -43,6 +44,7 @@ class Threshold:
         return f"{self.metric} {' and '.join(parts)}"
 
     def holds(self, value: float) -> bool:
+        """Whether `value` is within the bounds (inclusive)."""
         return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
 
 
@@ -81,6 +83,7 @@ class Policy:
     models: Mapping[str, ModelPolicy]
 
     def for_model(self, name: str) -> ModelPolicy:
+        """The policy of model `name`; raises `PolicyError` when the file has none."""
         if name not in self.models:
             known = ", ".join(sorted(self.models)) or "none"
             raise PolicyError(
@@ -91,6 +94,7 @@ class Policy:
 
 
 def load_policy(path: str | Path) -> Policy:
+    """The promotion policy in the YAML file at `path`; raises `PolicyError` if bad or missing."""
     file = Path(path)
     if not file.is_file():
         raise PolicyError(f"{file}: promotion policy file not found (paths.registry_policy)")
@@ -102,6 +106,8 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def parse_policy(data: Any, *, source: str) -> Policy:
+    """The policy in parsed YAML `data`; raises `PolicyError` naming `source` and the key."""
+
     def fail(key: str, why: str) -> PolicyError:
         return PolicyError(f"{source}: key '{key}' {why}")
 

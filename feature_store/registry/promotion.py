@@ -72,6 +72,7 @@ class Decision:
         return "refused: " + "; ".join(f"{c.name}: {c.reason}" for c in self.failures)
 
     def format(self) -> str:
+        """The decision as text: the verdict, each check on its line, who is champion now."""
         against = f"champion v{self.champion}" if self.champion else "no champion"
         verdict = "PROMOTED" if self.passed else "REFUSED"
         lines = [f"{self.model} v{self.version} against {against}: {verdict}"]

@@ -43,6 +43,7 @@ def aliases(client: MlflowClient, model: str) -> dict[str, str]:
 
 
 def model_version(client: MlflowClient, model: str, version: str) -> ModelVersion:
+    """Version `version` of `model`; raises `RegistryError` when either is unknown."""
     from mlflow.exceptions import MlflowException
 
     _registered(client, model)
@@ -64,6 +65,7 @@ def versions(client: MlflowClient, model: str) -> list[str]:
 
 
 def model_names(client: MlflowClient) -> list[str]:
+    """Every registered model's name, sorted."""
     names, token = [], None
     while True:
         page = client.search_registered_models(max_results=100, page_token=token)

@@ -391,6 +391,7 @@ def _write_manifest(
 
 
 def load_manifest(spark: SparkSession, lake_root: str) -> dict:
+    """The generation's manifest (spec, world, landing counts) from the ground truth."""
     return json.loads(lk.read_text(spark, f"{lk.Lake(lake_root).ground_truth}/manifest.json"))
 
 

@@ -271,6 +271,7 @@ def _choose(df: DataFrame, scores: list[Column], *, seed: int, world: WorldParam
 
 
 def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
+    """Impression events: each valid candidate shown in a session, `clicked` if chosen."""
     shown = F.array(
         *[
             F.struct(
@@ -381,6 +382,7 @@ def viewing_events(views_df: DataFrame, *, seed: int) -> DataFrame:
 
 
 def ratings(views_df: DataFrame, *, seed: int) -> DataFrame:
+    """Thumbs after some views (completed ones more often), up when the noisy utility is high."""
     p, k = F.col("profile_idx"), F.col("k")
     rates = F.when(F.col("completed"), 0.15).otherwise(0.04)
     liked = F.col("utility") + 0.5 * R.normal(seed, "thumbs_noise", p, k) > 1.0

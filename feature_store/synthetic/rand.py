@@ -72,4 +72,5 @@ def dot(left: Column, right: Column, length: int) -> Column:
 
 
 def sigmoid(x: Column) -> Column:
+    """The logistic function of `x`."""
     return 1.0 / (1.0 + F.exp(-x))

@@ -43,6 +43,7 @@ def plan_changes(accounts: DataFrame, *, seed: int, days: int) -> DataFrame:
 def account_records(
     accounts: DataFrame, changes: DataFrame, *, seed: int, start: dt.date
 ) -> DataFrame:
+    """Account landing records: one at signup (or the window's first day), one per plan change."""
     a = F.col("account_idx")
     first = accounts.select(
         "*", F.greatest(F.col("signup_day"), F.lit(0)).alias("_day"), F.lit(0).alias("_version")
@@ -72,6 +73,7 @@ def account_records(
 
 
 def profile_records(profiles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
+    """Profile landing records, one per profile, its language from its region."""
     p = F.col("profile_idx")
     day = F.greatest(F.col("signup_day"), F.lit(0))
     return profiles.select(
@@ -94,6 +96,7 @@ def profile_records(profiles: DataFrame, *, seed: int, start: dt.date) -> DataFr
 
 
 def title_records(titles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
+    """Title landing records, one per title, all in the window's first hour."""
     t = F.col("title_idx")
     artwork = F.transform(
         F.arrays_zip(F.col("artwork_ids"), F.col("artwork_styles")),
@@ -128,6 +131,7 @@ def title_records(titles: DataFrame, *, seed: int, start: dt.date) -> DataFrame:
 def subscription_records(
     accounts: DataFrame, changes: DataFrame, *, seed: int, start: dt.date, days: int
 ) -> DataFrame:
+    """Subscription events: signups, payment failures, plan changes and cancels."""
     a = F.col("account_idx")
     price = F.element_at(
         F.create_map(

@@ -13,6 +13,7 @@ from feature_store.sources import SOURCES
 
 
 def bronze_summary(spark: SparkSession, lake_root: str) -> str:
+    """Bronze tables as text: rows, event dates and version each, then quarantine reasons."""
     lake = lk.Lake(lake_root)
     lines = [f"{'bronze table':<16}{'rows':>14}{'event dates':>14}{'delta version':>15}"]
     for name in SOURCES:

@@ -56,6 +56,7 @@ class WorldParams:
 
     @classmethod
     def draw(cls, seed: int) -> WorldParams:
+        """The effect sizes of the world of `seed` (the same seed, the same world)."""
         rng = np.random.default_rng([seed, 1])
         device_kind = np.zeros((len(DEVICES), len(KINDS)))
         device_kind[DEVICES.index("tv"), KINDS.index("movie")] = 0.6

@@ -66,6 +66,7 @@ class ImplicitALS(Recommender):
         self.checkpoint_interval, self.checkpoint_dir = checkpoint_interval, checkpoint_dir
 
     def params(self) -> dict:
+        """The settings for a run's params (`center` only with centred confidence)."""
         return {
             "rank": self.rank,
             "reg": self.reg,
@@ -84,6 +85,7 @@ class ImplicitALS(Recommender):
         return ratings - self.center if self.confidence == "centered" else ratings
 
     def fit(self, train: pd.DataFrame) -> ImplicitALS:
+        """Factorise `train` with Spark's ALS and collect the factors; returns the model."""
         self.data = self._interactions(train)
         rows = pd.DataFrame(
             {
@@ -150,6 +152,7 @@ class ImplicitALS(Recommender):
                     shutil.rmtree(child, ignore_errors=True)
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """The users' factors times every item's factors."""
         return self.user_factors[user_idx] @ self.item_factors.T
 
     def __getstate__(self) -> dict:

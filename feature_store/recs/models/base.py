@@ -73,6 +73,7 @@ class Interactions:
         return len(self.item_ids)
 
     def binary(self) -> sp.csr_matrix:
+        """The matrix with every stored entry set to 1: who interacted with what."""
         out = self.matrix.copy()
         out.data = np.ones_like(out.data)
         return out
@@ -183,6 +184,7 @@ class Recommender:
         return built[key]
 
     def fit(self, train: pd.DataFrame) -> Recommender:
+        """Learn from `train` rows (user_id, item_id[, rating, timestamp]); returns the model."""
         raise NotImplementedError
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
@@ -190,6 +192,7 @@ class Recommender:
         raise NotImplementedError
 
     def params(self) -> dict:
+        """The model's settings, for a run's params (none here)."""
         return {}
 
     def _check_fitted(self) -> None:

@@ -45,6 +45,7 @@ class ContentSimilarity(Recommender):
         self.tag_weight, self.attribute_weight = tag_weight, attribute_weight
 
     def params(self) -> dict:
+        """The settings for a run's params (0 for the weight of metadata not given)."""
         return {
             "genre_weight": self.genre_weight,
             "decade_weight": self.decade_weight,
@@ -55,6 +56,7 @@ class ContentSimilarity(Recommender):
         }
 
     def fit(self, train: pd.DataFrame) -> ContentSimilarity:
+        """Build the item features and each user's feature profile; returns the model."""
         self.data = self._interactions(train)
         self.features = item_features(
             self.items,
@@ -69,6 +71,7 @@ class ContentSimilarity(Recommender):
         return self
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """Each item's summed content similarity to the items in each user's history."""
         # sparse titles x features times dense features x users: costs the features'
         # nonzeros per user (sparse x sparse with a dense result is ~5x slower)
         scores = self.features @ self._profiles[user_idx].T.toarray()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,7 @@ class EASE(Recommender):
         self.dtype = np.dtype(dtype)
 
     def params(self) -> dict:
+        """The settings for a run's params: lambda, user and side weights, dtype."""
         return {
             "lambda": self.lambda_,
             "user_weight": self.user_weight,
@@ -74,6 +76,7 @@ class EASE(Recommender):
         }
 
     def fit(self, train: pd.DataFrame) -> EASE:
+        """Solve for the item weights B (with metadata rows if `side_weight`); returns the model."""
         self.data = self._interactions(train)
         x = self.data.binary().astype(self.dtype)
         n = self.data.n_items
@@ -99,6 +102,7 @@ class EASE(Recommender):
         return self
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """Each user's history row times the item weights B."""
         return np.asarray(self._x[user_idx] @ self.weights)
 
 
@@ -199,9 +203,11 @@ class ItemCooccurrence(Recommender):
         self.chunk_cells = chunk_cells
 
     def params(self) -> dict:
+        """The settings for a run's params: `neighbours` and `shrink`."""
         return {"neighbours": self.neighbours, "shrink": self.shrink}
 
     def fit(self, train: pd.DataFrame) -> ItemCooccurrence:
+        """Keep each item's top `neighbours` by shrunk co-occurrence cosine; returns the model."""
         self.data = self._interactions(train)
         x = self.data.binary().tocsc()
         n = self.data.n_items
@@ -226,6 +232,7 @@ class ItemCooccurrence(Recommender):
         return self
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """Each user's sum of similarities from the items they rated."""
         return (self._x[user_idx] @ self.similarity).toarray()
 
 
@@ -235,7 +242,7 @@ def item_to_item(
     max_dense_items: int = MAX_DENSE_ITEMS,
     lambda_: float = 400.0,
     user_weight: float = 0.0,
-    **kwargs,
+    **kwargs: Any,
 ) -> Recommender:
     """EASE when ``n_items`` fits in memory (<= ``max_dense_items``), else co-occurrence
     (``kwargs`` go to :class:`ItemCooccurrence`)."""

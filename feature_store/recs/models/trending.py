@@ -35,9 +35,11 @@ class TrendingPopularity(Recommender):
         self.half_life_days = half_life_days
 
     def params(self) -> dict:
+        """The settings for a run's params: `half_life_days`."""
         return {"half_life_days": self.half_life_days}
 
     def fit(self, train: pd.DataFrame) -> TrendingPopularity:
+        """Decayed shares overall, per region and per region and segment; returns the model."""
         self.data = self._interactions(train)
         if "timestamp" in train.columns:
             age_days = (train["timestamp"].max() - train["timestamp"]) / SECONDS_PER_DAY
@@ -78,6 +80,7 @@ class TrendingPopularity(Recommender):
         return self.overall + region_part + segment_part
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
+        """Each user's row of `scores_for` their region and segment."""
         return self._combo_scores[self._user_combo[user_idx]]
 
     def top_for(self, region: str | None, segment: str | None, k: int) -> pd.DataFrame:
