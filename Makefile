@@ -106,6 +106,7 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/bench_recs.py
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_pseudonymize.py
+	$(PY) bench/bench_platform.py --set spark.show_progress=false
 
 # Airflow on this machine: SQLite and every component in one `airflow standalone`, the DAGs
 # of dags/, state under .marquee/airflow (the runs `make run` made are there). The Spark
