@@ -8,6 +8,7 @@ registry, ``artifacts/`` the logged files -- or the URI of a tracking server
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from feature_store.config import Config
 
@@ -78,3 +79,14 @@ def tag_model_version(model_name: str, version: str, tags: dict[str, str]) -> No
     client = mlflow.MlflowClient()
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
+
+
+def tag_registered_version(model_info: Any, model_name: str, tags: dict[str, str]) -> str | None:
+    """The version a `log_model` call registered (None when it registered none), tagged
+    with `tags` so that the promotion gate can read the run's data window from it."""
+    registered = model_info.registered_model_version
+    if registered is None:
+        return None
+    version = str(registered)
+    tag_model_version(model_name, version, tags)
+    return version

@@ -22,7 +22,7 @@ from feature_store.churn.scoring import ChurnScorer
 from feature_store.churn.steps import HOLDOUT_BUCKETS, ChurnRun
 from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id, log_evaluation_rows
 from feature_store.features.tables import ACCOUNT_DAILY
-from feature_store.tracking import model_requirements, package_code_path, tag_model_version
+from feature_store.tracking import model_requirements, package_code_path, tag_registered_version
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,8 @@ def log_churn_run(run: ChurnRun, *, register: bool = True) -> str | None:
         if run.evaluation_rows is not None:
             log_evaluation_rows(run.evaluation_rows)
         info = _log_model(run, register)
-        version = None
-        if register and info.registered_model_version is not None:
-            version = str(info.registered_model_version)
-            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
+        tags = {**window, "run_id": active.info.run_id}
+        version = tag_registered_version(info, MODEL_NAME, tags) if register else None
         log.info("churn run %s logged; model version %s", active.info.run_id, version)
     return version
 

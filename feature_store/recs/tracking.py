@@ -20,7 +20,7 @@ import pandas as pd
 
 from feature_store.evaluation import EVALUATION_DATA_TAG, evaluation_data_id
 from feature_store.recs.steps import RecommenderRun
-from feature_store.tracking import model_requirements, package_code_path, tag_model_version
+from feature_store.tracking import model_requirements, package_code_path, tag_registered_version
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,8 @@ def log_recommender_run(run: RecommenderRun, *, k: int, register: bool = True) -
         if run.ranker_report:
             _log_ranker(run.ranker_report)
         info = _log_model(run, k, register)
-        version = None
-        if register and info.registered_model_version is not None:
-            version = str(info.registered_model_version)
-            tag_model_version(MODEL_NAME, version, {**window, "run_id": active.info.run_id})
+        tags = {**window, "run_id": active.info.run_id}
+        version = tag_registered_version(info, MODEL_NAME, tags) if register else None
         log.info("recommender run %s logged; model version %s", active.info.run_id, version)
     return version
 
