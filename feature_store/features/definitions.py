@@ -77,10 +77,6 @@ class FromViews:
     def __call__(self, inputs: TransformInputs) -> DataFrame:
         return self.compute(inputs.views, **inputs.bronze, as_of_dates=inputs.as_of_dates)
 
-    @property
-    def __name__(self) -> str:
-        return self.compute.__name__
-
 
 @dataclasses.dataclass(frozen=True)
 class FeatureTable:

@@ -59,14 +59,8 @@ class FeatureStoreReader:
     ) -> DataFrame:
         """A declared feature table's rows: the ``as_of`` partition, the partitions up to
         ``through``, or all of them."""
-        REGISTRY.get(table)  # an undeclared name fails here, with the declared ones
         path = self.lake.features(table)
-        missing = (
-            f"no {table} table under {self.lake.root}/features: build it first "
-            f"(`marquee features build --start A --end B --table {table}`)"
-        )
-        version = self._pin(table, path, missing)
-        rows = lk.read_table(self.spark, path, version=version)
+        rows = lk.read_table(self.spark, path, version=self._feature_version(table))
         if as_of is not None:
             rows = rows.filter(F.col(AS_OF) == F.lit(as_of))
         if through is not None:
@@ -83,9 +77,7 @@ class FeatureStoreReader:
     ) -> TrainingSet:
         """The point-in-time join of ``spine`` with ``features`` ({table: [feature]}),
         each table at this reader's version (`features.training.get_training_set`)."""
-        for table in features:
-            self.features(table)
-        versions = {t: self.versions[t] for t in features}
+        versions = {t: self._feature_version(t) for t in features}
         return get_training_set(
             self.spark, self.lake.root, spine, features, versions=versions, **options
         )
@@ -129,6 +121,15 @@ class FeatureStoreReader:
         return first, last
 
     # ----------------------------------------------------------------------------------
+
+    def _feature_version(self, table: str) -> int:
+        """The version a declared feature table is read at (pinned on first use)."""
+        REGISTRY.get(table)  # an undeclared name fails here, with the declared ones
+        missing = (
+            f"no {table} table under {self.lake.root}/features: build it first "
+            f"(`marquee features build --start A --end B --table {table}`)"
+        )
+        return self._pin(table, self.lake.features(table), missing)
 
     def _pin(self, lineage: str, path: str, missing: str) -> int:
         """The version to read ``path`` at: pinned on first read, then kept."""
