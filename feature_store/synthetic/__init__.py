@@ -136,14 +136,17 @@ def generate(
         raise ValueError("history_days > 0 writes bronze rows: pass the pseudonymization key")
     lake = lk.Lake(lake_root)
     stage = _Stopwatch()
-    world, landing_records = _draw(spark, lake, spec, stage)
+    key = pseudonymization_key if spec.history_days else None
+    world, landing_records, history_records = _draw(
+        spark, lake, spec, stage, pseudonymization_key=key
+    )
     first_landing = spec.landing_dates[0]
     counts = {}
     for name, frame in landing_records.items():
         source = SOURCES[name]
-        if spec.history_days:
+        if history_records:
             history = dataclasses.replace(spec, days=spec.history_days, history_days=0)
-            _write_bronze(spark, lake, source, frame, history, pseudonymization_key)
+            _write_bronze(spark, lake, source, history_records[name], history, None)
             frame = frame.filter(F.to_date(F.col(source.ts_field)) >= F.lit(first_landing))
         counts[name] = write_landing(
             frame.select(*[f.name for f in source.fields]),
@@ -174,7 +177,7 @@ def generate_bronze(
     """
     lake = lk.Lake(lake_root)
     stage = _Stopwatch()
-    world, records = _draw(spark, lake, spec, stage, pseudonymization_key=pseudonymization_key)
+    world, _, records = _draw(spark, lake, spec, stage, pseudonymization_key=pseudonymization_key)
     counts = {}
     for name, frame in records.items():
         counts[name] = {
@@ -241,12 +244,10 @@ def _draw(
     stage: _Stopwatch,
     *,
     pseudonymization_key: str | None = None,
-) -> tuple[WorldParams, dict[str, DataFrame]]:
-    """Save the ground truth and return the records of every source (lazy DataFrames).
-
-    With ``pseudonymization_key`` the records carry the keyed pseudonyms of the member
-    ids, as bronze holds them; the ground truth keeps the ids themselves.
-    """
+) -> tuple[WorldParams, dict[str, DataFrame], dict[str, DataFrame] | None]:
+    """Save the ground truth and return the records of every source (lazy DataFrames):
+    with the member ids, and with ``pseudonymization_key`` also with their keyed
+    pseudonyms as bronze holds them (else None). The ground truth keeps the ids."""
     world = WorldParams.draw(spec.seed)
     truth = lake.ground_truth
     catalogue, tables = _save_catalogue(spark, truth, spec)
@@ -264,11 +265,17 @@ def _draw(
     # Not partitioned by day: a partitioned write sorts every task's rows first.
     sessions = _saved(spark, sessions, f"{truth}/sessions")
     stage("sessions")
-    if pseudonymization_key:
-        sessions, accounts, profiles = _pseudonymized(
-            sessions, accounts, profiles, pseudonymization_key
-        )
-    return world, _source_records(spec, world, tables["titles"], accounts, profiles, sessions)
+    records = _source_records(spec, world, tables["titles"], accounts, profiles, sessions)
+    if not pseudonymization_key:
+        return world, records, None
+    pseudonymized = _source_records(
+        spec,
+        world,
+        tables["titles"],
+        *_pseudonymized(accounts, profiles, pseudonymization_key),
+        sessions.withColumns({c: F.col(f"{c}_pseudonym") for c in _MEMBER_IDS}),
+    )
+    return world, records, pseudonymized
 
 
 def _save_catalogue(
@@ -334,17 +341,16 @@ def _session_choices(
 
 
 def _pseudonymized(
-    sessions: DataFrame, accounts: DataFrame, profiles: DataFrame, pseudonymization_key: str
-) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """Sessions, accounts and profiles with the member ids replaced by their pseudonyms."""
-    sessions = sessions.withColumns({c: F.col(f"{c}_pseudonym") for c in _MEMBER_IDS})
+    accounts: DataFrame, profiles: DataFrame, pseudonymization_key: str
+) -> tuple[DataFrame, DataFrame]:
+    """Accounts and profiles with the member ids replaced by their pseudonyms."""
     accounts = accounts.withColumn(
         "account_id", pseudonymize(F.col("account_id"), pseudonymization_key)
     )
     profiles = profiles.withColumns(
         {c: pseudonymize(F.col(c), pseudonymization_key) for c in _MEMBER_IDS}
     )
-    return sessions, accounts, profiles
+    return accounts, profiles
 
 
 def _source_records(
