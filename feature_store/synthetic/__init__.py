@@ -265,17 +265,37 @@ def _draw(
     # Not partitioned by day: a partitioned write sorts every task's rows first.
     sessions = _saved(spark, sessions, f"{truth}/sessions")
     stage("sessions")
-    records = _source_records(spec, world, tables["titles"], accounts, profiles, sessions)
+    landing_sessions, history_sessions = _split_sessions(sessions, spec.history_days)
+    titles = tables["titles"]
+    records = _source_records(spec, world, titles, accounts, profiles, landing_sessions)
     if not pseudonymization_key:
         return world, records, None
     pseudonymized = _source_records(
         spec,
         world,
-        tables["titles"],
+        titles,
         *_pseudonymized(accounts, profiles, pseudonymization_key),
-        sessions.withColumns({c: F.col(f"{c}_pseudonym") for c in _MEMBER_IDS}),
+        history_sessions.withColumns({c: F.col(f"{c}_pseudonym") for c in _MEMBER_IDS}),
     )
     return world, records, pseudonymized
+
+
+# A session's events fall on UTC dates from the day before its local day (UTC offsets up
+# to +10 h) to the day after (-8 h, and views running past midnight): a margin of two.
+_SPILL_DAYS = 2
+
+
+def _split_sessions(sessions: DataFrame, history_days: int) -> tuple[DataFrame, DataFrame]:
+    """The sessions whose events can reach the landing days, and those that can reach the
+    history: each part's records are then filtered by date exactly, but no longer made
+    for all the window's days only to keep a few."""
+    if not history_days:
+        return sessions, sessions
+    day = F.col("day")
+    return (
+        sessions.filter(day >= history_days - _SPILL_DAYS),
+        sessions.filter(day < history_days + _SPILL_DAYS),
+    )
 
 
 def _save_catalogue(
