@@ -35,14 +35,13 @@ import duckdb_features
 from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from run_bench import bronze_lake, machine, save_result, with_lake
+from run_bench import bronze_files, bronze_lake, machine, save_result, with_lake
 
 from feature_store import lake as lk
 from feature_store import runtime
 from feature_store.features import transforms as tf
 from feature_store.features.build import build_features
 from feature_store.features.tables import REGISTRY
-from feature_store.sources import SOURCES
 from feature_store.synthetic import GenerationSpec
 
 EVENT_SOURCES = ("viewing", "impressions", "ratings", "searches", "subscriptions")
@@ -99,9 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         save_result(result, f"features-{spec.accounts}x{spec.days}d")
         print(json.dumps(result["spark_build"]["tables"], indent=2), flush=True)
 
-        result["duckdb_build"] = _duckdb_build(spark, lake_root, as_of, args.duckdb_memory)
-        result["ratios"] = _ratios(result["spark_build"], result["duckdb_build"])
-        result["ratios_cold"] = _ratios(result["spark_build_cold"], result["duckdb_build"])
+        result["duckdb_build"] = duckdb_features.build_all(
+            bronze_files(spark, lake_root),
+            as_of,
+            threads=machine()["cores"],
+            memory=args.duckdb_memory,
+        )
+        result["ratios"] = duckdb_features.ratios(result["spark_build"], result["duckdb_build"])
+        result["ratios_cold"] = duckdb_features.ratios(
+            result["spark_build_cold"], result["duckdb_build"]
+        )
         save_result(result, f"features-{spec.accounts}x{spec.days}d")
         print(json.dumps({"daily": result["ratios"], "cold": result["ratios_cold"]}, indent=2))
 
@@ -155,44 +161,6 @@ def _spark_build(
             for b in report.builds
         },
     }
-
-
-def _duckdb_build(spark: SparkSession, lake_root: str, as_of: dt.date, memory: str) -> dict:
-    lake = lk.Lake(lake_root)
-    files = {s: lk.read_table(spark, lake.bronze(s)).inputFiles() for s in SOURCES}
-    con = duckdb.connect()
-    con.execute(f"SET threads = {machine()['cores']}; SET memory_limit = '{memory}'")
-    duckdb_features.register_bronze(con, files)
-    tables = {}
-    started = time.perf_counter()
-    for table in REGISTRY:
-        table_started = time.perf_counter()
-        rows = duckdb_features.build_table(con, table.name, as_of)
-        tables[table.name] = {
-            "rows": rows,
-            "seconds": round(time.perf_counter() - table_started, 3),
-        }
-        print(f"duckdb {table.name}: {rows:,} rows, {tables[table.name]['seconds']} s", flush=True)
-    con.close()
-    return {"seconds": round(time.perf_counter() - started, 2), "tables": tables}
-
-
-def _ratios(spark_build: dict, duck: dict) -> dict:
-    """Spark / DuckDB per table: the whole build (compute, validate, write) and compute only."""
-    ratios = {}
-    for name, ours in spark_build["tables"].items():
-        theirs = duck["tables"][name]["seconds"]
-        ratios[name] = {
-            "rows_equal": ours["rows"] == duck["tables"][name]["rows"],
-            "build_vs_duckdb": round(ours["seconds"] / theirs, 2),
-            "compute_vs_duckdb": round(ours["steps"]["compute"] / theirs, 2),
-        }
-    compute = sum(t["steps"]["compute"] for t in spark_build["tables"].values())
-    ratios["total"] = {
-        "build_vs_duckdb": round(spark_build["seconds"] / duck["seconds"], 2),
-        "compute_vs_duckdb": round(compute / duck["seconds"], 2),
-    }
-    return ratios
 
 
 def _incremental(

@@ -8,10 +8,15 @@ records, publish the online features); the recommender, churn and the forecast (
 evaluate against the generator's hidden truth, register, batch outputs); promotion of each
 version through the gates of mlflow/registry.yaml; publishing of every artifact.
 
+With ``--peers``, single-node peers run beside four stages on the same data (`peers.py`):
+DuckDB ingesting each landing day and building its feature tables, DuckDB's ASOF JOIN
+beside a point-in-time join, `implicit` beside MLlib's ALS; their seconds and the ratios
+go under ``peers`` (not counted in the stages' seconds).
+
 Writes bench/results/platform-<accounts>x<days>d-<UTC time>.json, rewritten after each
 stage: seconds, rows and rows per second per stage, the peak memory of the Spark driver
 (JVM) and of Python, and each model's metrics beside its ceiling. The issue's scale:
-`--accounts 2000000 --titles 20000 --set spark.driver_memory=16g`.
+`--accounts 2000000 --titles 20000 --set spark.driver_memory=16g --peers`.
 """
 
 from __future__ import annotations
@@ -24,10 +29,11 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import peers
 from run_bench import machine, save_result
 
 from feature_store import runtime
@@ -49,11 +55,27 @@ class Stage:
 
 
 class Bench:
-    """The result being written: stages in order, peak memory, model metrics."""
+    """The result being written: stages in order, peak memory, model metrics, and the
+    peers timed beside them when ``peer_memory`` is given (DuckDB's memory limit)."""
 
-    def __init__(self, spark, result: dict, name: str):
+    def __init__(self, spark, result: dict, name: str, *, peer_memory: str | None, work: Path):
         self.spark, self.result, self.name = spark, result, name
+        self.peer_memory, self.work = peer_memory, work
         result["stages"] = {}
+
+    def seconds(self, stage: str) -> float:
+        return self.result["stages"][stage]["seconds"]
+
+    def peer(self, name: str, measure: Callable[[], dict]) -> None:
+        """Run ``measure`` (a peer beside a stage: see peers.py) when peers are on."""
+        if self.peer_memory is None:
+            return
+        print(f"[platform] peer {name} ...", flush=True)
+        figures = measure()
+        self.result.setdefault("peers", {})[name] = figures
+        ratios = {k: v for k, v in figures.items() if k.startswith("spark_over")}
+        print(f"[platform] peer {name}: {ratios}", flush=True)
+        self.save()
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[Stage]:
@@ -114,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         "driver_memory": config.spark.driver_memory,
         "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
     }
-    bench = Bench(spark, result, f"platform-{spec.accounts}x{spec.days}d")
+    bench = Bench(
+        spark, result, f"platform-{spec.accounts}x{spec.days}d",
+        peer_memory=args.peer_memory if args.peers else None,
+        work=Path(config.paths.lake).parent / "peers",
+    )  # fmt: skip
     started = time.perf_counter()
     ok = run_platform(bench, spark, config, spec)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
@@ -135,6 +161,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--state", help="folder of the lake, MLflow and published files (emptied first)"
     )
+    parser.add_argument("--peers", action="store_true", help="time single-node peers beside")
+    parser.add_argument("--peer-memory", default="8GB", help="DuckDB's memory limit")
     return parser.parse_args(argv)
 
 
@@ -162,6 +190,10 @@ def run_platform(bench: Bench, spark, config: Config, spec: GenerationSpec) -> b
     for day in spec.landing_dates:
         if not _daily(bench, spark, config, day):
             return False
+    bench.peer(
+        "point_in_time",
+        lambda: peers.point_in_time(spark, config, bench.work / "pit", bench.peer_memory),
+    )
     versions = _models(bench, spark, config, spec)
     _promote_and_publish(bench, spark, config, versions)
     return True
@@ -196,9 +228,17 @@ def _daily(bench: Bench, spark, config: Config, day: dt.date) -> bool:
         ingested = ingest_date(spark, config, day)
         stage.rows = sum(s.lines for s in ingested.sources)  # landing lines read
         stage.detail["bronze_rows"] = sum(s.bronze for s in ingested.sources)
+    bench.peer(f"ingest.{day}", lambda: peers.ingest(
+        spark, config, day, bench.seconds(f"daily.{day}.ingest"), bench.work / "ingest",
+        bench.peer_memory,
+    ))  # fmt: skip
     with bench.stage(f"daily.{day}.build") as stage:
         built = build_features(spark, config, day)
         stage.rows = sum(b.rows for b in built.builds)
+    bench.peer(
+        f"daily_build.{day}",
+        lambda: peers.daily_build(spark, config, day, built, bench.peer_memory),
+    )
     with bench.stage(f"daily.{day}.verify"):
         verdicts = list(verify_recorded(spark, config, [day], None))
     with bench.stage(f"daily.{day}.online") as stage:
@@ -220,7 +260,13 @@ def _models(bench: Bench, spark, config: Config, spec: GenerationSpec) -> dict[s
 
 
 def _recommender(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str | None:
-    from feature_store.recs.steps import score_profiles, similar_titles, train_recommender
+    from feature_store.recs.model import ALS_DEFAULTS
+    from feature_store.recs.steps import (
+        PLATFORM_ALS,
+        score_profiles,
+        similar_titles,
+        train_recommender,
+    )
     from feature_store.recs.tracking import EXPERIMENT, log_recommender_run
     from feature_store.synthetic.ceilings import recs_ceiling
     from feature_store.tracking import configure_mlflow
@@ -232,6 +278,10 @@ def _recommender(bench: Bench, spark, config: Config, spec: GenerationSpec) -> s
             ranker_days=demo.RECS_RANKER_DAYS, ceiling=recs_ceiling(spark, config),
         )  # fmt: skip
         stage.rows = len(run.data.interactions)
+    bench.peer("als", lambda: peers.als(
+        spark, run.data.interactions, {**ALS_DEFAULTS, **PLATFORM_ALS},
+        run.trained.fit_seconds["als"],
+    ))  # fmt: skip
     with bench.stage("recommender.register"):
         configure_mlflow(config, EXPERIMENT)
         version = log_recommender_run(run, k=10)

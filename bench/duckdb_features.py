@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 
 import duckdb
 
@@ -97,6 +98,46 @@ def build_table(con: duckdb.DuckDBPyConnection, table: str, as_of: dt.date) -> i
         raise ValueError("artwork_daily reads profile_daily: build profile_daily first")
     con.execute(f"CREATE OR REPLACE TABLE {table} AS {table_sql(table, as_of, views=views)}")
     return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
+def build_all(
+    files_by_source: dict[str, list[str]], as_of: dt.date, *, threads: int, memory: str
+) -> dict:
+    """Every feature table of ``as_of`` over the bronze files: seconds and rows per table."""
+    con = duckdb.connect()
+    con.execute(f"SET threads = {threads}; SET memory_limit = '{memory}'")
+    register_bronze(con, files_by_source)
+    tables = {}
+    started = time.perf_counter()
+    for table in REGISTRY:
+        table_started = time.perf_counter()
+        rows = build_table(con, table.name, as_of)
+        tables[table.name] = {
+            "rows": rows,
+            "seconds": round(time.perf_counter() - table_started, 3),
+        }
+        print(f"duckdb {table.name}: {rows:,} rows, {tables[table.name]['seconds']} s", flush=True)
+    con.close()
+    return {"seconds": round(time.perf_counter() - started, 2), "tables": tables}
+
+
+def ratios(spark_build: dict, duck: dict) -> dict:
+    """Spark / DuckDB per table: the whole build (compute, validate, write) and compute
+    only. ``spark_build``: seconds, and per table rows, seconds and seconds by step."""
+    result = {}
+    for name, ours in spark_build["tables"].items():
+        theirs = duck["tables"][name]["seconds"]
+        result[name] = {
+            "rows_equal": ours["rows"] == duck["tables"][name]["rows"],
+            "build_vs_duckdb": round(ours["seconds"] / theirs, 2),
+            "compute_vs_duckdb": round(ours["steps"]["compute"] / theirs, 2),
+        }
+    compute = sum(t["steps"]["compute"] for t in spark_build["tables"].values())
+    result["total"] = {
+        "build_vs_duckdb": round(spark_build["seconds"] / duck["seconds"], 2),
+        "compute_vs_duckdb": round(compute / duck["seconds"], 2),
+    }
+    return result
 
 
 def views_sql(as_of: dt.date) -> str:

@@ -41,6 +41,16 @@ def machine() -> dict:
     }
 
 
+def bronze_files(spark, lake_root: str) -> dict[str, list[str]]:
+    """The Parquet files of each bronze Delta table's current version, by source."""
+    lake = lk.Lake(lake_root)
+    return {
+        s: lk.read_table(spark, lake.bronze(s)).inputFiles()
+        for s in SOURCES
+        if lk.table_exists(spark, lake.bronze(s))
+    }
+
+
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
