@@ -66,6 +66,12 @@ def test_every_model_is_evaluated_against_the_next_days(trained):
     assert report["generators_as_of"] == model_day(29).isoformat()
     assert report["label_window"] == [model_day(30).isoformat(), AS_OF.isoformat()]
     assert 0 < report["positives"] < report["training_rows"]
+    # the final fit takes the generators' EASE settings and blend: validated once
+    assert run.trained.validation["settings_reused"]
+    chosen = run.trained.validation["blend"]["weights"]
+    assert {n: w for n, w in run.trained.ensemble.weights.items() if w} == {
+        n: w for n, w in chosen.items() if w
+    }
     sessions = report["evaluation"]
     assert 0.0 <= sessions["ranker"]["ndcg@10"] <= 1.0
     assert 0.0 <= sessions["ensemble"]["ndcg@10"] <= 1.0

@@ -103,6 +103,7 @@ def train_ensemble(
     user_groups: pd.DataFrame | None = None,
     catalogue: Iterable | None = None,
     validation_folds: int = 1,
+    settings_from: TrainedEnsemble | None = None,
 ) -> TrainedEnsemble:
     """Choose settings on validation splits of ``ratings``, then fit on all of them.
 
@@ -115,6 +116,10 @@ def train_ensemble(
     ``validation_folds`` > 1 repeats the validation split with the next seeds (43, 44, ...)
     and makes every choice on the mean over the folds: on a small data set the best blend
     of one split often wins by less than that split's own noise.
+
+    ``settings_from``: an ensemble trained on nearly the same rows (the same members a few
+    days earlier) whose EASE settings and blend are taken as they are: no validation, only
+    the fit of every component on ``ratings``.
     """
     if items is None:  # no metadata: the settings that need none
         ease_grid = [s for s in ease_grid if not s.get("side_weight")]
@@ -125,6 +130,8 @@ def train_ensemble(
     catalogue = None if catalogue is None else list(catalogue)
     factories = _component_factories(spark, items, tags, als_params, user_groups, catalogue)
     make_ease = _ease_factory(items, tags, catalogue)
+    if settings_from is not None:
+        return _fit_with_settings(ratings, factories, make_ease, settings_from.validation)
 
     started = time.perf_counter()
     folds = [
@@ -161,6 +168,7 @@ def train_ensemble(
             "folds": validation_folds,
             "rows": validation_rows,
             "ease": ease_trials,
+            "ease_settings": dict(chosen_ease),
             "component_ndcg": component_ndcg,
             "blend": {
                 "normalisation": best["normalisation"],
@@ -172,6 +180,19 @@ def train_ensemble(
             },
             "seconds": validation_seconds,
         },
+    )
+
+
+def _fit_with_settings(ratings, factories, make_ease, validation: dict) -> TrainedEnsemble:
+    """Every component fitted on ``ratings`` with the EASE settings and blend an earlier
+    validation chose (``validation``: a TrainedEnsemble's), which it keeps as its own."""
+    factories = {**factories, "ease": lambda: make_ease(validation["ease_settings"])}
+    fitted, fit_seconds = _refit(ratings, [n for n in COMPONENTS if n in factories], factories)
+    blend = validation["blend"]
+    return TrainedEnsemble(
+        ensemble=Blend(fitted, blend["weights"], normalisation=blend["normalisation"]),
+        fit_seconds=fit_seconds,
+        validation={**validation, "seconds": 0.0, "settings_reused": True},
     )
 
 

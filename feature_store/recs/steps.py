@@ -144,13 +144,15 @@ def train_recommender(
     if ease_grid is not None:
         options["ease_grid"] = ease_grid
     fit_generators = functools.partial(_fit_generators, spark, lake_root, k=k, options=options)
-    ranker = ranker_context = None
+    ranker = ranker_context = generators = None
     ranker_report: dict[str, Any] = {}
     if ranker_days > 0:
-        ranker, ranker_context, ranker_report = _train_ranker(
+        ranker, ranker_context, ranker_report, generators = _train_ranker(
             spark, lake_root, as_of, ranker_days, fit_generators
         )
-    data, trained, feature_versions = fit_generators(as_of, label_days)
+    # The EASE settings and blend chosen for the generators a few days earlier serve the
+    # final fit too: validating again would cost an EASE grid and another ALS fit.
+    data, trained, feature_versions = fit_generators(as_of, label_days, settings_from=generators)
     if ranker is not None:
         # the ranker scores the generators refitted on everything up to as_of
         ranker_context = RankerContext.build(data.items, data.interactions, as_of)
@@ -181,10 +183,17 @@ def train_recommender(
 
 
 def _fit_generators(
-    spark: SparkSession, lake_root: str, date: dt.date, days_after: int, *, k: int, options
+    spark: SparkSession,
+    lake_root: str,
+    date: dt.date,
+    days_after: int,
+    *,
+    k: int,
+    options,
+    settings_from: TrainedEnsemble | None = None,
 ):
     """(the data as of ``date`` with ``days_after`` label days, the ensemble trained on
-    it, the Delta versions read)."""
+    it, the Delta versions read); ``settings_from``: see `train_ensemble`."""
     data = load_platform_data(spark, lake_root, date, label_days=days_after)
     groups, versions = profile_groups(spark, lake_root, date)
     log.info(
@@ -201,6 +210,7 @@ def _fit_generators(
         k=k,
         user_groups=groups,
         catalogue=data.items[ITEM],
+        settings_from=settings_from,
         **options,
     )
     return data, trained, {**data.table_versions, **versions}
@@ -239,7 +249,7 @@ def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
         "params": ranker.params,
     }
     log.info("ranker: %s", report)
-    return ranker, context, report
+    return ranker, context, report, trained
 
 
 def _evaluate_sessions(serving, data, sessions, k: int) -> dict[str, Any]:
