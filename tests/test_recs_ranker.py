@@ -14,6 +14,7 @@ from feature_store.recs.ranker import (
     candidate_rows,
     feature_names,
     fit_ranker,
+    sample_sessions,
     with_features,
 )
 
@@ -112,3 +113,14 @@ def test_a_title_missing_from_the_catalogue_gets_defined_features():
     assert t9["days_since_release"] == -1.0
     assert t9["kind_movie"] == 0.0 and t9["genre_comedy"] == 0.0
     assert not rows[feature_names(["popularity"])].isna().any().any()
+
+
+def test_a_session_sample_keeps_whole_sessions_and_the_same_ones_every_time():
+    sessions = pd.DataFrame(
+        {"session_id": np.repeat([f"s{i}" for i in range(10)], 3), "item_id": np.arange(30)}
+    )
+    sample = sample_sessions(sessions, n=4)
+    assert sample["session_id"].nunique() == 4
+    assert (sample.groupby("session_id").size() == 3).all()
+    pd.testing.assert_frame_equal(sample, sample_sessions(sessions, n=4))
+    assert sample_sessions(sessions, n=10) is sessions

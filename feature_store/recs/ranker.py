@@ -35,6 +35,10 @@ SESSION = "session_id"
 CONTEXT_COLUMNS = (SESSION, USER, "device", "local_hour")
 LABEL = "label"
 NEGATIVES_PER_POSITIVE = 20  # negatives kept per positive when training (sampled)
+# Sessions the ranker learns from and is judged on at most: each brings 100 candidate
+# rows of ~30 columns, so 3M sessions (2M accounts) would need ~70 GB of pandas; at 100k
+# accounts all 160k sessions already ran a 24 GB machine out of memory.
+MAX_SESSIONS = 50_000
 
 
 @dataclasses.dataclass
@@ -162,6 +166,15 @@ def _title_features(items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     released = pd.to_datetime(items["release_date"])
     out["days_since_release"] = (as_of - released).dt.days.clip(lower=0).to_numpy(float)
     return out
+
+
+def sample_sessions(sessions: pd.DataFrame, n: int = MAX_SESSIONS, seed: int = 42):
+    """The rows of at most ``n`` sessions (all their titles), drawn with a fixed seed."""
+    ids = sessions[SESSION].unique()
+    if len(ids) <= n:
+        return sessions
+    chosen = np.random.default_rng(seed).choice(ids, n, replace=False)
+    return sessions[sessions[SESSION].isin(chosen)]
 
 
 def sample_training_rows(rows: pd.DataFrame, seed: int = 42) -> pd.DataFrame:

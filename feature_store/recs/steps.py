@@ -43,6 +43,7 @@ from feature_store.recs.ranker import (
     RankerContext,
     candidate_rows,
     fit_ranker,
+    sample_sessions,
     sample_training_rows,
     with_features,
 )
@@ -228,6 +229,8 @@ def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
         version=data.table_versions["bronze.viewing"],
     )
     sessions = sessions[sessions[USER].isin(set(trained.ensemble.data.user_ids))]
+    available = int(sessions[SESSION].nunique())
+    sessions = sample_sessions(sessions)
     context = RankerContext.build(data.items, data.interactions, start)
     components = list(trained.components)
     candidates = candidate_rows(trained.ensemble, sessions[USER].unique(), CANDIDATES_PER_USER)
@@ -242,6 +245,7 @@ def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
         "generators_as_of": start.isoformat(),
         "label_window": [(start + dt.timedelta(days=1)).isoformat(), as_of.isoformat()],
         "sessions": int(sessions[SESSION].nunique()),
+        "sessions_available": available,
         "candidate_rows": len(rows),
         "training_rows": len(training),
         "positives": int(training[LABEL].sum()),
@@ -259,7 +263,7 @@ def _evaluate_sessions(serving, data, sessions, k: int) -> dict[str, Any]:
     sessions = sessions[sessions[USER].isin(known)]
     seen = set(zip(data.interactions[USER], data.interactions[ITEM], strict=True))
     new = [pair not in seen for pair in zip(sessions[USER], sessions[ITEM], strict=True)]
-    sessions = sessions[new]
+    sessions = sample_sessions(sessions[new])
     if sessions.empty:
         return {}
     truth = sessions[[SESSION, ITEM]].rename(columns={SESSION: USER})
