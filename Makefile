@@ -14,7 +14,7 @@ JARS_STAMP := $(STATE)/.delta-jars-warm
 JARS_BY_SPARK := $(STATE)/.delta-jars-by-spark
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: setup jars-by-spark run test bench lint format clean airflow mlflow
+.PHONY: bench-scale setup jars-by-spark run test bench lint format clean airflow mlflow
 
 # The packages ship as source only. Python compiles a module on its first import and
 # keeps the .pyc beside it; with PYTHONDONTWRITEBYTECODE it would compile Great
@@ -107,6 +107,18 @@ bench: setup $(BENCH_STAMP)
 	$(PY) bench/bench_models.py
 	$(PY) bench/bench_pseudonymize.py
 	$(PY) bench/bench_platform.py --set spark.show_progress=false
+
+# The platform at several member counts from empty lakes, one after the other, then the
+# log-log fit of each stage's seconds against accounts (bench/scaling.py). At the default
+# counts it takes most of a day on 2 cores: run a count at a time with SCALES=...
+SCALES ?= 100000 500000 2000000
+bench-scale: setup $(BENCH_STAMP)
+	@for n in $(SCALES); do \
+		titles=$$(( n >= 1000000 ? 20000 : 5000 )); \
+		$(PY) bench/bench_platform.py --accounts $$n --titles $$titles --peers \
+			--set spark.driver_memory=16g --set spark.show_progress=false || exit 1; \
+	done
+	$(PY) bench/scaling.py $$(for n in $(SCALES); do ls -t bench/results/platform-$${n}x70d-*.json | head -1; done)
 
 # Airflow on this machine: SQLite and every component in one `airflow standalone`, the DAGs
 # of dags/, state under .marquee/airflow (the runs `make run` made are there). The Spark

@@ -1,0 +1,103 @@
+"""How each stage of the platform grows with members: a log-log fit over bench_platform runs.
+
+Reads platform-*.json results of several scales (`bench_platform.py --accounts N`), adds
+up each stage's seconds per run (the daily path's days and the history's backfills under
+one name each) and fits seconds = c x accounts^b per stage by least squares on the logs.
+b near 1 is linear; above 1, worse than linear; below 1, fixed cost still weighs. It then
+projects each stage's hours at larger member counts for a sizing table.
+
+    python bench/scaling.py bench/results/platform-100000x70d-*.json \
+        bench/results/platform-500000x70d-*.json bench/results/platform-2000000x70d-*.json
+
+Writes bench/results/scaling-<UTC time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+from run_bench import save_result
+
+PROJECT_AT = (5_000_000, 10_000_000, 20_000_000)
+_DAILY = re.compile(r"^daily\.\d{4}-\d{2}-\d{2}\.")
+
+
+def stage_group(name: str) -> str:
+    """``daily.2026-03-14.ingest`` -> ``daily.ingest``; ``history.a+b`` -> ``history``."""
+    if _DAILY.match(name):
+        return "daily." + _DAILY.sub("", name)
+    return "history" if name.startswith("history.") else name
+
+
+def grouped_seconds(result: dict) -> dict[str, float]:
+    """A run's seconds per stage group, with the whole run as ``total``."""
+    groups: dict[str, float] = {}
+    for name, stage in result["stages"].items():
+        group = stage_group(name)
+        groups[group] = groups.get(group, 0.0) + stage["seconds"]
+    groups["total"] = sum(stage["seconds"] for stage in result["stages"].values())
+    return groups
+
+
+def fit(points: list[tuple[int, float]]) -> dict:
+    """Least squares of log(seconds) on log(accounts): the exponent b and constant c."""
+    xs = [math.log(a) for a, _ in points]
+    ys = [math.log(max(s, 1e-3)) for _, s in points]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    b = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    c = math.exp(mean_y - b * mean_x)
+    residual = max(abs(y - (math.log(c) + b * x)) for x, y in zip(xs, ys, strict=True))
+    return {
+        "exponent": round(b, 3),
+        "constant": c,
+        "max_log_residual": round(residual, 3),
+        "growth": "worse than linear" if b > 1.1 else "linear" if b >= 0.9 else "sublinear",
+    }
+
+
+def scaling(results: list[dict]) -> dict:
+    """Per stage group: seconds at each scale, the fit and projected hours."""
+    by_accounts = {r["spec"]["accounts"]: grouped_seconds(r) for r in results}
+    if len(by_accounts) < 2:
+        raise SystemExit("need runs at two or more member counts")
+    stages: dict[str, dict] = {}
+    for group in sorted({g for seconds in by_accounts.values() for g in seconds}):
+        points = sorted((a, s[group]) for a, s in by_accounts.items() if group in s)
+        if len(points) < 2:
+            continue
+        figures = fit(points)
+        stages[group] = {
+            "seconds": {str(a): round(s, 1) for a, s in points},
+            **figures,
+            "projected_hours": {
+                str(n): round(figures["constant"] * n ** figures["exponent"] / 3600, 2)
+                for n in PROJECT_AT
+            },
+        }
+    return {"accounts": sorted(by_accounts), "stages": stages}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", type=Path, help="platform-*.json files")
+    args = parser.parse_args(argv)
+    results = [json.loads(p.read_text()) for p in args.results]
+    incomplete = [str(p) for p, r in zip(args.results, results, strict=True)
+                  if "total_seconds" not in r]  # fmt: skip
+    if incomplete:
+        raise SystemExit(f"runs that did not finish: {', '.join(incomplete)}")
+    out = {"benchmark": "scaling", "runs": [str(p) for p in args.results], **scaling(results)}
+    for group, figures in out["stages"].items():
+        print(f"{group:<32} b={figures['exponent']:<6} {figures['seconds']}")
+    print(f"results: {save_result(out, 'scaling')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
