@@ -24,7 +24,8 @@ def test_session_is_configured_for_delta_utc_and_aqe(spark, config):
     # what the driver's JVM was started with (the runtime conf shows whichever config
     # last asked for the shared session)
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-    assert "-Duser.timezone=UTC" in list(runtime.getInputArguments())
+    arguments = list(runtime.getInputArguments())
+    assert {"-Duser.timezone=UTC", "-XX:-DontCompileHugeMethods"} <= set(arguments)
     # Sized for the machine, not Spark's cluster defaults (10,000 listing tasks per VACUUM,
     # 50 snapshot tasks). Jobs run in-process by other tests apply the default config's
     # values to this shared session, so the bound is the point, not the exact value.
