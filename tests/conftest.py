@@ -6,6 +6,7 @@ the DAG tests."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -157,6 +158,15 @@ def model_world(spark, tmp_path_factory):
     from worlds import shared_model_world
 
     return shared_model_world(spark, tmp_path_factory)
+
+
+def load_bench_module(name: str):
+    """A module of bench/ (not a package: its scripts import each other by file name)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_landing(

@@ -4,11 +4,8 @@ reasons line for line in count, and the same bronze rows value by value."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
-from conftest import TEST_KEY
+from conftest import TEST_KEY, load_bench_module
 
 from feature_store import lake as lk
 from feature_store.landing_files import list_landing
@@ -17,15 +14,7 @@ from feature_store.sources import SOURCES
 pytestmark = pytest.mark.integration
 
 
-def _load_reference():
-    path = Path(__file__).resolve().parents[1] / "bench" / "duckdb_ingest.py"
-    spec = importlib.util.spec_from_file_location("duckdb_ingest", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+ref = load_bench_module("duckdb_ingest")
 
 
 @pytest.fixture(scope="module")

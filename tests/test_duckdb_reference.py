@@ -9,14 +9,12 @@ cancelled accounts, impressions of unknown profiles."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import random
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 import pytest
-from conftest import make_config
+from conftest import load_bench_module, make_config
 from feature_world import AS_OF, bronze_frame, world
 from pyspark.sql import functions as F
 
@@ -29,15 +27,7 @@ from feature_store.sources import DEVICES, GENRES, PLANS, REGIONS, SOURCES
 pytestmark = pytest.mark.integration
 
 
-def _load_reference():
-    path = Path(__file__).resolve().parents[1] / "bench" / "duckdb_features.py"
-    spec = importlib.util.spec_from_file_location("duckdb_features", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-ref = _load_reference()
+ref = load_bench_module("duckdb_features")
 TABLES = [t.name for t in REGISTRY]
 PANDAS_TYPES = {"string": object, "long": "Int64", "int": "Int64", "double": "float64"}
 
