@@ -83,20 +83,24 @@ def test_item_models_recommend_the_skipped_item_of_the_own_group(model):
 
 def test_ease_matches_the_closed_form():
     train = two_groups()
-    model = EASE(lambda_=2.0).fit(train)
+    model = EASE(lambda_=2.0, dtype="float64").fit(train)
     x = model.data.binary().toarray()
     p = np.linalg.inv(x.T @ x + 2.0 * np.eye(x.shape[1]))
     expected = -p / np.diag(p)[np.newaxis, :]
     np.fill_diagonal(expected, 0.0)
     np.testing.assert_allclose(model.weights, expected, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.score_indices(np.array([0])), x[:1] @ expected)
+    # the default, float32, within its precision
+    single = EASE(lambda_=2.0).fit(train)
+    assert single.weights.dtype == np.float32
+    np.testing.assert_allclose(single.weights, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_ease_with_side_information_matches_the_closed_form():
     # genres and decades split ITEMS into the two groups, so the content cosine F F' is 1
     # within a group and 0 across: the Gram matrix gains side_weight on those blocks
     train = two_groups()
-    model = EASE(lambda_=2.0, side_weight=3.0, items=ITEMS).fit(train)
+    model = EASE(lambda_=2.0, side_weight=3.0, items=ITEMS, dtype="float64").fit(train)
     x = model.data.binary().toarray()
     same_group = np.kron(np.eye(2), np.ones((5, 5)))
     p = np.linalg.inv(x.T @ x + 3.0 * same_group + 2.0 * np.eye(10))

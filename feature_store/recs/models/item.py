@@ -33,6 +33,10 @@ MAX_DENSE_ITEMS = 15_000  # 15k x 15k float64 = 1.8 GB per copy
 class EASE(Recommender):
     """EASE on the binary user x item matrix (who rated what).
 
+    In float32 by default: on ml-latest-small's benchmark split it gives the very same
+    top-10 lists as float64 (two settings, every row equal) in a third of the time, and
+    at 20,000 titles the matrix (1.5 GiB instead of 3) still factorises on every core.
+
     ``lambda_`` is the L2 penalty on B (a few hundred suits MovieLens at 100k ratings);
     ``user_weight`` the exponent a of the per-user weights n_u^(-2a) (0: plain EASE);
     ``side_weight`` the weight s of the metadata rows, which needs ``items`` (item_id,
@@ -50,7 +54,7 @@ class EASE(Recommender):
         side_weight: float = 0.0,
         items: pd.DataFrame | None = None,
         tags: pd.DataFrame | None = None,
-        dtype: str = "float64",
+        dtype: str = "float32",
     ):
         if lambda_ <= 0:
             raise ValueError("lambda_ must be > 0")
@@ -81,7 +85,9 @@ class EASE(Recommender):
         x = self.data.binary().astype(self.dtype)
         n = self.data.n_items
         if n > MAX_DENSE_ITEMS:
-            log.warning("EASE on %d items needs %.1f GB per copy", n, n * n * 8 / 1e9)
+            log.warning(
+                "EASE on %d items needs %.1f GB per copy", n, n * n * self.dtype.itemsize / 1e9
+            )
         weighted = x
         if self.user_weight > 0:
             # Rows weighted by n_u^-2a, rescaled to average 1 per rating so that lambda
