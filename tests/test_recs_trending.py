@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from feature_store.recs.models import TrendingPopularity
+from feature_store.recs.serving import ServingRecommender
 
 DAY = 86_400
 GROUPS = pd.DataFrame(
@@ -55,3 +56,33 @@ def test_users_get_their_group_scores_and_seen_titles_are_excluded():
     }
     with pytest.raises(ValueError, match="user_groups need columns"):
         TrendingPopularity(GROUPS.drop(columns="segment"))
+
+
+def test_members_nobody_saw_get_their_region_and_segment_lists_in_their_order():
+    train = pd.DataFrame(
+        {
+            "user_id": ["a", "b", "c", "d", "d"],
+            "item_id": ["old", "old", "new", "new", "fr"],
+            "timestamp": [0, 0, 14 * DAY, 14 * DAY, 14 * DAY],
+        }
+    )
+    trending = TrendingPopularity(GROUPS, half_life_days=7).fit(train)
+    serving = ServingRecommender.__new__(ServingRecommender)  # the cold start needs no blend
+    serving.trending = trending
+    users = ["n1", "a", "n2", "n3", "n4"]
+    lists = serving._cold_start(
+        users, {"a"}, 2, ["FR", "US", "US", "FR", None], ["kids", "kids", "drama", "kids", None]
+    )
+    expected = pd.concat(
+        [
+            trending.top_for(region, segment, 2).assign(user_id=user)
+            for user, region, segment in (
+                ("n1", "FR", "kids"),
+                ("n2", "US", "drama"),
+                ("n3", "FR", "kids"),
+                ("n4", None, None),
+            )
+        ],  # fmt: skip
+        ignore_index=True,
+    )[["user_id", "item_id", "score", "rank"]]
+    pd.testing.assert_frame_equal(lists, expected, check_dtype=False)

@@ -135,17 +135,28 @@ class ServingRecommender:
         return ranked.assign(**{USER: owner.reindex(ranked[SESSION]).to_numpy()})
 
     def _cold_start(self, users, known: set, k: int, regions, segments) -> pd.DataFrame:
-        regions = [None] * len(users) if regions is None else list(regions)
-        segments = [None] * len(users) if segments is None else list(segments)
+        """Each unknown user's region and segment trending list: one frame per group of
+        users sharing both, not one per user (a fifth of the profiles at 2M accounts)."""
+        cold = pd.DataFrame(
+            {
+                USER: users,
+                "region": [None] * len(users) if regions is None else list(regions),
+                "segment": [None] * len(users) if segments is None else list(segments),
+            }
+        )
+        cold = cold[~cold[USER].isin(known)].assign(_order=lambda f: np.arange(len(f)))
         frames = []
-        lists: dict[tuple, pd.DataFrame] = {}
-        for user, region, segment in zip(users, regions, segments, strict=True):
-            if user in known:
-                continue
-            key = (region, segment)
-            if key not in lists:
-                lists[key] = self.trending.top_for(region, segment, k)
-            frames.append(lists[key].assign(**{USER: user}))
+        for (region, segment), group in cold.groupby(["region", "segment"], dropna=False):
+            top = self.trending.top_for(_present(region), _present(segment), k)
+            repeat = {c: np.repeat(group[c].to_numpy(), len(top)) for c in (USER, "_order")}
+            tiled = {c: np.tile(top[c].to_numpy(), len(group)) for c in (ITEM, SCORE, RANK)}
+            frames.append(pd.DataFrame({**repeat, **tiled}))
         if not frames:
             return pd.DataFrame(columns=[USER, ITEM, SCORE, RANK])
-        return pd.concat(frames, ignore_index=True)[[USER, ITEM, SCORE, RANK]]
+        lists = pd.concat(frames, ignore_index=True).sort_values("_order", kind="stable")
+        return lists[[USER, ITEM, SCORE, RANK]].reset_index(drop=True)
+
+
+def _present(value):
+    """A group key as `top_for` takes it: None for a missing region or segment."""
+    return None if pd.isna(value) else value
