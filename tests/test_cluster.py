@@ -143,12 +143,14 @@ def test_the_submit_command_gives_the_jvm_what_the_session_factory_would(tmp_pat
     assert command[command.index("--packages") + 1] == ",".join(delta_maven_coordinates())
     confs = dict(c.split("=", 1) for c in command[1::] if "=" in c and c.startswith("spark."))
     assert confs["spark.pyspark.python"] == sys.executable
-    # UTC clocks (and the driver's Derby and log settings), then the config's own options
+    # UTC clocks, huge methods compiled (and the driver's Derby and log settings), then the
+    # config's own options
+    ours = "-Duser.timezone=UTC -XX:-DontCompileHugeMethods"
     assert confs["spark.driver.extraJavaOptions"] == (
-        f"-Duser.timezone=UTC -Dderby.system.home={tmp_path} "
+        f"{ours} -Dderby.system.home={tmp_path} "
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()} -XX:TieredStopAtLevel=1"
     )
-    assert confs["spark.executor.extraJavaOptions"] == "-Duser.timezone=UTC -XX:TieredStopAtLevel=1"
+    assert confs["spark.executor.extraJavaOptions"] == f"{ours} -XX:TieredStopAtLevel=1"
     # the job itself, its flags, and the master again for build_session
     tail = command[command.index(str(JOBS_DIR / "build_features.py")) :]
     assert tail[1:] == ["--date", "2026-03-01", "--master", master]
