@@ -170,3 +170,14 @@ def test_top_k_keeps_input_order_on_ties_and_ranks_from_one():
         }
     )
     pdt.assert_frame_equal(top_k(recs, 2), expected)
+
+
+def test_the_evaluation_sample_keeps_whole_users_and_the_same_ones_every_time():
+    from feature_store.recs.steps import _evaluation_sample
+
+    truth = pd.DataFrame({"user_id": np.repeat(np.arange(10), 2), "item_id": np.arange(20)})
+    sample = _evaluation_sample(truth, n=4)
+    assert sample["user_id"].nunique() == 4
+    assert (sample.groupby("user_id").size() == 2).all()
+    pd.testing.assert_frame_equal(sample, _evaluation_sample(truth, n=4))
+    assert _evaluation_sample(truth, n=10) is truth

@@ -327,18 +327,23 @@ def profile_groups(
 
 
 def _evaluate(data, trained, serving, k, ceiling: Ceiling | None):
-    """Every model's metrics against the truth, at k and nDCG at several cut-offs."""
-    truth, train = data.truth, data.interactions
+    """Every model's metrics against the truth (of at most MAX_EVALUATION_USERS users),
+    at k and nDCG at several cut-offs; one model's lists in memory at a time."""
+    train = data.interactions
+    truth = _evaluation_sample(data.truth)
     users = truth[USER].unique()
     cutoff = max(max(EVAL_KS), k)
-    lists = {name: model.recommend(users, cutoff) for name, model in trained.components.items()}
-    lists["popularity"] = (
-        Popularity().with_catalogue(data.items[ITEM]).fit(train).recommend(users, cutoff)
-    )
-    lists["ensemble"] = trained.ensemble.recommend(users, cutoff)
-    lists["ensemble_calibrated"] = serving.recommend(users, cutoff)
+    makers = {
+        name: functools.partial(model.recommend, users, cutoff)
+        for name, model in trained.components.items()
+    }
+    popularity = Popularity().with_catalogue(data.items[ITEM])
+    makers["popularity"] = lambda: popularity.fit(train).recommend(users, cutoff)
+    makers["ensemble"] = functools.partial(trained.ensemble.recommend, users, cutoff)
+    makers["ensemble_calibrated"] = functools.partial(serving.recommend, users, cutoff)
     if ceiling is not None:
-        lists["ground_truth_ideal"] = ceiling(
+        makers["ground_truth_ideal"] = functools.partial(
+            ceiling,
             users,
             data.items[ITEM].to_numpy(),
             train,
@@ -347,7 +352,8 @@ def _evaluate(data, trained, serving, k, ceiling: Ceiling | None):
             k=cutoff,
         )
     evaluation, by_k = {}, {}
-    for name, recs in lists.items():
+    for name, make in makers.items():
+        recs = make()
         metrics = ranking_metrics(truth, recs, k=k)
         top_k = recs[recs[RANK] <= k]
         metrics.update(beyond_accuracy(top_k, train, serving.space) if len(top_k) else {})
@@ -355,6 +361,22 @@ def _evaluate(data, trained, serving, k, ceiling: Ceiling | None):
         by_k[name] = {cut: ranking_metrics(truth, recs, k=cut)[f"ndcg@{cut}"] for cut in EVAL_KS}
         log.info("recommender %s: nDCG@%d %.4f", name, k, metrics[f"ndcg@{k}"])
     return evaluation, by_k
+
+
+# Truth users the models are judged on at most, drawn with a fixed seed: the mean nDCG@10
+# of 50,000 users has a standard error near 0.0005 here, while eight models' lists for all
+# of them took 4.4 minutes at 100,000 accounts, and would take twenty times that at 2M.
+MAX_EVALUATION_USERS = 50_000
+
+
+def _evaluation_sample(truth: pd.DataFrame, n: int = MAX_EVALUATION_USERS) -> pd.DataFrame:
+    """The truth rows of at most ``n`` of its users (all of them when there are fewer)."""
+    users = truth[USER].unique()
+    if len(users) <= n:
+        return truth
+    chosen = np.random.default_rng(42).choice(users, n, replace=False)
+    log.info("recommender: judged on %d of %d profiles with new views", n, len(users))
+    return truth[truth[USER].isin(chosen)]
 
 
 def score_profiles(
