@@ -18,15 +18,18 @@ GROUPS = pd.DataFrame(
     }
 )
 
+# two views of "old" two weeks before three of "new" and "fr"
+OLD_AND_NEW = pd.DataFrame(
+    {
+        "user_id": ["a", "b", "c", "d", "d"],
+        "item_id": ["old", "old", "new", "new", "fr"],
+        "timestamp": [0, 0, 14 * DAY, 14 * DAY, 14 * DAY],
+    }
+)
+
 
 def test_recent_views_and_the_own_group_lead():
-    train = pd.DataFrame(
-        {
-            "user_id": ["a", "b", "c", "d", "d"],
-            "item_id": ["old", "old", "new", "new", "fr"],
-            "timestamp": [0, 0, 14 * DAY, 14 * DAY, 14 * DAY],
-        }
-    )
+    train = OLD_AND_NEW
     model = TrendingPopularity(GROUPS, half_life_days=7).fit(train)
     # weights: "old" 2 x 0.25 (two half-lives old), "new" 2 x 1, "fr" 1
     total = 0.5 + 2 + 1
@@ -59,13 +62,7 @@ def test_users_get_their_group_scores_and_seen_titles_are_excluded():
 
 
 def test_members_nobody_saw_get_their_region_and_segment_lists_in_their_order():
-    train = pd.DataFrame(
-        {
-            "user_id": ["a", "b", "c", "d", "d"],
-            "item_id": ["old", "old", "new", "new", "fr"],
-            "timestamp": [0, 0, 14 * DAY, 14 * DAY, 14 * DAY],
-        }
-    )
+    train = OLD_AND_NEW
     trending = TrendingPopularity(GROUPS, half_life_days=7).fit(train)
     serving = ServingRecommender.__new__(ServingRecommender)  # the cold start needs no blend
     serving.trending = trending
