@@ -1,22 +1,16 @@
 """Benchmark: the whole platform at one scale, from an empty lake, in one process.
 
-The stages a deployment runs, with the library calls its jobs make (no Airflow: its cost
-is fixed, not a function of scale): generate the service (history straight into bronze,
-the last days as landing files); the history's feature partitions the models need, one
-backfill per table; per landing day the daily path (ingest, build, verify the build's
-records, publish the online features); the recommender, churn and the forecast (train,
-evaluate against the generator's hidden truth, register, batch outputs); promotion of each
-version through the gates of mlflow/registry.yaml; publishing of every artifact.
+The stages a deployment runs, with its jobs' library calls (no Airflow: a fixed cost):
+generate, the history's feature backfills, per landing day the daily path (ingest, build,
+verify, online features), the recommender, churn and the forecast (train, evaluate against
+the hidden truth, register, batch outputs), promotion through the gates, publishing.
+``--peers`` times single-node peers beside four stages on the same data (peers.py), under
+``peers``, outside the stages' seconds.
 
-With ``--peers``, single-node peers run beside four stages on the same data (`peers.py`):
-DuckDB ingesting each landing day and building its feature tables, DuckDB's ASOF JOIN
-beside a point-in-time join, `implicit` beside MLlib's ALS; their seconds and the ratios
-go under ``peers`` (not counted in the stages' seconds).
-
-Writes bench/results/platform-<accounts>x<days>d-<UTC time>.json, rewritten after each
-stage: seconds, rows and rows per second per stage, the peak memory of the Spark driver
-(JVM) and of Python, and each model's metrics beside its ceiling. The issue's scale:
-`--accounts 2000000 --titles 20000 --set spark.driver_memory=16g --peers`.
+Writes bench/results/platform-<accounts>x<days>d-<UTC time>.json after each stage: seconds,
+rows and rows per second per stage, peak memory of the driver JVM and of Python, each
+model's metrics beside its ceiling. The issue's scale: `--accounts 2000000 --titles 20000
+--set spark.driver_memory=16g --peers`.
 """
 
 from __future__ import annotations

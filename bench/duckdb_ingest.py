@@ -1,14 +1,10 @@
 """One day's ingestion in DuckDB SQL: a reference to time Spark's `ingest_date` against.
 
-It does what `feature_store.ingest.classify_lines`, `deduplicate` and the bronze and
-quarantine writes do, on the same landing files: read every line, parse it as JSON, run
-the same checks in the same order (empty line, not one JSON object, a key written twice,
-missing field, wrong type, unknown value, implausible value with the reference bound from
-the catalogue, future timestamp, beyond the watermark), replace member ids by the same
-keyed pseudonym (HMAC-SHA256 in an Arrow function, as Spark's), mark repeats of an event
-id within the file and against earlier days, and write the bronze rows (Parquet, by event
-date) and the quarantined lines. `tests/test_duckdb_ingest_reference.py` checks that the
-statuses, reasons and bronze rows equal what Spark ingested from the same files.
+On the same landing files it does what `ingest.classify_lines`, `deduplicate` and the
+writes do: every line parsed, the same checks in the same order, the same keyed pseudonyms
+(HMAC-SHA256 in an Arrow function), repeats within the file and against earlier days, the
+bronze rows (Parquet by event date) and the quarantined lines written. Its statuses,
+reasons and bronze rows equal Spark's (tests/test_duckdb_ingest_reference.py).
 
 Not mirrored, as no benchmark lake has them: the suppression list of forgotten members,
 lines over `max_line_bytes` and compressed landing files; and the Delta log (plain Parquet).

@@ -1,15 +1,12 @@
 """Single-node peers timed beside the platform's Spark stages, on the same data, in the
 same run (`bench_platform.py --peers`): the ratio Spark / peer of each.
 
-- ingestion of a landing day: DuckDB doing the same parse, checks, keyed pseudonyms,
-  deduplication and writes on the same files (`duckdb_ingest.py`);
-- the daily build of the six feature tables: DuckDB SQL over the same bronze files
-  (`duckdb_features.py`);
-- a point-in-time join: `point_in_time_join` beside DuckDB's ASOF JOIN over the same
-  Parquet spine and feature rows (`bench_pit.py`): every profile at the last three dates
-  of `profile_daily` against all of that table's rows;
-- ALS at the platform's settings on the recommender's interactions: Spark MLlib beside
-  `implicit`'s Cholesky solver (the same exact solve) and its conjugate gradient.
+- a landing day's ingestion: DuckDB on the same files (`duckdb_ingest.py`);
+- the daily build of the six feature tables: DuckDB SQL over the same bronze files;
+- a point-in-time join beside DuckDB's ASOF JOIN (`bench_pit.py`): every profile at the
+  last three dates of `profile_daily` against all of that table's rows;
+- MLlib ALS on the recommender's interactions beside `implicit`'s Cholesky solver (the
+  same exact solve) and its conjugate gradient.
 
 Each returns a dict for the result JSON; none changes the lake the platform reads.
 """

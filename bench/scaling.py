@@ -1,13 +1,11 @@
 """How each stage of the platform grows with members: a log-log fit over bench_platform runs.
 
-Reads platform-*.json results of several scales (`bench_platform.py --accounts N`), adds
-up each stage's seconds per run (the daily path's days and the history's backfills under
-one name each) and fits seconds = c x accounts^b per stage by least squares on the logs.
-b near 1 is linear; above 1, worse than linear; below 1, fixed cost still weighs. It then
-projects each stage's hours at larger member counts for a sizing table.
+Adds up each stage's seconds per run of platform-*.json results at several scales (the
+daily path's days and the history's backfills under one name each), fits seconds =
+c x accounts^b per stage by least squares on the logs (b near 1: linear; above: worse;
+below: fixed cost still weighs) and projects hours at larger member counts.
 
-    python bench/scaling.py bench/results/platform-100000x70d-*.json \
-        bench/results/platform-500000x70d-*.json bench/results/platform-2000000x70d-*.json
+    python bench/scaling.py bench/results/platform-{100000,500000,2000000}x70d-*.json
 
 Writes bench/results/scaling-<UTC time>.json.
 """
