@@ -35,7 +35,7 @@ from feature_store.recs.models import (
     Recommender,
     TrendingPopularity,
 )
-from feature_store.recs.models.base import USER, shared_interactions
+from feature_store.recs.models.base import USER, sample_groups, shared_interactions
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def _validate_components(folds, factories, kept_ease, k: int):
         blend_folds.append(
             ValidationScores.of(
                 {name: models[name] for name in names},
-                _sample_users(validation, _blend_users(models[names[0]].data.n_items)),
+                sample_groups(validation, USER, _blend_users(models[names[0]].data.n_items)),
             )
         )
         del models
@@ -290,7 +290,7 @@ def _validation_fold(ratings: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd
     """The benchmark's split of ``ratings`` with ``seed``: rows to fit on, and the
     validation rows of at most :data:`MAX_VALIDATION_USERS` users."""
     fit_rows, validation = stratified_split(ratings, **{**BENCHMARK_SPLIT, "seed": seed})
-    return fit_rows, _sample_users(validation, MAX_VALIDATION_USERS)
+    return fit_rows, sample_groups(validation, USER, MAX_VALIDATION_USERS)
 
 
 def _validation_ndcg(model: Recommender, validation: pd.DataFrame, k: int) -> float:
@@ -300,12 +300,3 @@ def _validation_ndcg(model: Recommender, validation: pd.DataFrame, k: int) -> fl
 
 def _blend_users(n_items: int) -> int:
     return max(1, min(MAX_BLEND_USERS, MAX_BLEND_CELLS // max(n_items, 1)))
-
-
-def _sample_users(rows: pd.DataFrame, n: int) -> pd.DataFrame:
-    """The rows of at most n users, drawn with a fixed seed."""
-    users = rows[USER].unique()
-    if len(users) <= n:
-        return rows
-    chosen = np.random.default_rng(42).choice(users, n, replace=False)
-    return rows[rows[USER].isin(chosen)]

@@ -23,7 +23,7 @@ from pyspark.sql import SparkSession
 
 from feature_store.recs.diversity import GenreSpace
 from feature_store.recs.ensemble import Blend
-from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, top_k_indices
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, sample_groups, top_k_indices
 from feature_store.sources import DAYPARTS, DEVICES, GENRES, KINDS
 
 if TYPE_CHECKING:
@@ -36,8 +36,8 @@ CONTEXT_COLUMNS = (SESSION, USER, "device", "local_hour")
 LABEL = "label"
 NEGATIVES_PER_POSITIVE = 20  # negatives kept per positive when training (sampled)
 # Sessions the ranker learns from and is judged on at most: each brings 100 candidate
-# rows of ~30 columns, so 3M sessions (2M accounts) would need ~70 GB of pandas; at 100k
-# accounts all 160k sessions already ran a 24 GB machine out of memory.
+# rows of ~30 columns; at 100k accounts all 95k sessions of its window ran a 24 GB machine
+# out of memory, and 2M accounts have twenty times as many.
 MAX_SESSIONS = 50_000
 
 
@@ -168,13 +168,9 @@ def _title_features(items: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return out
 
 
-def sample_sessions(sessions: pd.DataFrame, n: int = MAX_SESSIONS, seed: int = 42):
+def sample_sessions(sessions: pd.DataFrame, n: int = MAX_SESSIONS) -> pd.DataFrame:
     """The rows of at most ``n`` sessions (all their titles), drawn with a fixed seed."""
-    ids = sessions[SESSION].unique()
-    if len(ids) <= n:
-        return sessions
-    chosen = np.random.default_rng(seed).choice(ids, n, replace=False)
-    return sessions[sessions[SESSION].isin(chosen)]
+    return sample_groups(sessions, SESSION, n)
 
 
 def sample_training_rows(rows: pd.DataFrame, seed: int = 42) -> pd.DataFrame:

@@ -36,7 +36,7 @@ from feature_store.recs.diversity import GenreSpace, beyond_accuracy
 from feature_store.recs.evaluate import ranking_metrics
 from feature_store.recs.model import TrainedEnsemble, train_ensemble
 from feature_store.recs.models import Popularity, top_k_indices
-from feature_store.recs.models.base import ITEM, RANK, SCORE, USER
+from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, sample_groups
 from feature_store.recs.ranker import (
     LABEL,
     SESSION,
@@ -371,12 +371,12 @@ MAX_EVALUATION_USERS = 50_000
 
 def _evaluation_sample(truth: pd.DataFrame, n: int = MAX_EVALUATION_USERS) -> pd.DataFrame:
     """The truth rows of at most ``n`` of its users (all of them when there are fewer)."""
-    users = truth[USER].unique()
-    if len(users) <= n:
-        return truth
-    chosen = np.random.default_rng(42).choice(users, n, replace=False)
-    log.info("recommender: judged on %d of %d profiles with new views", n, len(users))
-    return truth[truth[USER].isin(chosen)]
+    sample = sample_groups(truth, USER, n)
+    if sample is not truth:
+        log.info(
+            "recommender: judged on %d of %d profiles with new views", n, truth[USER].nunique()
+        )
+    return sample
 
 
 def score_profiles(

@@ -105,6 +105,16 @@ def shared_interactions(*frames: pd.DataFrame) -> Iterator[None]:
         _SHARED.reset(token)
 
 
+def sample_groups(rows: pd.DataFrame, column: str, n: int, seed: int = 42) -> pd.DataFrame:
+    """The rows of at most ``n`` values of ``column`` (all rows of each), drawn with a
+    fixed seed; ``rows`` itself when it holds no more."""
+    values = rows[column].unique()
+    if len(values) <= n:
+        return rows
+    chosen = np.random.default_rng(seed).choice(values, n, replace=False)
+    return rows[rows[column].isin(chosen)]
+
+
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Column indices of each row's k highest scores, best first (ties: lower index first)."""
     k = min(k, scores.shape[1])
