@@ -26,7 +26,7 @@ from feature_store.recs.models import (
     item_to_item,
     top_k_indices,
 )
-from feature_store.recs.models.base import shared_interactions
+from feature_store.recs.models.base import Interactions, shared_interactions
 from feature_store.recs.models.item import _dense_gram
 
 # Two taste groups: users 1-6 rate items 10-14, users 7-12 rate items 20-24; each user
@@ -168,6 +168,15 @@ def test_popularity_ranks_by_number_of_raters_and_skips_seen():
     pdt.assert_frame_equal(recs, expected)  # user 99 is unknown: no rows
     with_seen = Popularity().fit(train).recommend([1], k=1, exclude_seen=False)
     assert with_seen["item_id"].tolist() == [7]
+
+
+def test_interactions_tell_which_pairs_were_trained_on():
+    train = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]})
+    pairs = Interactions(train).contains(
+        np.array(["a", "a", "b", "c", "b"]), np.array(["x", "z", "y", "x", "x"])
+    )
+    # unknown item z and unknown user c are simply not there
+    assert pairs.tolist() == [True, False, False, False, True]
 
 
 def test_recommend_returns_only_candidates_when_k_is_large():

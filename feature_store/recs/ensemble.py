@@ -98,16 +98,31 @@ class Blend(Recommender):
 
     def score_indices(self, user_idx: np.ndarray) -> np.ndarray:
         """The weighted sum of the components' normalised scores (0 on seen items)."""
+        weighted = [name for name, weight in self.weights.items() if weight != 0]
+        return self.combine(self.component_scores(user_idx, weighted), user_idx)
+
+    def component_scores(
+        self, user_idx: np.ndarray, names: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Each component's own scores (float64, users x catalogue; all components
+        without ``names``)."""
+        return {
+            name: np.asarray(self.components[name].score_indices(user_idx), dtype=np.float64)
+            for name in (self.components if names is None else names)
+        }
+
+    def combine(self, scores: dict[str, np.ndarray], user_idx: np.ndarray) -> np.ndarray:
+        """The blend of components' ``scores`` (as :meth:`component_scores` gives them,
+        overwritten here) for the users ``user_idx``: 0 on seen items."""
         seen = self.data.seen[user_idx].nonzero()
         total = np.zeros((len(user_idx), self.data.n_items))
-        for name, model in self.components.items():
+        for name, part in scores.items():
             weight = self.weights[name]
             if weight == 0:
                 continue
-            scores = np.asarray(model.score_indices(user_idx), dtype=np.float64)
-            if self.normalisation != "zscore" or not _add_zscores(total, scores, seen, weight):
-                scores[seen] = -np.inf
-                part = normalise(scores, self.normalisation)
+            if self.normalisation != "zscore" or not _add_zscores(total, part, seen, weight):
+                part[seen] = -np.inf
+                part = normalise(part, self.normalisation)
                 part[seen] = 0.0
                 total += weight * part
         return total

@@ -77,31 +77,28 @@ def feature_names(components: list[str]) -> list[str]:
 
 
 def candidate_rows(blend: Blend, users: Iterable, n: int) -> pd.DataFrame:
-    """The blend's top n unseen titles per user with every component's score and rank
-    (rank among all unseen titles), one row per (user, title)."""
+    """The blend's top n unseen titles per user, best first, with every component's score
+    and its rank among those n (1 = the component's favourite; ties in the blend's
+    order), one row per (user, title). Ranks among the candidates, not the catalogue:
+    ranking every title for every component took six sorts of the catalogue per user."""
     ids, idx = blend.data.user_index(users)
     frames = []
     rows_per_block = blend.block_rows()
     for start in range(0, len(idx), rows_per_block):
         block = idx[start : start + rows_per_block]
-        seen = blend.data.seen[block].nonzero()
-        total = blend.score_indices(block)
-        total[seen] = -np.inf
+        parts = blend.component_scores(block)
+        total = blend.combine({name: part.copy() for name, part in parts.items()}, block)
+        total[blend.data.seen[block].nonzero()] = -np.inf
         best = top_k_indices(total, n)
-        rows = np.repeat(np.arange(len(block)), best.shape[1])
-        cols = best.ravel()
-        keep = np.isfinite(total[rows, cols])
+        unseen = np.isfinite(np.take_along_axis(total, best, axis=1))
         frame = {
-            USER: ids[start : start + len(block)][rows[keep]],
-            ITEM: blend.data.item_ids[cols[keep]],
+            USER: np.repeat(ids[start : start + len(block)], best.shape[1])[unseen.ravel()],
+            ITEM: blend.data.item_ids[best[unseen]],
         }
-        for name, model in [*blend.components.items(), ("blend", None)]:
-            scores = total if model is None else np.asarray(model.score_indices(block), float)
-            scores = scores.copy()
-            scores[seen] = -np.inf
-            ranks = _ranks(scores)
-            frame[f"{name}_score"] = np.nan_to_num(scores[rows, cols][keep], neginf=0.0)
-            frame[f"{name}_rank"] = ranks[rows, cols][keep]
+        for name, scores in [*parts.items(), ("blend", total)]:
+            picked = np.where(unseen, np.take_along_axis(scores, best, axis=1), -np.inf)
+            frame[f"{name}_score"] = np.nan_to_num(picked[unseen], neginf=0.0)
+            frame[f"{name}_rank"] = _ranks(picked)[unseen]
         frames.append(pd.DataFrame(frame))
     return pd.concat(frames, ignore_index=True)
 

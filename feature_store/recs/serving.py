@@ -119,14 +119,16 @@ class ServingRecommender:
 
         return in_threads(one, len(users), block, workers)
 
-    def ranked(self, sessions: pd.DataFrame) -> pd.DataFrame:
+    def ranked(self, sessions: pd.DataFrame, candidates: pd.DataFrame | None = None):
         """The ranker's order of each session's candidates (sessions: user_id, device,
         local_hour and optionally session_id); one list per session, named by user_id
-        when there is no session_id."""
+        when there is no session_id. ``candidates``: :func:`candidate_rows` of the
+        sessions' users when the caller has them already."""
         if SESSION not in sessions.columns:
             sessions = sessions.assign(**{SESSION: sessions[USER]})
         users = sessions[USER].unique()
-        candidates = candidate_rows(self.ensemble, users, self.candidates)
+        if candidates is None:
+            candidates = candidate_rows(self.ensemble, users, self.candidates)
         rows = with_features(candidates, sessions, self.ranker_context, self.history(users))
         ranked = self.ranker.rank(rows, SESSION, self.candidates)
         owner = sessions.drop_duplicates(SESSION).set_index(SESSION)[USER]

@@ -36,7 +36,14 @@ from feature_store.recs.diversity import GenreSpace, beyond_accuracy
 from feature_store.recs.evaluate import ranking_metrics
 from feature_store.recs.model import TrainedEnsemble, train_ensemble
 from feature_store.recs.models import Popularity, top_k_indices
-from feature_store.recs.models.base import ITEM, RANK, SCORE, USER, sample_groups
+from feature_store.recs.models.base import (
+    ITEM,
+    RANK,
+    SCORE,
+    USER,
+    Interactions,
+    sample_groups,
+)
 from feature_store.recs.ranker import (
     LABEL,
     SESSION,
@@ -259,17 +266,14 @@ def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
 def _evaluate_sessions(serving, data, sessions, k: int) -> dict[str, Any]:
     """Per session: the blend's context-free list against the ranker's, both over the same
     candidates; truth = the titles started in that session (unseen before as_of)."""
-    known = set(serving.ensemble.data.user_ids)
-    sessions = sessions[sessions[USER].isin(known)]
-    seen = set(zip(data.interactions[USER], data.interactions[ITEM], strict=True))
-    new = [pair not in seen for pair in zip(sessions[USER], sessions[ITEM], strict=True)]
-    sessions = sample_sessions(sessions[new])
+    sessions = sample_sessions(sessions[_unseen_pairs(serving.ensemble.data, sessions)])
     if sessions.empty:
         return {}
     truth = sessions[[SESSION, ITEM]].rename(columns={SESSION: USER})
     contexts = sessions.drop_duplicates(SESSION)[[SESSION, USER, "device", "local_hour"]]
-    ranked = serving.ranked(contexts).drop(columns=[USER]).rename(columns={SESSION: USER})
     candidates = candidate_rows(serving.ensemble, contexts[USER].unique(), serving.candidates)
+    ranked = serving.ranked(contexts, candidates)
+    ranked = ranked.drop(columns=[USER]).rename(columns={SESSION: USER})
     blend = contexts[[SESSION, USER]].merge(candidates[[USER, ITEM, "blend_rank"]], on=USER)
     blend = blend[blend["blend_rank"] <= k].rename(columns={"blend_rank": RANK})
     blend = blend.drop(columns=[USER]).rename(columns={SESSION: USER})
@@ -288,6 +292,13 @@ def _evaluate_sessions(serving, data, sessions, k: int) -> dict[str, Any]:
         out["context_list_overlap"],
     )
     return out
+
+
+def _unseen_pairs(trained: Interactions, rows: pd.DataFrame) -> np.ndarray:
+    """Whether each (user_id, item_id) row is of a user ``trained`` knows and not among its
+    interactions."""
+    users, items = rows[USER].to_numpy(), rows[ITEM].to_numpy()
+    return rows[USER].isin(trained.user_ids).to_numpy() & ~trained.contains(users, items)
 
 
 def _context_overlap(serving, users, k: int) -> float:

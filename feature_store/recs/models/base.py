@@ -85,6 +85,16 @@ class Interactions:
         known = pos >= 0
         return users[known], pos[known]
 
+    def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Whether each (users[i], items[i]) pair is among the training rows (False for
+        unknown ids): a look-up in the matrix, not a set of 30M Python pairs (GBs at 2M)."""
+        rows = self._user_lookup.get_indexer(users)
+        cols = pd.Index(self.item_ids).get_indexer(items)
+        out = np.zeros(len(rows), dtype=bool)
+        both = (rows >= 0) & (cols >= 0)
+        out[both] = np.asarray(self.seen[rows[both], cols[both]]).ravel()
+        return out
+
 
 _SHARED: contextvars.ContextVar[tuple[tuple[pd.DataFrame, dict], ...]] = contextvars.ContextVar(
     "shared_interactions", default=()
