@@ -107,6 +107,32 @@ def test_choices_are_made_on_the_mean_over_validation_folds(spark, tmp_path):
     assert two["ease"][0]["ndcg"] != pytest.approx(one["ease"][0]["ndcg"])
 
 
+def test_a_later_window_chooses_the_settings_of_models_fitted_on_every_row(spark, tmp_path):
+    data = load_movielens(synthetic_movielens(tmp_path / "ml-latest-small"), "ml-latest-small")
+    earlier = data.ratings[data.ratings["timestamp"] < data.ratings["timestamp"].quantile(0.8)]
+    later = data.ratings.drop(earlier.index)
+    seen = earlier.set_index(["user_id", "item_id"]).index
+    holdout = later[~later.set_index(["user_id", "item_id"]).index.isin(seen)]
+    options = {
+        "ease_grid": ({"lambda_": 5.0}, {"lambda_": 20.0}),
+        "als_params": {"rank": 4, "iterations": 3, "reg": 0.1},
+        "blend_step": 0.5,
+    }
+    trained = train_ensemble(spark, earlier, data.items, holdout=holdout, **options)
+    validation = trained.validation
+    assert validation["on"] == "the later window"
+    assert validation["rows"] == len(holdout)
+    # no split and no refit: every component was fitted on all the earlier rows, once
+    n_users = earlier["user_id"].nunique()
+    assert {m.data.n_users for m in trained.components.values()} == {n_users}
+    assert set(trained.fit_seconds) == set(trained.components)
+    # the EASE kept is the grid's best on the later window, fitted on every earlier row
+    assert trained.components["ease"].lambda_ == _chosen_lambda(validation)
+    # the component nDCG is each kept model's on the later window
+    ease_trial = max(validation["ease"], key=lambda trial: trial["ndcg"])
+    assert validation["component_ndcg"]["ease"] == pytest.approx(ease_trial["ndcg"])
+
+
 def _chosen_lambda(validation: dict) -> float:
     return max(validation["ease"], key=lambda trial: trial["ndcg"])["lambda"]
 

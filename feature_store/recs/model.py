@@ -104,6 +104,7 @@ def train_ensemble(
     catalogue: Iterable | None = None,
     validation_folds: int = 1,
     settings_from: TrainedEnsemble | None = None,
+    holdout: pd.DataFrame | None = None,
 ) -> TrainedEnsemble:
     """Choose settings on validation splits of ``ratings``, then fit on all of them.
 
@@ -120,6 +121,10 @@ def train_ensemble(
     ``settings_from``: an ensemble trained on nearly the same rows (the same members a few
     days earlier) whose EASE settings and blend are taken as they are: no validation, only
     the fit of every component on ``ratings``.
+
+    ``holdout``: (user_id, item_id) of what the users did after ``ratings`` (a later
+    window). The settings are then chosen by how well models fitted on all of ``ratings``
+    predict it, and those models are the ensemble: no random split and no refit.
     """
     if items is None:  # no metadata: the settings that need none
         ease_grid = [s for s in ease_grid if not s.get("side_weight")]
@@ -132,40 +137,52 @@ def train_ensemble(
     make_ease = _ease_factory(items, tags, catalogue)
     if settings_from is not None:
         return _fit_with_settings(ratings, factories, make_ease, settings_from.validation)
-
-    started = time.perf_counter()
+    blend_options = {"step": blend_step, "refine": blend_refine, "normalisations": normalisations}
+    if holdout is not None and len(holdout):  # (no one came back: random splits instead)
+        folds = [(ratings, sample_groups(holdout, USER, MAX_VALIDATION_USERS))]
+        return _validated(folds, factories, make_ease, ease_grid, k, blend_options, refit=None)
     folds = [
         _validation_fold(ratings, BENCHMARK_SPLIT["seed"] + fold)
         for fold in range(validation_folds)
     ]
-    validation_rows = len(folds[0][1])
+    return _validated(folds, factories, make_ease, ease_grid, k, blend_options, refit=ratings)
+
+
+def _validated(folds, factories, make_ease, ease_grid, k, blend_options, *, refit):
+    """The ensemble whose EASE settings and blend were chosen on ``folds`` ((fit rows,
+    validation rows) each, emptied here), fitted on ``refit``'s rows; without ``refit``,
+    the one fold's own models."""
+    started = time.perf_counter()
+    n_folds, validation_rows = len(folds), len(folds[0][1])
     # every fit on a fold (EASE's grid, then the components) shares that fold's one
     # Interactions: the EASE model kept from the grid would otherwise hold its own copy.
     # Each fold's matrix lives until validation ends; only small data uses several folds.
     with shared_interactions(*(fit_rows for fit_rows, _ in folds)):
         ease_trials, chosen_ease, kept_ease = _choose_ease(folds, ease_grid, make_ease, k)
-        component_ndcg, blend_folds = _validate_components(
-            folds, {**factories, "ease": lambda: make_ease(chosen_ease)}, kept_ease, k
+        factories = {**factories, "ease": lambda: make_ease(chosen_ease)}
+        component_ndcg, blend_folds, models = _validate_components(
+            folds, factories, kept_ease, k, keep=refit is None
         )
     # free the folds' rows and models before the refit: at 3M profiles the fold models
     # (EASE alone is 3 GB) and 22M fold rows kept alive beside the refit ran out of memory
-    del folds, kept_ease
+    folds.clear()
+    del kept_ease
     blend_started = time.perf_counter()
-    blend_trials = tune_blend(
-        blend_folds, k=k, step=blend_step, refine=blend_refine, normalisations=normalisations
-    )
+    blend_trials = tune_blend(blend_folds, k=k, **blend_options)
     blend_seconds = time.perf_counter() - blend_started
     del blend_folds
     validation_seconds = time.perf_counter() - started
-
-    factories["ease"] = lambda: make_ease(chosen_ease)
-    fitted, fit_seconds = _refit(ratings, [n for n in COMPONENTS if n in factories], factories)
+    if refit is None:
+        fit_seconds = {**models.pop("_seconds"), "ease": _chosen_fit_seconds(ease_trials)}
+    else:
+        models, fit_seconds = _refit(refit, factories)
     best = blend_trials[0]
     return TrainedEnsemble(
-        ensemble=Blend(fitted, best["weights"], normalisation=best["normalisation"]),
+        ensemble=Blend(models, best["weights"], normalisation=best["normalisation"]),
         fit_seconds=fit_seconds,
         validation={
-            "folds": validation_folds,
+            "folds": n_folds,
+            "on": "the later window" if refit is None else "random splits, then refitted",
             "rows": validation_rows,
             "ease": ease_trials,
             "ease_settings": dict(chosen_ease),
@@ -187,7 +204,7 @@ def _fit_with_settings(ratings, factories, make_ease, validation: dict) -> Train
     """Every component fitted on ``ratings`` with the EASE settings and blend an earlier
     validation chose (``validation``: a TrainedEnsemble's), which it keeps as its own."""
     factories = {**factories, "ease": lambda: make_ease(validation["ease_settings"])}
-    fitted, fit_seconds = _refit(ratings, [n for n in COMPONENTS if n in factories], factories)
+    fitted, fit_seconds = _refit(ratings, factories)
     blend = validation["blend"]
     return TrainedEnsemble(
         ensemble=Blend(fitted, blend["weights"], normalisation=blend["normalisation"]),
@@ -240,7 +257,9 @@ def _choose_ease(folds, ease_grid: Sequence[dict], make_ease, k: int):
     kept, best_ndcg = None, -1.0
     for fit_rows, validation in folds:
         for trial, settings in zip(trials, ease_grid, strict=True):
+            fit_started = time.perf_counter()
             model = make_ease(settings).fit(fit_rows)
+            trial["fit_seconds"] = round(time.perf_counter() - fit_started, 2)
             ndcg = _validation_ndcg(model, validation, k)
             log.info("validation: EASE %s nDCG@%d %.4f", settings, k, ndcg)
             trial["ndcg"] += ndcg / len(folds)
@@ -251,39 +270,54 @@ def _choose_ease(folds, ease_grid: Sequence[dict], make_ease, k: int):
     return trials, chosen, kept
 
 
-def _validate_components(folds, factories, kept_ease, k: int):
+def _validate_components(folds, factories, kept_ease, k: int, *, keep: bool):
     """(each component's mean nDCG over the folds, each fold's validation scores for the
-    blend search). A fold's models are freed before the next fold is fitted."""
+    blend search, with ``keep`` the last fold's models and their fit seconds under
+    ``_seconds``, else None). A fold's models are freed before the next fold is fitted."""
     component_ndcg: dict[str, float] = {}
     blend_folds: list[ValidationScores] = []
+    models = None
     for fit_rows, validation in folds:
-        models = {name: make().fit(fit_rows) for name, make in factories.items() if name != "ease"}
-        models["ease"] = kept_ease if kept_ease is not None else factories["ease"]().fit(fit_rows)
+        models, seconds = _fit_components(fit_rows, factories, ease=kept_ease)
         kept_ease = None
-        names = [n for n in COMPONENTS if n in models]
+        names = list(models)
         for name in names:
             ndcg = _validation_ndcg(models[name], validation, k)
             component_ndcg[name] = component_ndcg.get(name, 0.0) + ndcg / len(folds)
         blend_folds.append(
             ValidationScores.of(
-                {name: models[name] for name in names},
+                models,
                 sample_groups(validation, USER, _blend_users(models[names[0]].data.n_items)),
             )
         )
-        del models
-    return component_ndcg, blend_folds
+        models = {**models, "_seconds": seconds} if keep else None
+    return component_ndcg, blend_folds, models
 
 
-def _refit(ratings: pd.DataFrame, names: list[str], factories) -> tuple[dict, dict]:
-    """Every component fitted on all of ``ratings`` (sharing one matrix), with seconds."""
+def _fit_components(rows: pd.DataFrame, factories, *, ease: Recommender | None = None):
+    """(every component fitted on ``rows`` in :data:`COMPONENTS` order, the seconds of
+    each fit); ``ease``: an EASE model fitted on them already."""
     fitted: dict[str, Recommender] = {}
     fit_seconds: dict[str, float] = {}
-    with shared_interactions(ratings):
-        for name in names:
-            started = time.perf_counter()
-            fitted[name] = factories[name]().fit(ratings)
-            fit_seconds[name] = time.perf_counter() - started
+    for name in [n for n in COMPONENTS if n in factories]:
+        if name == "ease" and ease is not None:
+            fitted[name] = ease
+            continue
+        started = time.perf_counter()
+        fitted[name] = factories[name]().fit(rows)
+        fit_seconds[name] = time.perf_counter() - started
     return fitted, fit_seconds
+
+
+def _refit(ratings: pd.DataFrame, factories) -> tuple[dict, dict]:
+    """Every component fitted on all of ``ratings`` (sharing one matrix), with seconds."""
+    with shared_interactions(ratings):
+        return _fit_components(ratings, factories)
+
+
+def _chosen_fit_seconds(ease_trials: list[dict]) -> float:
+    """The fit seconds of the EASE trial of the best nDCG (the model kept)."""
+    return max(ease_trials, key=lambda trial: trial["ndcg"])["fit_seconds"]
 
 
 def _validation_fold(ratings: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
