@@ -104,10 +104,12 @@ class Blend(Recommender):
     def component_scores(
         self, user_idx: np.ndarray, names: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
-        """Each component's own scores (float64, users x catalogue; all components
-        without ``names``)."""
+        """Each component's own scores (float32, users x catalogue; all components
+        without ``names``). Single precision halves the memory the blend streams through
+        (serving at 20,000 titles is bound by it) and orders titles the same but for
+        scores within a ten-millionth of each other."""
         return {
-            name: np.asarray(self.components[name].score_indices(user_idx), dtype=np.float64)
+            name: np.asarray(self.components[name].score_indices(user_idx), dtype=np.float32)
             for name in (self.components if names is None else names)
         }
 
@@ -115,7 +117,7 @@ class Blend(Recommender):
         """The blend of components' ``scores`` (as :meth:`component_scores` gives them,
         overwritten here) for the users ``user_idx``: 0 on seen items."""
         seen = self.data.seen[user_idx].nonzero()
-        total = np.zeros((len(user_idx), self.data.n_items))
+        total = np.zeros((len(user_idx), self.data.n_items), dtype=np.float32)
         for name, part in scores.items():
             weight = self.weights[name]
             if weight == 0:

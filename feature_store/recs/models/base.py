@@ -126,17 +126,34 @@ def sample_groups(rows: pd.DataFrame, column: str, n: int, seed: int = 42) -> pd
 
 
 def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's k highest scores, best first (ties: lower index first)."""
-    k = min(k, scores.shape[1])
+    """Column indices of each row's k highest scores, best first (ties: lower index first;
+    NaN counts as -inf)."""
+    rows, n = scores.shape
+    k = min(k, n)
     if k == 0:
-        return np.empty((scores.shape[0], 0), dtype=np.int64)
-    if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    else:
-        part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+        return np.empty((rows, 0), dtype=np.int64)
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    part = _top_k_unordered(scores, k) if k < n else np.tile(np.arange(n), (rows, 1))
     part_scores = np.take_along_axis(scores, part, axis=1)
     order = np.lexsort((part, -part_scores), axis=1)
     return np.take_along_axis(part, order, axis=1)
+
+
+def _top_k_unordered(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k highest columns, ascending (ties at the k-th value: lower index first).
+    The k-th value by np.partition, then one comparison: at 20,000 titles several times
+    faster than np.argpartition, which served lists spent a quarter of their time in."""
+    rows, n = scores.shape
+    kth = np.partition(scores, n - k, axis=1)[:, n - k, np.newaxis]
+    chosen = scores >= kth
+    crowded = np.flatnonzero(chosen.sum(axis=1) > k)  # more than k at or above the k-th
+    if len(crowded):
+        sub, at = scores[crowded], kth[crowded]
+        ties = sub == at
+        room = k - (sub > at).sum(axis=1, keepdims=True)
+        chosen[crowded] = (sub > at) | (ties & (np.cumsum(ties, axis=1) <= room))
+    return np.nonzero(chosen)[1].reshape(rows, k)
 
 
 def in_threads(
@@ -174,7 +191,7 @@ def top_k_rows(
         {
             USER: np.repeat(user_ids, n)[keep],
             ITEM: item_ids[best.ravel()][keep],
-            SCORE: best_scores.ravel()[keep],
+            SCORE: best_scores.ravel()[keep].astype(np.float64),
             RANK: np.tile(np.arange(1, n + 1), len(user_ids))[keep],
         }
     )
@@ -233,7 +250,9 @@ class Recommender:
         rows = self.block_rows()
         for start in range(0, len(idx), rows):
             block = idx[start : start + rows]
-            scores = np.asarray(self.score_indices(block), dtype=np.float64)
+            scores = self.score_indices(block)
+            # float32 stays float32 (the blend's); anything else becomes float64
+            scores = np.asarray(scores, dtype=np.result_type(scores.dtype, np.float32))
             if exclude_seen:
                 scores[self.data.seen[block].nonzero()] = -np.inf
             frames.append(
