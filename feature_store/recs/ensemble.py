@@ -145,8 +145,7 @@ def _add_zscores(total: np.ndarray, scores: np.ndarray, seen: tuple, weight: flo
     scores[seen] = 0.0
     std = np.sqrt(np.einsum("ij,ij->i", scores, scores)[:, np.newaxis] / n)
     std[~(std > 0)] = 1.0
-    scores /= std
-    scores *= weight
+    scores *= (weight / std).astype(scores.dtype)  # one pass over the block, not two
     total += scores
     return True
 
