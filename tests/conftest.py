@@ -161,8 +161,12 @@ def model_world(spark, tmp_path_factory):
 
 
 def load_bench_module(name: str):
-    """A module of bench/ (not a package: its scripts import each other by file name)."""
-    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    """A module of bench/ (not a package: its scripts import each other by file name,
+    so bench/ goes on the import path)."""
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    if str(bench) not in sys.path:
+        sys.path.append(str(bench))
+    path = bench / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
