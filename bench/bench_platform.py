@@ -110,7 +110,8 @@ def peak_memory_mib(spark) -> dict[str, float | None]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = runtime.load(args)
-    config = with_state(config, Path(args.state or Path(config.paths.state_dir) / "bench-platform"))
+    state = Path(args.state or Path(config.paths.state_dir) / "bench-platform")
+    config = with_state(config, state, empty=not args.models_only)
     spark = runtime.session(config, args)
     spec = GenerationSpec(
         seed=config.generator.seed,
@@ -129,14 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         "spark": spark.version,
         "driver_memory": config.spark.driver_memory,
         "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
-    }
+        **({"models_only": f"on the lake in {state}, not from an empty one"}
+           if args.models_only else {}),
+    }  # fmt: skip
+    kind = "platform-models" if args.models_only else "platform"
     bench = Bench(
-        spark, result, f"platform-{spec.accounts}x{spec.days}d",
+        spark, result, f"{kind}-{spec.accounts}x{spec.days}d",
         peer_memory=args.peer_memory if args.peers else None,
         work=Path(config.paths.lake).parent / "peers",
     )  # fmt: skip
     started = time.perf_counter()
-    ok = run_platform(bench, spark, config, spec)
+    ok = (run_models if args.models_only else run_platform)(bench, spark, config, spec)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
     print(f"results: {bench.save()}")
     return 0 if ok else 1
@@ -157,14 +161,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--peers", action="store_true", help="time single-node peers beside")
     parser.add_argument("--peer-memory", default="8GB", help="DuckDB's memory limit")
+    parser.add_argument(
+        "--models-only",
+        action="store_true",
+        help="only the models, promotion and publishing, on the lake a stopped run of the "
+        "same spec left in --state (a development aid: not a run from an empty lake)",
+    )
     return parser.parse_args(argv)
 
 
-def with_state(config: Config, state: Path) -> Config:
-    """``config`` with the lake, MLflow and the published folder in an emptied ``state``:
-    every run starts from nothing, as on a new machine."""
-    shutil.rmtree(state, ignore_errors=True)
-    state.mkdir(parents=True)
+def with_state(config: Config, state: Path, *, empty: bool = True) -> Config:
+    """``config`` with the lake, MLflow and the published folder in ``state``, emptied
+    first (every run starts from nothing, as on a new machine) unless not ``empty``."""
+    if empty:
+        shutil.rmtree(state, ignore_errors=True)
+    state.mkdir(parents=True, exist_ok=True)
     paths = dataclasses.replace(
         config.paths,
         lake=str(state / "lake"),
@@ -188,6 +199,11 @@ def run_platform(bench: Bench, spark, config: Config, spec: GenerationSpec) -> b
         "point_in_time",
         lambda: peers.point_in_time(spark, config, bench.work / "pit", bench.peer_memory),
     )
+    return run_models(bench, spark, config, spec)
+
+
+def run_models(bench: Bench, spark, config: Config, spec: GenerationSpec) -> bool:
+    """The models' stages, promotion and publishing, on a lake built by the stages before."""
     versions = _models(bench, spark, config, spec)
     _promote_and_publish(bench, spark, config, versions)
     return True
