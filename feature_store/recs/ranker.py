@@ -87,7 +87,8 @@ def candidate_rows(blend: Blend, users: Iterable, n: int) -> pd.DataFrame:
     for start in range(0, len(idx), rows_per_block):
         block = idx[start : start + rows_per_block]
         parts = blend.component_scores(block)
-        total = blend.combine({name: part.copy() for name, part in parts.items()}, block)
+        weighted = {name: part.copy() for name, part in parts.items() if blend.weights[name]}
+        total = blend.combine(weighted, block)  # combine overwrites what it is given
         total[blend.data.seen[block].nonzero()] = -np.inf
         best = top_k_indices(total, n)
         unseen = np.isfinite(np.take_along_axis(total, best, axis=1))

@@ -119,7 +119,9 @@ class ServingRecommender:
 
         return in_threads(one, len(users), block, workers)
 
-    def ranked(self, sessions: pd.DataFrame, candidates: pd.DataFrame | None = None):
+    def ranked(
+        self, sessions: pd.DataFrame, candidates: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """The ranker's order of each session's candidates (sessions: user_id, device,
         local_hour and optionally session_id); one list per session, named by user_id
         when there is no session_id. ``candidates``: :func:`candidate_rows` of the

@@ -183,7 +183,7 @@ def train_recommender(
                 as_of + dt.timedelta(days=label_days),
                 version=data.table_versions["bronze.viewing"],
             )
-            ranker_report["evaluation"] = _evaluate_sessions(serving, data, sessions, k)
+            ranker_report["evaluation"] = _evaluate_sessions(serving, sessions, k)
     return RecommenderRun(
         as_of, serving, trained, data, evaluation, by_k, feature_versions,
         ranker_report=ranker_report,
@@ -266,7 +266,7 @@ def _train_ranker(spark, lake_root, as_of, ranker_days, fit_generators):
     return ranker, context, report, trained
 
 
-def _evaluate_sessions(serving, data, sessions, k: int) -> dict[str, Any]:
+def _evaluate_sessions(serving, sessions, k: int) -> dict[str, Any]:
     """Per session: the blend's context-free list against the ranker's, both over the same
     candidates; truth = the titles started in that session (unseen before as_of)."""
     sessions = sample_sessions(sessions[_unseen_pairs(serving.ensemble.data, sessions)])
