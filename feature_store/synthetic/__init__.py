@@ -42,21 +42,9 @@ _SESSION_COLUMNS = (
     "start_seconds",
     "segment",
     "top_genres",
-    "chosen",
 )
 _MEMBER_IDS = ("account_id", "profile_id")
 _TASKS_PER_CORE = 4
-_CANDIDATE_COLUMNS = (
-    "valid",
-    "title_id",
-    "name",
-    "artwork_id",
-    "artwork_style",
-    "release_day",
-    "utility",
-    "quality",
-    "duration_minutes",
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +239,7 @@ def _draw(
     pseudonyms as bronze holds them (else None). The ground truth keeps the ids."""
     world = WorldParams.draw(spec.seed)
     truth = lake.ground_truth
-    catalogue, tables = _save_catalogue(spark, truth, spec)
+    catalogue, titles = _save_catalogue(spark, truth, spec)
     stage("catalogue")
     accounts = members.accounts(
         spark, seed=spec.seed, n_accounts=spec.accounts, days=spec.days, world=world
@@ -260,14 +248,11 @@ def _draw(
     stage("accounts")
     profiles = _saved(spark, members.profiles(accounts, seed=spec.seed), f"{truth}/profiles")
     stage("profiles")
-    sessions = _session_choices(
-        profiles, tables, spec, world, catalogue.genre_counts, pseudonymization_key
-    )
+    sessions = _session_choices(profiles, catalogue, spec, world, pseudonymization_key)
     # Not partitioned by day: a partitioned write sorts every task's rows first.
     sessions = _saved(spark, sessions, f"{truth}/sessions")
     stage("sessions")
     landing_sessions, history_sessions = _split_sessions(sessions, spec.history_days)
-    titles = tables["titles"]
     records = _source_records(spec, world, titles, accounts, profiles, landing_sessions)
     if not pseudonymization_key:
         return world, records, None
@@ -301,21 +286,16 @@ def _split_sessions(sessions: DataFrame, history_days: int) -> tuple[DataFrame, 
 
 def _save_catalogue(
     spark: SparkSession, truth: str, spec: GenerationSpec
-) -> tuple[Catalogue, dict[str, DataFrame]]:
-    """Draw the catalogue, save its titles and title regions as truth; return it with
-    the tables activity samples from (titles, popularity slots, genre slots)."""
+) -> tuple[Catalogue, DataFrame]:
+    """Draw the catalogue and save its titles and title regions as truth; return it with
+    the titles as a DataFrame."""
     catalogue = draw_catalogue(spec.seed, spec.titles, spec.start_date, spec.days)
     titles = spark.createDataFrame(_arrays_to_lists(catalogue.titles)).withColumn(
         "artwork_styles", F.col("artwork_styles").cast("array<int>")
     )
-    tables = {
-        "titles": titles,
-        "popularity_slots": spark.createDataFrame(catalogue.popularity_slots),
-        "genre_slots": spark.createDataFrame(catalogue.genre_slots),
-    }
     lk.overwrite(titles, f"{truth}/titles")
     lk.overwrite(spark.createDataFrame(catalogue.title_regions), f"{truth}/title_regions")
-    return catalogue, tables
+    return catalogue, titles
 
 
 def _saved(spark: SparkSession, frame: DataFrame, path: str) -> DataFrame:
@@ -327,10 +307,9 @@ def _saved(spark: SparkSession, frame: DataFrame, path: str) -> DataFrame:
 
 def _session_choices(
     profiles: DataFrame,
-    tables: dict[str, DataFrame],
+    catalogue: Catalogue,
     spec: GenerationSpec,
     world: WorldParams,
-    genre_counts: list[int],
     pseudonymization_key: str | None,
 ) -> DataFrame:
     """The profiles' sessions with their candidates and choices, in the columns saved
@@ -339,9 +318,7 @@ def _session_choices(
     # accounts' five files of profiles were read as two splits of 3:2.
     cores = profiles.sparkSession.sparkContext.defaultParallelism
     session_profiles = profiles.repartition(_TASKS_PER_CORE * cores, "profile_idx")
-    keep = list(_SESSION_COLUMNS) + [
-        f"{c}_{i}" for i in range(activity.CANDIDATES) for c in _CANDIDATE_COLUMNS
-    ]
+    keep = list(_SESSION_COLUMNS)
     if pseudonymization_key:
         # Hashed once per profile and carried by its sessions, not on each event row
         # (~250M at 2M accounts x 30 days, four SHA-256 per row): on 4.3M viewing events
@@ -358,10 +335,7 @@ def _session_choices(
         sessions_per_day=spec.sessions_per_day,
         world=world,
     )
-    chosen = activity.choices(
-        sessions, tables, seed=spec.seed, genre_counts=genre_counts, world=world
-    )
-    return chosen.select(*keep)
+    return activity.choices(sessions, catalogue, seed=spec.seed, world=world, keep=tuple(keep))
 
 
 def _pseudonymized(

@@ -1,4 +1,4 @@
-"""Member activity from the hidden truth, all in Spark with no shuffle.
+"""Member activity from the hidden truth, with no shuffle.
 
 A profile's sessions come from a thinned Poisson process: a rate from its
 activity, scaled by its account's engagement on the day and a weekend boost, cut
@@ -7,50 +7,40 @@ regional popularity of the day, one from one of the profile's favourite genres),
 each with one of its artwork variants. The profile picks by utility plus Gumbel
 noise against an outside option (watch nothing): taste, latent factors, context
 (device x kind, local hour x genre) and artwork appeal (segment x style) all
-shift the choice. A watched title is finished with a probability rising with its
-utility.
+shift the choice (scored in NumPy by `choice`, on numbers Spark draws). A watched
+title is finished with a probability rising with its utility.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
 
 from feature_store.sources import DEVICES, GENRES, REGIONS
+from feature_store.synthetic import choice
 from feature_store.synthetic import rand as R
 from feature_store.synthetic.members import engagement
-from feature_store.synthetic.world import LATENT_DIM, POPULARITY_SLOTS, WorldParams
+from feature_store.synthetic.world import POPULARITY_SLOTS, Catalogue, WorldParams
 
-CANDIDATES = 3
+CANDIDATES = choice.CANDIDATES
 # Local hours at which the hour groups 1, 2 and 3 start (night, morning, midday, evening)
 HOUR_GROUP_STARTS = (6, 11, 17)
 _PAGE_ROWS = ("trending", "top_picks", "because_you_watched")
-_TITLE_COLUMNS = (
-    "title_id",
-    "name",
-    "kind_idx",
-    "genre_vec",
-    "primary_genre_idx",
-    "factors",
-    "base_log_pop",
-    "quality",
-    "release_day",
-    "region_mask",
-    "artwork_ids",
-    "artwork_styles",
-    "duration_minutes",
-)
-
-
-def _literal_array(values) -> Column:
-    return F.array(*[F.lit(float(v)) for v in values])
-
-
-def _literal_matrix(rows) -> Column:
-    return F.array(*[_literal_array(row) for row in rows])
+_SPARK_TYPES = {
+    "valid": T.BooleanType(),
+    "title_id": T.StringType(),
+    "name": T.StringType(),
+    "artwork_id": T.StringType(),
+    "artwork_style": T.IntegerType(),
+    "release_day": T.IntegerType(),
+    "utility": T.DoubleType(),
+    "quality": T.DoubleType(),
+    "duration_minutes": T.IntegerType(),
+}
 
 
 def sessions(
@@ -122,162 +112,52 @@ def _hour_group(local_hour):
 
 def choices(
     sessions_df: DataFrame,
-    catalogue_tables: dict[str, DataFrame],
+    catalogue: Catalogue,
     *,
     seed: int,
-    genre_counts: list[int],
     world: WorldParams,
+    keep: tuple[str, ...],
 ) -> DataFrame:
-    """Attach three candidate titles per session, their utilities and the choice.
+    """The sessions' `keep` columns with three candidate titles each (columns suffixed
+    _0, _1, _2: `choice.CANDIDATE_FIELDS`) and `chosen`.
 
-    Candidates are joined from broadcast tables one at a time (columns suffixed
-    _0, _1, _2) so that a session never leaves its partition.
+    Candidates 0 and 1 are a uniform slot of the session's region and day, so titles
+    come by their popularity there; candidate 2 is any title of one of the profile's
+    three favourite genres. Spark draws the random numbers; `choice.Chooser` looks the
+    titles up and scores them in NumPy, so a session never leaves its partition.
     """
-    df = _join_popular_titles(sessions_df, catalogue_tables["popularity_slots"], seed=seed)
-    df = _join_genre_title(
-        df, catalogue_tables["genre_slots"], seed=seed, genre_counts=genre_counts
-    )
-    df = _join_candidate_details(df, catalogue_tables["titles"])
-    df, scores = _score_candidates(df, seed=seed, world=world)
-    return _choose(df, scores, seed=seed, world=world)
+    inputs = [c for c in choice.SCORING_INPUTS if c not in keep]
+    drawn = sessions_df.select(*keep, *inputs, *_draws(seed, catalogue.genre_counts))
+    fields = [drawn.schema[c] for c in keep]
+    for i in range(CANDIDATES):
+        fields += [T.StructField(f"{c}_{i}", _SPARK_TYPES[c]) for c, _ in choice.CANDIDATE_FIELDS]
+    schema = T.StructType([*fields, T.StructField("chosen", T.IntegerType(), False)])
+    chooser = choice.Chooser.of(catalogue, world, keep, to_arrow_schema(schema))
+    return drawn.mapInArrow(chooser, schema)
 
 
-def _join_popular_titles(df: DataFrame, popularity_slots: DataFrame, *, seed: int) -> DataFrame:
-    """Candidates 0 and 1: a uniform slot of the session's region and day, so titles
-    come by their popularity there (title_idx_0, title_idx_1)."""
+def _draws(seed: int, genre_counts: list[int]) -> list[Column]:
+    """Every random number a session's choice needs (`choice.DRAWS`)."""
     p, k = F.col("profile_idx"), F.col("k")
-    slots = F.broadcast(
-        popularity_slots.select(
-            _slot_key(F.col("region_idx"), F.col("day"), F.col("slot")).alias("_key"),
-            "title_idx",
+    slot_keys = [
+        choice.popularity_key(
+            F.col("day").cast("long"),
+            F.col("region_idx"),
+            R.below(POPULARITY_SLOTS, seed, f"slot{i}", p, k),
         )
-    )
-    for i in (0, 1):
-        slot = R.below(POPULARITY_SLOTS, seed, f"slot{i}", p, k)
-        df = df.withColumn(f"_slot{i}", _slot_key(F.col("region_idx"), F.col("day"), slot))
-        df = df.join(
-            slots.select(F.col("_key").alias(f"_s{i}"), F.col("title_idx").alias(f"title_idx_{i}")),
-            F.col(f"_slot{i}") == F.col(f"_s{i}"),
-            "left",
-        ).drop(f"_s{i}", f"_slot{i}")
-    return df
-
-
-def _slot_key(region: Column, day: Column, slot: Column) -> Column:
-    """(region, day, slot) as one dense integer: the broadcast join then uses Spark's
-    long-keyed relation instead of hashing three-column rows (choices of 60,000 accounts'
-    sessions: 20.2-28.1 s against 22.5-33.1 s, the same rows)."""
-    return (day.cast("long") * len(REGIONS) + region) * POPULARITY_SLOTS + slot
-
-
-def _join_genre_title(
-    df: DataFrame, genre_slots: DataFrame, *, seed: int, genre_counts: list[int]
-) -> DataFrame:
-    """Candidate 2: any title of one of the profile's three favourite genres
-    (title_idx_2)."""
-    p, k = F.col("profile_idx"), F.col("k")
+        for i in (0, 1)
+    ]
     genre = F.element_at(F.col("top_genres"), R.below(3, seed, "genre_pick", p, k) + 1)
     counts = F.array(*[F.lit(c) for c in genre_counts])
-    most = max(genre_counts)  # one integer key, as for the popularity slots
-
-    def key(genre_idx: Column, pos: Column) -> Column:
-        return genre_idx.cast("long") * most + pos
-
-    df = df.withColumn("_g", genre).withColumn(
-        "_pos", R.below(F.element_at(counts, F.col("_g") + 1), seed, "genre_pos", p, k)
-    )
-    return df.join(
-        F.broadcast(genre_slots).select(
-            key(F.col("genre_idx"), F.col("pos")).alias("_gk"),
-            F.col("title_idx").alias("title_idx_2"),
-        ),
-        key(F.col("_g"), F.col("_pos")) == F.col("_gk"),
-        "left",
-    ).drop("_g", "_pos", "_gk")
-
-
-def _join_candidate_details(df: DataFrame, titles: DataFrame) -> DataFrame:
-    """Each candidate's title columns, suffixed with its index."""
-    titles = F.broadcast(titles.select("title_idx", *_TITLE_COLUMNS))
-    for i in range(CANDIDATES):
-        df = df.join(
-            titles.select([F.col(c).alias(f"{c}_{i}") for c in ("title_idx", *_TITLE_COLUMNS)]),
-            f"title_idx_{i}",
-            "left",
-        )
-    return df
-
-
-def _candidate_valid(i: int) -> Column:
-    """Candidate i can be shown: it exists, is released and available in the region,
-    and is not an earlier candidate again."""
-    released = F.col(f"release_day_{i}") <= F.col("day")
-    bit = F.floor(F.col(f"region_mask_{i}") / F.pow(F.lit(2.0), F.col("region_idx")))
-    available = F.pmod(bit, F.lit(2)) == 1
-    distinct = F.lit(True)
-    for j in range(i):
-        distinct = distinct & (
-            F.col(f"title_idx_{i}") != F.coalesce(F.col(f"title_idx_{j}"), F.lit(-1))
-        )
-    return F.col(f"title_idx_{i}").isNotNull() & released & available & distinct
-
-
-def _candidate_utility(i: int, world: WorldParams) -> Column:
-    """Candidate i's utility to the profile, artwork aside: taste, latent factors,
-    popularity and context (device x kind, hour group x genre)."""
-    device_kind = _literal_matrix(world.device_kind)
-    hour_genre = _literal_matrix(world.hour_genre)
-    return (
-        world.taste_weight * R.dot(F.col("taste"), F.col(f"genre_vec_{i}"), len(GENRES))
-        + world.factor_weight * R.dot(F.col("factors"), F.col(f"factors_{i}"), LATENT_DIM)
-        + world.popularity_weight * F.col(f"base_log_pop_{i}")
-        + device_kind[F.col("device_idx")][F.col(f"kind_idx_{i}")]
-        + R.dot(hour_genre[F.col("hour_group")], F.col(f"genre_vec_{i}"), len(GENRES))
-    )
-
-
-def _score_candidates(
-    df: DataFrame, *, seed: int, world: WorldParams
-) -> tuple[DataFrame, list[Column]]:
-    """Add valid_i, artwork_id_i, artwork_style_i (one of the title's variants) and
-    utility_i per candidate; return them with each candidate's score: utility plus
-    artwork appeal plus Gumbel noise, -inf when it cannot be shown."""
-    p, k = F.col("profile_idx"), F.col("k")
-    appeal = _literal_matrix(world.artwork_appeal)
-    scores = []
-    for i in range(CANDIDATES):
-        art = R.below(F.size(F.col(f"artwork_ids_{i}")), seed, f"art{i}", p, k)
-        df = df.select(
-            "*",
-            _candidate_valid(i).alias(f"valid_{i}"),
-            F.element_at(F.col(f"artwork_ids_{i}"), art + 1).alias(f"artwork_id_{i}"),
-            F.element_at(F.col(f"artwork_styles_{i}"), art + 1).alias(f"artwork_style_{i}"),
-            _candidate_utility(i, world).alias(f"utility_{i}"),
-        )
-        score = F.when(
-            F.col(f"valid_{i}"),
-            F.col(f"utility_{i}")
-            + appeal[F.col("segment")][F.col(f"artwork_style_{i}")]
-            + R.gumbel(seed, f"gumbel{i}", p, k),
-        ).otherwise(F.lit(-math.inf))
-        scores.append(score)
-    return df, scores
-
-
-def _choose(df: DataFrame, scores: list[Column], *, seed: int, world: WorldParams) -> DataFrame:
-    """`chosen`: the candidate of the best score, or -1 when the outside option (watch
-    nothing, with its own Gumbel noise) beats them all."""
-    p, k = F.col("profile_idx"), F.col("k")
-    outside = F.lit(world.outside_utility) + R.gumbel(seed, "gumbel_outside", p, k)
-    df = df.select(
-        "*", *[s.alias(f"_score{i}") for i, s in enumerate(scores)], outside.alias("_outside")
-    )
-    best = F.greatest(*[F.col(f"_score{i}") for i in range(CANDIDATES)], F.col("_outside"))
-    chosen = F.lit(-1)
-    for i in reversed(range(CANDIDATES)):
-        chosen = F.when(F.col(f"_score{i}") == best, F.lit(i)).otherwise(chosen)
-    df = df.withColumn("chosen", F.when(F.col("_outside") == best, F.lit(-1)).otherwise(chosen))
-    return df.drop(*[f"_score{i}" for i in range(CANDIDATES)], "_outside")
+    pos = R.below(F.element_at(counts, genre + 1), seed, "genre_pos", p, k)
+    columns = [
+        *slot_keys,
+        choice.genre_key(genre.cast("long"), pos, max(genre_counts)),
+        *[R.uniform(seed, f"art{i}", p, k) for i in range(CANDIDATES)],
+        *[R.gumbel(seed, f"gumbel{i}", p, k) for i in range(CANDIDATES)],
+        R.gumbel(seed, "gumbel_outside", p, k),
+    ]
+    return [c.alias(name) for c, (name, _) in zip(columns, choice.DRAWS, strict=True)]
 
 
 def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
