@@ -18,7 +18,7 @@ import datetime as dt
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
-from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
 
 from feature_store.sources import DEVICES, GENRES, REGIONS
 from feature_store.synthetic import choice
@@ -30,17 +30,6 @@ CANDIDATES = choice.CANDIDATES
 # Local hours at which the hour groups 1, 2 and 3 start (night, morning, midday, evening)
 HOUR_GROUP_STARTS = (6, 11, 17)
 _PAGE_ROWS = ("trending", "top_picks", "because_you_watched")
-_SPARK_TYPES = {
-    "valid": T.BooleanType(),
-    "title_id": T.StringType(),
-    "name": T.StringType(),
-    "artwork_id": T.StringType(),
-    "artwork_style": T.IntegerType(),
-    "release_day": T.IntegerType(),
-    "utility": T.DoubleType(),
-    "quality": T.DoubleType(),
-    "duration_minutes": T.IntegerType(),
-}
 
 
 def sessions(
@@ -130,7 +119,9 @@ def choices(
     drawn = sessions_df.select(*keep, *inputs, *_draws(seed, catalogue.genre_counts))
     fields = [drawn.schema[c] for c in keep]
     for i in range(CANDIDATES):
-        fields += [T.StructField(f"{c}_{i}", _SPARK_TYPES[c]) for c, _ in choice.CANDIDATE_FIELDS]
+        fields += [
+            T.StructField(f"{c}_{i}", from_arrow_type(t)) for c, t in choice.CANDIDATE_FIELDS
+        ]
     schema = T.StructType([*fields, T.StructField("chosen", T.IntegerType(), False)])
     chooser = choice.Chooser.of(catalogue, world, keep, to_arrow_schema(schema))
     return drawn.mapInArrow(chooser, schema)

@@ -243,7 +243,8 @@ def _matrix(batch: pa.RecordBatch, name: str, width: int) -> np.ndarray:
 
 
 def _dot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Row-wise dot product summed left to right, as `rand.dot` has Spark do it."""
+    """Row-wise dot product summed left to right, in the order the Spark version of the
+    generator summed it: the same rows to the last bit."""
     total = left[:, 0] * right[:, 0]
     for j in range(1, left.shape[1]):
         total = total + left[:, j] * right[:, j]

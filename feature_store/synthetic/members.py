@@ -190,7 +190,8 @@ def profiles(accounts_df: DataFrame, *, seed: int) -> DataFrame:
         peak.alias("peak_hour"),
         F.exp(0.6 * R.normal(seed, "activity", p) - 0.18).alias("activity"),
     )
-    # Normalize and rank written out per genre (no higher-order functions: see rand.dot).
+    # Normalize and rank written out per genre: Spark compiles that to straight-line code,
+    # while higher-order functions (zip_with, aggregate) run interpreted, row by row.
     total = sum((F.col("_taste")[g] for g in range(1, len(GENRES))), F.col("_taste")[0])
     df = df.withColumn("_total", total)
     df = df.withColumn(

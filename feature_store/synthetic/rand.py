@@ -61,16 +61,6 @@ def hex_id(seed: int, salt: str, *keys: Column | str) -> Column:
     return F.lower(F.concat(F.lpad(F.hex(high), 16, "0"), F.lpad(F.hex(low), 16, "0")))
 
 
-def dot(left: Column, right: Column, length: int) -> Column:
-    """Dot product of two double arrays of a known length.
-
-    Written out element by element: Spark compiles that to straight-line code, while
-    higher-order functions (zip_with, aggregate) run interpreted, row by row, and
-    were the generator's bottleneck at millions of members.
-    """
-    return sum((left[i] * right[i] for i in range(1, length)), left[0] * right[0])
-
-
 def sigmoid(x: Column) -> Column:
     """The logistic function of `x`."""
     return 1.0 / (1.0 + F.exp(-x))
