@@ -16,6 +16,7 @@ from feature_store.recs.evaluate import (
     ndcg_at_k,
     precision_at_k,
     ranking_metrics,
+    ranking_metrics_at,
     recall_at_k,
     split_ratios,
     stratified_split,
@@ -144,6 +145,20 @@ def test_metrics_against_hand_computed_values():
     assert recall_at_k(TRUTH, RECS, k=3) == got["recall@3"]
     assert ndcg_at_k(TRUTH, RECS, k=3) == got["ndcg@3"]
     assert map_at_k(TRUTH, RECS, k=3) == got["map@3"]
+
+
+def test_metrics_at_several_cut_offs_from_one_ranking():
+    ln = math.log
+    got = ranking_metrics_at(TRUTH, RECS, (1, 3))
+    assert got[3] == ranking_metrics(TRUTH, RECS, k=3)
+    # at 1: user 1's first title is a hit, user 2's is not; user 3 has no list
+    assert got[1] == ranking_metrics(TRUTH, RECS, k=1)
+    assert got[1]["precision@1"] == pytest.approx((1 + 0) / 2)
+    assert got[1]["ndcg@1"] == pytest.approx((1 / ln(2) / (1 / ln(2)) + 0 + 0) / 3)
+    # ties are cut where a ranking at that cut-off alone cuts them
+    tied = RECS.assign(score=1.0)
+    for k in (1, 2, 3):
+        assert ranking_metrics_at(TRUTH, tied, (1, 2, 3))[k] == ranking_metrics(TRUTH, tied, k=k)
 
 
 def test_perfect_and_empty_recommendations():

@@ -118,24 +118,42 @@ def ranking_metrics(
     held-out ``truth`` rows, as Recommenders' ``python_evaluation`` computes them (see the
     module docstring). ``recs`` needs user, item and score columns; ``truth`` user and item,
     one row per relevant (user, item)."""
-    names = (f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "map")
+    columns = {"col_user": col_user, "col_item": col_item, "col_score": col_score}
+    return ranking_metrics_at(truth, recs, (k,), **columns)[k]
+
+
+def ranking_metrics_at(
+    truth: pd.DataFrame,
+    recs: pd.DataFrame,
+    ks: Sequence[int],
+    *,
+    col_user: str = USER,
+    col_item: str = ITEM,
+    col_score: str = SCORE,
+) -> dict[int, dict[str, float]]:
+    """`ranking_metrics` at each cut-off in ``ks``, from one ranking and one join of the
+    hits: the lists of the largest cut-off hold every smaller one's (a stable sort)."""
     truth = truth[[col_user, col_item]]
     common = np.intersect1d(truth[col_user].unique(), recs[col_user].unique())
-    n_users = len(common)
     truth_common = truth[truth[col_user].isin(common)]
-    best = top_k(recs[recs[col_user].isin(common)], k, col_user=col_user, col_score=col_score)
+    best = top_k(recs[recs[col_user].isin(common)], max(ks), col_user=col_user, col_score=col_score)
     hits = best.merge(truth_common, on=[col_user, col_item])[[col_user, RANK]]
-    if hits.empty:
-        return dict.fromkeys(names, 0.0)
     hits = hits.sort_values([col_user, RANK], kind="stable")
     relevant = truth.groupby(col_user).size()
+    return {k: _metrics(hits[hits[RANK] <= k], relevant, len(common), k, col_user) for k in ks}
+
+
+def _metrics(hits: pd.DataFrame, relevant: pd.Series, n_users: int, k: int, col_user: str):
+    """The metrics at ``k`` from the hits of rank <= k, sorted by user and rank."""
+    names = (f"precision@{k}", f"recall@{k}", f"ndcg@{k}", f"map@{k}", "map")
+    if hits.empty:
+        return dict.fromkeys(names, 0.0)
+    by_user = hits.groupby(col_user)
     per_user = pd.DataFrame(
         {
-            "hits": hits.groupby(col_user).size(),
+            "hits": by_user.size(),
             "dcg": (1.0 / np.log1p(hits[RANK])).groupby(hits[col_user]).sum(),
-            "rr": ((hits.groupby(col_user).cumcount() + 1) / hits[RANK])
-            .groupby(hits[col_user])
-            .sum(),
+            "rr": ((by_user.cumcount() + 1) / hits[RANK]).groupby(hits[col_user]).sum(),
         }
     )
     per_user["relevant"] = relevant.reindex(per_user.index)
