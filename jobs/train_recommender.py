@@ -20,6 +20,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ranker-days", type=int, default=3, help="days of sessions the ranker learns from"
     )
+    parser.add_argument(
+        "--validation",
+        choices=("later_days", "random_split"),
+        default="later_days",
+        help="how EASE's settings and the blend are chosen: on the views of the ranker's "
+        "days, or on a random split of the rows, refitted after (an ALS and an EASE fit more)",
+    )
     parser.add_argument("--k", type=int, default=10, help="list length evaluated")
     parser.add_argument("--calibration-weight", type=float, default=0.3)
     parser.add_argument("--no-register", action="store_true", help="log the run only")
@@ -39,6 +46,7 @@ def _train(spark, config, args: argparse.Namespace):
         register=not args.no_register,
         label_days=args.label_days,
         ranker_days=args.ranker_days,
+        validation=args.validation,
         k=args.k,
         calibration_weight=args.calibration_weight,
     )

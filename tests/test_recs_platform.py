@@ -66,7 +66,9 @@ def test_every_model_is_evaluated_against_the_next_days(trained):
     assert report["generators_as_of"] == model_day(29).isoformat()
     assert report["label_window"] == [model_day(30).isoformat(), AS_OF.isoformat()]
     assert 0 < report["positives"] < report["training_rows"]
-    # the final fit takes the generators' EASE settings and blend: validated once
+    # the generators chose their settings on the ranker's days (no split, no refit), and
+    # the final fit takes their EASE settings and blend: validated once
+    assert run.trained.validation["on"] == "the later window"
     assert run.trained.validation["settings_reused"]
     chosen = run.trained.validation["blend"]["weights"]
     assert {n: w for n, w in run.trained.ensemble.weights.items() if w} == {
@@ -206,6 +208,11 @@ def test_missing_features_name_the_problem(spark, tmp_path):
     config = make_config(tmp_path)
     with pytest.raises(RecsDataError, match="no profile_title_interactions table"):
         train_recommender(spark, config, AS_OF)
+
+
+def test_an_unknown_validation_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="validation must be one of .* not 'k_fold'"):
+        train_recommender(None, make_config(tmp_path), AS_OF, validation="k_fold")
 
 
 def test_a_date_without_profiles_is_refused_rather_than_scored_empty(spark, model_world):
