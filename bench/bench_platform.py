@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         "spark": spark.version,
         "driver_memory": config.spark.driver_memory,
         "spec": {**dataclasses.asdict(spec), "start_date": str(spec.start_date)},
+        "recs_validation": args.recs_validation,
         **({"models_only": f"on the lake in {state}, not from an empty one"}
            if args.models_only else {}),
     }  # fmt: skip
@@ -160,6 +161,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--state", help="folder of the lake, MLflow and published files (emptied first)"
     )
     parser.add_argument("--peers", action="store_true", help="time single-node peers beside")
+    parser.add_argument(
+        "--recs-validation",
+        choices=("later_days", "random_split"),
+        default="later_days",
+        help="how the recommender chooses its settings (train_recommender's validation)",
+    )
     parser.add_argument("--peer-memory", default="8GB", help="DuckDB's memory limit")
     parser.add_argument(
         "--models-only",
@@ -286,8 +293,13 @@ def _recommender(bench: Bench, spark, config: Config, spec: GenerationSpec) -> s
         run = train_recommender(
             spark, config, as_of, label_days=demo.RECS_LABEL_DAYS,
             ranker_days=demo.RECS_RANKER_DAYS, ceiling=recs_ceiling(spark, config),
+            validation=bench.result["recs_validation"],
         )  # fmt: skip
         stage.rows = len(run.data.interactions)
+        stage.detail["seconds_by_step"] = {k: round(v, 1) for k, v in run.seconds.items()}
+        stage.detail["final_fit_seconds"] = {
+            k: round(v, 1) for k, v in run.trained.fit_seconds.items()
+        }
     bench.peer("als", lambda: peers.als(
         spark, run.data.interactions, {**ALS_DEFAULTS, **PLATFORM_ALS},
         run.trained.fit_seconds["als"],
