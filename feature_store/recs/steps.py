@@ -64,8 +64,9 @@ TOP_PER_PROFILE = 50
 SIMILAR_PER_TITLE = 20
 PLATFORM_ALS = {"confidence": "rating", "alpha": 2.0, "iterations": 10}
 # How the ranker's generators choose their settings (`train_recommender`'s validation).
-# On one 100,000-account lake both lists scored nDCG@10 0.0270 on the held-out week;
-# the later days save a refit of every component (docs/benchmarks.md).
+# On one 100,000-account lake the served (calibrated) lists scored nDCG@10 0.0270 on the
+# held-out week both ways; the later days save a refit of every component
+# (docs/benchmarks.md).
 VALIDATIONS = ("later_days", "random_split")
 # (profile ids, title ids, training interactions, *, first_day, last_day, k) -> each
 # profile's top k unseen titles (user_id, item_id, score, rank) by what it will watch
