@@ -296,10 +296,8 @@ def _recommender(bench: Bench, spark, config: Config, spec: GenerationSpec) -> s
             validation=bench.result["recs_validation"],
         )  # fmt: skip
         stage.rows = len(run.data.interactions)
-        stage.detail["seconds_by_step"] = {k: round(v, 1) for k, v in run.seconds.items()}
-        stage.detail["final_fit_seconds"] = {
-            k: round(v, 1) for k, v in run.trained.fit_seconds.items()
-        }
+        stage.detail["seconds_by_step"] = _tenths(run.seconds)
+        stage.detail["final_fit_seconds"] = _tenths(run.trained.fit_seconds)
     bench.peer("als", lambda: peers.als(
         spark, run.data.interactions, {**ALS_DEFAULTS, **PLATFORM_ALS},
         run.trained.fit_seconds["als"],
@@ -315,6 +313,11 @@ def _recommender(bench: Bench, spark, config: Config, spec: GenerationSpec) -> s
     return version
 
 
+def _tenths(seconds: dict[str, float]) -> dict[str, float]:
+    """Seconds by name, to a tenth, as the JSON reports every stage."""
+    return {name: round(value, 1) for name, value in seconds.items()}
+
+
 def _churn(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str | None:
     from feature_store.churn.steps import score_accounts, train_churn
     from feature_store.churn.tracking import EXPERIMENT, log_churn_run
@@ -327,7 +330,7 @@ def _churn(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str | N
             ceiling=churn_ceiling(spark, config),
         )  # fmt: skip
         stage.rows = run.rows["train_rows"] + run.rows["test_rows"]
-        stage.detail["seconds_by_step"] = {k: round(v, 1) for k, v in run.seconds.items()}
+        stage.detail["seconds_by_step"] = _tenths(run.seconds)
     with bench.stage("churn.register"):
         configure_mlflow(config, EXPERIMENT)
         version = log_churn_run(run)
@@ -347,7 +350,7 @@ def _forecast(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str 
             spark, config, spec.end_date, audience_truth=audience_ceiling(spark, config)
         )
         stage.rows = run.forecast_rows + run.plan_rows + run.audience_rows
-        stage.detail["seconds_by_step"] = {k: round(v, 1) for k, v in run.seconds.items()}
+        stage.detail["seconds_by_step"] = _tenths(run.seconds)
         stage.detail["series"] = run.series_count
     metrics = run_metrics(run)
     if run.audience is not None:
