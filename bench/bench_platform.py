@@ -327,6 +327,7 @@ def _churn(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str | N
     with bench.stage("churn.train_evaluate") as stage:
         run = train_churn(
             spark, config, spec.end_date, every_days=demo.CHURN_EVERY_DAYS,
+            max_train_snapshots=demo.churn_train_snapshots(spec.accounts),
             ceiling=churn_ceiling(spark, config),
         )  # fmt: skip
         stage.rows = run.rows["train_rows"] + run.rows["test_rows"]

@@ -283,6 +283,32 @@ def test_snapshots_have_full_feature_windows_and_their_labels_before_the_as_of_d
         choose_snapshots(daily[:41], as_of=d(40), labels_through=d(40), **common)
 
 
+def test_the_history_plan_builds_as_many_churn_snapshots_as_the_rows_need():
+    """Four training snapshots where accounts are few, one at millions of accounts: the
+    planned dates are the snapshots', the recommender's two and nothing else."""
+    from feature_store.synthetic import GenerationSpec, demo
+
+    assert [demo.churn_train_snapshots(n) for n in (5_000, 100_000, 300_000, 2_000_000)] == [
+        4,
+        4,
+        2,
+        1,
+    ]
+
+    def snapshot_dates(accounts: int) -> list[dt.date]:
+        spec = GenerationSpec(
+            seed=1, accounts=accounts, titles=100, days=70, start_date=d(0), history_days=68,
+            dirty_share=0.0, late_share=0.0, sessions_per_day=1.0,
+        )  # fmt: skip
+        plan = dict(demo.history_plan(spec))
+        return plan[("account_daily", "profile_daily")]
+
+    recs = [d(65), d(67)]
+    # full 30-day windows from day 29, labelled 30 days on by day 69: day 39 is the last
+    assert snapshot_dates(100_000) == [d(30), d(33), d(36), d(39), *recs]
+    assert snapshot_dates(2_000_000) == [d(36), d(39), *recs]
+
+
 # --- the whole job on a generated lake -------------------------------------------------------
 
 # The shared model world (tests/worlds.py): 47 days of 4,000 accounts with features built
