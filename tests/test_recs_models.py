@@ -436,9 +436,9 @@ def test_ease_gram_in_column_bands_equals_the_whole_product():
     rng = np.random.default_rng(3)
     x = sp.csr_matrix((rng.random((40, 11)) < 0.3).astype(float))
     weighted = sp.diags(rng.random(40)) @ x
-    np.testing.assert_allclose(
-        _dense_gram(weighted, x, block=3), (x.T @ weighted).toarray(), rtol=1e-12
-    )
+    gram = _dense_gram(weighted, x, block=3)
+    np.testing.assert_allclose(gram, (x.T @ weighted).toarray(), rtol=1e-12)
+    assert np.array_equal(gram, gram.T)  # the upper triangle computed, mirrored exactly
     # added in place, scaled
     out = np.ones((11, 11))
     _dense_gram(weighted, x, block=4, out=out, scale=2.5)

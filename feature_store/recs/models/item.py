@@ -121,7 +121,9 @@ def _dense_gram(
     scale: float = 1.0,
 ) -> np.ndarray:
     """``scale`` x left' right as a dense array, a band of columns at a time; with
-    ``out`` it is added to ``out`` in place instead (and ``out`` returned).
+    ``out`` (symmetric) it is added to ``out`` in place instead (and ``out`` returned).
+    The product must be symmetric (``left`` = a diagonal x ``right``, as EASE's are):
+    only the upper triangle is multiplied, then mirrored, which halves the work.
 
     The sparse product in one go holds nearly every item pair as a stored entry (12 bytes
     each against a dense array's 8) before its dense copy: at 19,390 titles and 29M
@@ -136,13 +138,14 @@ def _dense_gram(
     right = right.tocsc()
     for start in range(0, n, block):
         stop = min(n, start + block)
-        band = (left_t @ right[:, start:stop]).toarray()
+        band = (left_t[:stop] @ right[:, start:stop]).toarray()  # rows above and in the band
         if scale != 1.0:
             band *= scale
         if out is None:
-            gram[:, start:stop] = band
+            gram[:stop, start:stop] = band
         else:
-            gram[:, start:stop] += band
+            gram[:stop, start:stop] += band
+    _mirror_lower(gram.T)  # the transpose's lower triangle is the upper one computed
     return gram
 
 
