@@ -123,7 +123,7 @@ def _dense_gram(
     """``scale`` x left' right as a dense array, a band of columns at a time; with
     ``out`` (symmetric) it is added to ``out`` in place instead (and ``out`` returned).
     The product must be symmetric (``left`` = a diagonal x ``right``, as EASE's are):
-    only the upper triangle is multiplied, then mirrored, which halves the work.
+    only the upper triangle is multiplied (half the sparse products), then mirrored.
 
     The sparse product in one go holds nearly every item pair as a stored entry (12 bytes
     each against a dense array's 8) before its dense copy: at 19,390 titles and 29M
