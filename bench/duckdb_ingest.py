@@ -28,6 +28,7 @@ DUCKDB_TYPES = {
     T.StringType: "VARCHAR",
     T.IntegerType: "INTEGER",
     T.LongType: "BIGINT",
+    T.DoubleType: "DOUBLE",
     T.BooleanType: "BOOLEAN",
     T.DateType: "DATE",
     T.TimestampType: "TIMESTAMP",
@@ -233,6 +234,8 @@ def _checks(source, raw, typed, file_date, watermark_days, future_tolerance_hour
                for f in source.fields if f.allowed]  # fmt: skip
     for f in source.fields:
         broken = _broken_rules(f, typed[f.name])
+        if f.among is not None:
+            broken.append(f"NOT coalesce(list_contains({typed[f.among]}, {typed[f.name]}), true)")
         if broken:
             checks.append((" OR ".join(broken), "implausible_value", _text(f.name)))
     ts = typed[source.ts_field]
@@ -291,6 +294,8 @@ def _broken_rules(field: Field, value: str) -> list[str]:
         if bound is not None:
             literal = f"DATE '{bound}'" if isinstance(bound, dt.date) else str(bound)
             broken.append(f"{value} {op} {literal}")
+    if field.above is not None:
+        broken.append(f"{value} <= {field.above}")
     if field.bounded_by is not None:
         broken.append(f"{value} > _ref_{field.name} * {field.bounded_by.factor}")
     if field.max_items is not None:

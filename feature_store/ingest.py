@@ -312,6 +312,8 @@ def _value_checks(
         if f.allowed:
             unknown.append((_outside(value, f.dtype, f.allowed), "unknown_value", f.name))
         broken = _broken_rules(f, value, bounds.get(f.name))
+        if f.among is not None:
+            broken.append(~F.coalesce(F.array_contains(typed[f.among], value), F.lit(True)))
         if broken:
             implausible.append(
                 (functools.reduce(Column.__or__, broken), "implausible_value", f.name)
@@ -333,6 +335,8 @@ def _broken_rules(field: Field, value: Column, bound: Column | None) -> list[Col
         broken.append(value < F.lit(field.minimum))
     if field.maximum is not None:
         broken.append(value > F.lit(field.maximum))
+    if field.above is not None:
+        broken.append(value <= F.lit(field.above))
     if bound is not None:
         broken.append(value > bound)
     if field.max_items is not None:

@@ -127,11 +127,13 @@ class Field:
     pii: bool = False  # dropped before bronze
     pseudonymize: bool = False  # replaced by a keyed hash in bronze
     # Plausibility, checked by ingestion (reason `implausible_value`):
-    minimum: int | dt.date | None = None  # numbers and dates, inclusive
-    maximum: int | dt.date | None = None
+    minimum: float | dt.date | None = None  # numbers and dates, inclusive
+    maximum: float | dt.date | None = None
+    above: float | None = None  # numbers, exclusive (a probability that must not be 0)
     text: Text = FREE_TEXT  # every string the field holds (not checked when `allowed`)
     max_items: int | None = None  # arrays
     bounded_by: Reference | None = None  # numbers
+    among: str | None = None  # an array field of the same record that must hold the value
 
     @property
     def holds_strings(self) -> bool:
@@ -144,14 +146,17 @@ class Field:
             rules.append("one of " + ", ".join(self.allowed))
         elif self.holds_strings:
             rules.append(self.text.describe())
-        if self.minimum is not None or self.maximum is not None:
+        if self.minimum is not None or self.maximum is not None or self.above is not None:
             low = "" if self.minimum is None else f"{self.minimum} <= "
+            low = low if self.above is None else f"{self.above} < "
             high = "" if self.maximum is None else f" <= {self.maximum}"
             rules.append(f"{low}value{high}")
         if self.max_items is not None:
             rules.append(f"at most {self.max_items} items")
         if self.bounded_by is not None:
             rules.append(self.bounded_by.describe())
+        if self.among is not None:
+            rules.append(f"one of the record's {self.among}")
         return tuple(rules)
 
 
@@ -222,6 +227,7 @@ _LONG = T.LongType()
 _DATE = T.DateType()
 _BOOL = T.BooleanType()
 _STR_ARRAY = T.ArrayType(T.StringType(), containsNull=False)
+_DOUBLE = T.DoubleType()
 _ARTWORK = T.ArrayType(
     T.StructType([T.StructField("artwork_id", _STR), T.StructField("style", _STR)]),
     containsNull=False,
@@ -332,11 +338,14 @@ SOURCES: dict[str, Source] = {
         ),
         Source(
             "impressions",
-            "Titles shown on a page row, the artwork variant shown, and whether it was clicked.",
+            "Titles shown on a page row, the artwork variant shown (with the variants it was "
+            "chosen from and the probability it had), and whether it was clicked.",
             _member(
                 _id("session_id"),
                 _id("title_id"),
-                _id("artwork_id"),
+                _id("artwork_id", among="artwork_candidates"),
+                Field("artwork_candidates", _STR_ARRAY, text=ID, max_items=100),
+                Field("artwork_propensity", _DOUBLE, above=0.0, maximum=1.0),
                 Field("page_row", _STR, allowed=PAGE_ROWS),
                 Field("row_position", _INT, minimum=0, maximum=1_000),
                 Field("clicked", _BOOL),

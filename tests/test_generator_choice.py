@@ -140,6 +140,7 @@ def test_only_released_available_distinct_titles_are_valid_and_the_best_score_wi
     ]
     # floor(0.99 * 4) = 3: title 1's fourth variant, of style 2
     assert (out[1]["artwork_id_1"], out[1]["artwork_style_1"]) == ("tt1-a3", 2)
+    assert (out[1]["artwork_propensity_1"], out[0]["artwork_propensity_0"]) == (1 / 4, 1 / 3)
     assert out[0]["utility_0"] == _utility(titles[0], repeat)
     assert out[1]["utility_1"] == _utility(titles[1], later)
     assert (out[1]["release_day_1"], out[1]["duration_minutes_1"]) == (5, 31)

@@ -146,6 +146,8 @@ def _plausible(field: Field) -> st.SearchStrategy:
         return _text(field)
     if isinstance(dtype, T.BooleanType):
         return st.booleans()
+    if isinstance(dtype, T.DoubleType):  # a probability: above 0, at most 1
+        return st.floats(field.above, field.maximum, exclude_min=True)
     if isinstance(dtype, T.DateType):
         low = field.minimum or dt.date(1990, 1, 1)
         return st.dates(low, dt.date(2030, 12, 31)).map(dt.date.isoformat)
@@ -173,6 +175,10 @@ def records(draw, source: Source, event_id: str) -> dict:
             continue  # optional fields are left out, or written as null
         optional_null = not field.required and draw(st.booleans())
         record[field.name] = None if optional_null else draw(_plausible(field))
+    for field in source.fields:
+        if field.among:  # one of the record's own list (which then holds at least one)
+            items = record[field.among] = record[field.among] or [record[field.name]]
+            record[field.name] = draw(st.sampled_from(items))
     record[source.id_field] = event_id
     return record
 

@@ -408,3 +408,58 @@ def test_each_source_describes_its_fields_and_rules():
     )
     assert by_field["session_id"].endswith("id: 1-64 of [A-Za-z0-9_.:-]")
     assert by_field["device"].endswith("one of tv, mobile, tablet, web")
+
+
+def impression(event_id="i1", **changes):
+    record = {
+        "event_id": event_id,
+        "event_ts": "2026-01-05T20:15:00Z",
+        "account_id": "acc000000001",
+        "profile_id": "acc000000001-p0",
+        "session_id": "s1",
+        "title_id": "tt1",
+        "artwork_id": "tt1-a1",
+        "artwork_candidates": ["tt1-a0", "tt1-a1", "tt1-a2"],
+        "artwork_propensity": 0.25,
+        "page_row": "top_picks",
+        "row_position": 3,
+        "clicked": False,
+        "device": "tv",
+        "region": "gb",
+    }
+    record.update(changes)
+    return json.dumps({k: v for k, v in record.items() if v is not None})
+
+
+def test_an_impression_must_log_the_artwork_it_chose_and_with_what_probability(spark):
+    """The propensity lies in (0, 1] and the shown variant is one of the candidates, or
+    the impression could not serve an unbiased evaluation."""
+    lines = [
+        impression("ok"),
+        impression("sure", artwork_propensity=1.0),
+        impression("zero", artwork_propensity=0.0),
+        impression("negative", artwork_propensity=-0.1),
+        impression("above-one", artwork_propensity=1.5),
+        impression("nan", artwork_propensity="NaN"),
+        impression("text", artwork_propensity="high"),
+        impression("unlisted", artwork_id="tt1-a9"),
+        impression("no-candidates", artwork_candidates=[]),
+        impression("missing", artwork_propensity=None),
+    ]
+    got, expected = outcomes(
+        spark,
+        classify(spark, lines, SOURCES["impressions"]),
+        [
+            (lines[0], "bronze", None, None),
+            (lines[1], "bronze", None, None),
+            (lines[2], "quarantine", "implausible_value", "artwork_propensity"),
+            (lines[3], "quarantine", "implausible_value", "artwork_propensity"),
+            (lines[4], "quarantine", "implausible_value", "artwork_propensity"),
+            (lines[5], "quarantine", "implausible_value", "artwork_propensity"),
+            (lines[6], "quarantine", "wrong_type", "artwork_propensity"),
+            (lines[7], "quarantine", "implausible_value", "artwork_id"),
+            (lines[8], "quarantine", "implausible_value", "artwork_id"),
+            (lines[9], "quarantine", "missing_field", "artwork_propensity"),
+        ],
+    )
+    assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)

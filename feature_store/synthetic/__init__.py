@@ -21,6 +21,7 @@ from feature_store import lake as lk
 from feature_store.privacy import pseudonymize
 from feature_store.sources import SOURCES, Source
 from feature_store.synthetic import activity, members, records
+from feature_store.synthetic.artwork import ArtworkLogging
 from feature_store.synthetic.landing import write_landing
 from feature_store.synthetic.world import Catalogue, WorldParams, draw_catalogue
 
@@ -61,6 +62,8 @@ class GenerationSpec:
     # The first history_days days go straight into bronze (`generate` only): a platform
     # adopting Marquee brings its history in tables; only the newest days arrive as files.
     history_days: int = 0
+    # How the artwork shown is chosen (uniform unless told): logged with its probability.
+    artwork_logging: ArtworkLogging = ArtworkLogging()
 
     def __post_init__(self) -> None:
         if not 0 <= self.history_days < self.days:
@@ -335,7 +338,14 @@ def _session_choices(
         sessions_per_day=spec.sessions_per_day,
         world=world,
     )
-    return activity.choices(sessions, catalogue, seed=spec.seed, world=world, keep=tuple(keep))
+    return activity.choices(
+        sessions,
+        catalogue,
+        seed=spec.seed,
+        world=world,
+        keep=tuple(keep),
+        logging=spec.artwork_logging,
+    )
 
 
 def _pseudonymized(
@@ -372,7 +382,7 @@ def _source_records(
             accounts, changes, seed=spec.seed, start=spec.start_date, days=spec.days
         ),
         "viewing": activity.viewing_events(views, seed=spec.seed),
-        "impressions": activity.impressions(sessions, seed=spec.seed),
+        "impressions": activity.impressions(sessions, titles, seed=spec.seed),
         "ratings": activity.ratings(views, seed=spec.seed),
         "searches": activity.searches(views, seed=spec.seed),
     }

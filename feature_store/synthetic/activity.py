@@ -23,6 +23,7 @@ from pyspark.sql.pandas.types import from_arrow_type, to_arrow_schema
 from feature_store.sources import DEVICES, GENRES, REGIONS
 from feature_store.synthetic import choice
 from feature_store.synthetic import rand as R
+from feature_store.synthetic.artwork import ArtworkLogging
 from feature_store.synthetic.members import engagement
 from feature_store.synthetic.world import POPULARITY_SLOTS, Catalogue, WorldParams
 
@@ -106,14 +107,17 @@ def choices(
     seed: int,
     world: WorldParams,
     keep: tuple[str, ...],
+    logging: ArtworkLogging | None = None,
 ) -> DataFrame:
     """The sessions' `keep` columns with three candidate titles each (columns suffixed
     _0, _1, _2: `choice.CANDIDATE_FIELDS`) and `chosen`.
 
     Candidates 0 and 1 are a uniform slot of the session's region and day, so titles
     come by their popularity there; candidate 2 is any title of one of the profile's
-    three favourite genres. Spark draws the random numbers; `choice.Chooser` looks the
-    titles up and scores them in NumPy, so a session never leaves its partition.
+    three favourite genres. Each shows one of its artwork variants, drawn by `logging`
+    (uniform by default) with its probability. Spark draws the random numbers;
+    `choice.Chooser` looks the titles up and scores them in NumPy, so a session never
+    leaves its partition.
     """
     inputs = [c for c in choice.SCORING_INPUTS if c not in keep]
     drawn = sessions_df.select(*keep, *inputs, *_draws(seed, catalogue.genre_counts))
@@ -123,7 +127,7 @@ def choices(
             T.StructField(f"{c}_{i}", from_arrow_type(t)) for c, t in choice.CANDIDATE_FIELDS
         ]
     schema = T.StructType([*fields, T.StructField("chosen", T.IntegerType(), False)])
-    chooser = choice.Chooser.of(catalogue, world, keep, to_arrow_schema(schema))
+    chooser = choice.Chooser.of(catalogue, world, keep, to_arrow_schema(schema), logging)
     return drawn.mapInArrow(chooser, schema)
 
 
@@ -151,8 +155,9 @@ def _draws(seed: int, genre_counts: list[int]) -> list[Column]:
     return [c.alias(name) for c, (name, _) in zip(columns, choice.DRAWS, strict=True)]
 
 
-def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
-    """Impression events: each valid candidate shown in a session, `clicked` if chosen."""
+def impressions(choices_df: DataFrame, titles: DataFrame, *, seed: int) -> DataFrame:
+    """Impression events: each valid candidate shown in a session, `clicked` if chosen,
+    with the artwork shown, the title's variants it was drawn from and its probability."""
     shown = F.array(
         *[
             F.struct(
@@ -160,12 +165,20 @@ def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
                 F.col(f"valid_{i}").alias("valid"),
                 F.col(f"title_id_{i}").alias("title_id"),
                 F.col(f"artwork_id_{i}").alias("artwork_id"),
+                F.col(f"artwork_propensity_{i}").alias("artwork_propensity"),
                 F.col(f"release_day_{i}").alias("release_day"),
             )
             for i in range(CANDIDATES)
         ]
     )
-    df = choices_df.select("*", F.explode(shown).alias("imp")).filter(F.col("imp.valid"))
+    variants = titles.select(
+        F.col("title_id").alias("_title_id"), F.col("artwork_ids").alias("artwork_candidates")
+    )
+    df = (
+        choices_df.select("*", F.explode(shown).alias("imp"))
+        .filter(F.col("imp.valid"))
+        .join(F.broadcast(variants), F.col("imp.title_id") == F.col("_title_id"))
+    )
     i = F.col("imp.i")
     new_release = F.col("day") - F.col("imp.release_day") < 14
     page_row = F.when(new_release, F.lit("new_releases")).otherwise(
@@ -179,6 +192,8 @@ def impressions(choices_df: DataFrame, *, seed: int) -> DataFrame:
         "session_id",
         F.col("imp.title_id").alias("title_id"),
         F.col("imp.artwork_id").alias("artwork_id"),
+        "artwork_candidates",
+        F.col("imp.artwork_propensity").alias("artwork_propensity"),
         page_row.alias("page_row"),
         R.below(10, seed, "row_position", "profile_idx", "k", i).alias("row_position"),
         (F.col("chosen") == i).alias("clicked"),

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from feature_store.sources import GENRES, REGIONS
+from feature_store.synthetic.artwork import MAX_VARIANTS, ArtworkLogging
 from feature_store.synthetic.world import LATENT_DIM, POPULARITY_SLOTS, Catalogue, WorldParams
 
 CANDIDATES = 3
@@ -28,6 +29,7 @@ CANDIDATE_FIELDS = (
     ("name", pa.string()),
     ("artwork_id", pa.string()),
     ("artwork_style", pa.int32()),
+    ("artwork_propensity", pa.float64()),
     ("release_day", pa.int32()),
     ("utility", pa.float64()),
     ("quality", pa.float64()),
@@ -67,6 +69,7 @@ class _Titles:
     artwork_count: np.ndarray
     artwork_ids: pa.Array
     artwork_styles: np.ndarray
+    variant_styles: np.ndarray  # [title, MAX_VARIANTS], -1 past its variants
 
     @classmethod
     def of(cls, titles) -> _Titles:
@@ -75,6 +78,9 @@ class _Titles:
             raise ValueError("the catalogue's title_idx must run 0..n-1")
         counts = titles["artwork_ids"].map(len).to_numpy()
         numbers = ("kind_idx", "release_day", "region_mask", "duration_minutes")
+        variant_styles = np.full((len(titles), MAX_VARIANTS), -1, dtype=np.int64)
+        for i, styles in enumerate(titles["artwork_styles"]):
+            variant_styles[i, : len(styles)] = styles
         return cls(
             genre_vec=np.array(titles["genre_vec"].tolist(), dtype=np.float64),
             factors=np.array(titles["factors"].tolist(), dtype=np.float64),
@@ -89,6 +95,7 @@ class _Titles:
             artwork_styles=np.array(
                 [s for styles in titles["artwork_styles"] for s in styles], dtype=np.int64
             ),
+            variant_styles=variant_styles,
         )
 
 
@@ -102,10 +109,16 @@ class Chooser:
     world: dict[str, np.ndarray | float]
     keep: tuple[str, ...]  # input columns passed through
     schema: pa.Schema
+    logging: ArtworkLogging
 
     @classmethod
     def of(
-        cls, catalogue: Catalogue, world: WorldParams, keep: tuple[str, ...], schema: pa.Schema
+        cls,
+        catalogue: Catalogue,
+        world: WorldParams,
+        keep: tuple[str, ...],
+        schema: pa.Schema,
+        logging: ArtworkLogging | None = None,
     ) -> Chooser:
         return cls(
             titles=_Titles.of(catalogue.titles),
@@ -122,6 +135,7 @@ class Chooser:
             },
             keep=keep,
             schema=schema,
+            logging=logging or ArtworkLogging(),
         )
 
     def __call__(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -159,7 +173,10 @@ class Chooser:
             & ((numbers["region_mask"] >> s.region) & 1 == 1)
             & distinct
         )
-        art = t.artwork_start[idx] + _below(_column(batch, f"_u_art{i}"), t.artwork_count[idx])
+        slot, propensity = self.logging.choose(
+            _column(batch, f"_u_art{i}"), t.variant_styles[idx], s.segment
+        )
+        art = t.artwork_start[idx] + slot
         style = t.artwork_styles[art]
         genres = t.genre_vec[idx]
         utility = (
@@ -171,7 +188,7 @@ class Chooser:
         )
         appeal = w["artwork_appeal"][s.segment, style]
         score = np.where(valid, utility + appeal + _column(batch, f"_gumbel{i}"), -np.inf)
-        return _Candidate(t, found, idx, art, style, valid, utility, numbers, score)
+        return _Candidate(t, found, idx, art, style, propensity, valid, utility, numbers, score)
 
 
 @dataclasses.dataclass
@@ -205,6 +222,7 @@ class _Candidate:
     idx: np.ndarray
     art: np.ndarray
     style: np.ndarray
+    propensity: np.ndarray
     valid: np.ndarray
     utility: np.ndarray
     numbers: dict[str, np.ndarray]
@@ -226,6 +244,7 @@ class _Candidate:
             pc.take(self.titles.strings["name"], title),
             pc.take(self.titles.artwork_ids, art),
             masked(self.style.astype(np.int32), pa.int32()),
+            masked(self.propensity, pa.float64()),
             masked(n["release_day"].astype(np.int32), pa.int32()),
             masked(self.utility, pa.float64()),
             masked(n["quality"], pa.float64()),
@@ -249,11 +268,6 @@ def _dot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     for j in range(1, left.shape[1]):
         total = total + left[:, j] * right[:, j]
     return total
-
-
-def _below(u: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """`rand.below` on a drawn uniform: floor(u * n), at most n - 1."""
-    return np.minimum(np.floor(u * n).astype(np.int64), n - 1)
 
 
 def _chosen(scores: list[np.ndarray], outside: np.ndarray) -> np.ndarray:
