@@ -59,8 +59,9 @@ class Reevaluation:
     detail: str  # where the rows came from, for the decision's reason
 
 
-# (client, candidate, champion, metric) -> both versions' ``metric`` on the candidate's rows
-Evaluator = Callable[["MlflowClient", "ModelVersion", "ModelVersion", str], Reevaluation]
+# (client, candidate, champion, metric, champion_metric=...) -> the candidate's ``metric``
+# and the champion's ``champion_metric`` (usually the same) on the candidate's rows
+Evaluator = Callable[..., Reevaluation]
 
 
 def log_evaluation_rows(rows: pd.DataFrame) -> None:

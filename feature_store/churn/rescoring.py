@@ -21,7 +21,11 @@ CHURN_REGISTERED = "gbt"
 
 
 def rescore(
-    client: MlflowClient, candidate: ModelVersion, champion: ModelVersion, metric: str
+    client: MlflowClient,
+    candidate: ModelVersion,
+    champion: ModelVersion,
+    metric: str,
+    champion_metric: str | None = None,
 ) -> Reevaluation:
     """Score the candidate's held-out snapshot rows with both versions' pyfuncs (in the
     active Spark session) and compute ``metric`` (``gbt.<name>`` of
@@ -30,6 +34,8 @@ def rescore(
 
     from feature_store.churn.evaluate import binary_metrics
 
+    if champion_metric not in (None, metric):
+        raise EvaluatorError(f"the churn evaluator compares like with like, not {champion_metric}")
     prefix, _, name = metric.partition(".")
     if prefix != CHURN_REGISTERED:
         raise EvaluatorError(

@@ -54,6 +54,13 @@ class Comparison:
     direction: str  # HIGHER or LOWER is better
     min_improvement: float  # absolute, in the metric's units
     evaluator: str | None = None  # an installed evaluator's name; None: none possible
+    # The champion's metric the candidate's is held against (default: the same one), e.g.
+    # a candidate's lower confidence bound against the champion's estimate.
+    champion_metric: str | None = None
+
+    @property
+    def baseline_metric(self) -> str:
+        return self.champion_metric or self.metric
 
     def improvement(self, candidate: float, champion: float) -> float:
         """How much better ``candidate`` is (negative: worse), whatever the direction."""
@@ -159,7 +166,8 @@ def _threshold(metric: str, bounds: Any, key: str, fail) -> Threshold:
 
 def _comparison(value: Any, key: str, fail) -> Comparison:
     value = _mapping(value, key, fail)
-    _known_keys(value, key, {"metric", "direction", "min_improvement", "evaluator"}, fail)
+    known = {"metric", "champion_metric", "direction", "min_improvement", "evaluator"}
+    _known_keys(value, key, known, fail)
     for required in ("metric", "direction", "min_improvement"):
         if required not in value:
             raise fail(f"{key}.{required}", "is required")
@@ -175,7 +183,12 @@ def _comparison(value: Any, key: str, fail) -> Comparison:
     if evaluator is not None and evaluator not in (installed := evaluator_names()):
         known = ", ".join(sorted(installed))
         raise fail(f"{key}.evaluator", f"names no evaluator: {evaluator!r} (known: {known})")
-    return Comparison(metric, value["direction"], improvement, evaluator)
+    champion_metric = value.get("champion_metric")
+    if champion_metric is not None and (
+        not isinstance(champion_metric, str) or not champion_metric
+    ):
+        raise fail(f"{key}.champion_metric", f"must be a metric name, got {champion_metric!r}")
+    return Comparison(metric, value["direction"], improvement, evaluator, champion_metric)
 
 
 def _mapping(value: Any, key: str, fail) -> dict:

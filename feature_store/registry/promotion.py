@@ -134,8 +134,9 @@ def _improvement_check(
     metrics: dict[str, float],
 ) -> Check:
     compare = policy.compare
-    metric = compare.metric
-    name = f"improvement over champion ({metric}, {compare.direction} is better)"
+    metric, baseline_metric = compare.metric, compare.baseline_metric
+    against = "" if baseline_metric == metric else f" against its {baseline_metric}"
+    name = f"improvement over champion ({metric}{against}, {compare.direction} is better)"
     if champion is None:
         return Check(name, True, "no champion yet")
     value = logged.get(metric)
@@ -146,10 +147,10 @@ def _improvement_check(
     ours, theirs = candidate.tags.get(EVALUATION_DATA_TAG), held.tags.get(EVALUATION_DATA_TAG)
     if ours and ours == theirs:
         # Same rows: the metrics as logged are comparable.
-        baseline = client.get_run(held.run_id).data.metrics.get(metric)
+        baseline = client.get_run(held.run_id).data.metrics.get(baseline_metric)
         if baseline is None:
-            return Check(name, False, f"champion v{champion}'s run logged no {metric}")
-        metrics[f"champion.{metric}"] = baseline
+            return Check(name, False, f"champion v{champion}'s run logged no {baseline_metric}")
+        metrics[f"champion.{baseline_metric}"] = baseline
         basis = f"on the same evaluation data ({short(ours)})"
     else:
         differ = (
@@ -164,12 +165,13 @@ def _improvement_check(
                 "champion on the candidate's data: the logged metrics are not comparable",
             )
         try:
-            rescored = load_evaluator(compare.evaluator)(client, candidate, held, metric)
+            evaluator = load_evaluator(compare.evaluator)
+            rescored = evaluator(client, candidate, held, metric, champion_metric=baseline_metric)
         except EvaluatorError as exc:
             return Check(name, False, f"{differ}; re-scoring the champion failed: {exc}")
         value, baseline = rescored.candidate, rescored.champion
         metrics[f"rescored.{metric}"] = value
-        metrics[f"rescored.champion.{metric}"] = baseline
+        metrics[f"rescored.champion.{baseline_metric}"] = baseline
         basis = f"both re-scored on {rescored.detail}, as {differ}"
     gain = compare.improvement(value, baseline)
     passed = not math.isnan(gain) and gain >= compare.min_improvement - _SLACK
