@@ -47,6 +47,7 @@ MODELS = {
     "recommender": "train_recommender",
     "churn": "train_churn",
     "popularity_forecast": "train_forecast",
+    "artwork_policy": "train_artwork",
 }
 RUN_TAG = "airflow.run_id"  # set on each registered version by the training task
 
@@ -98,6 +99,7 @@ def window() -> dict[str, str]:
         "recommender": recs.isoformat(),
         "churn": day.isoformat(),
         "popularity_forecast": day.isoformat(),
+        "artwork_policy": day.isoformat(),
     }
 
 

@@ -108,6 +108,13 @@ ARTIFACTS = {
             lambda lake: lake.predictions("cdn_plan"),
         ),
         Artifact(
+            "artwork_policy",
+            "each title's artwork variants with their probabilities per viewer context",
+            "artwork_policy",
+            ("title_id", "segment", "device", "daypart", "artwork_id"),
+            lambda lake: lake.predictions("artwork_policy"),
+        ),
+        Artifact(
             "online_features",
             "the latest feature row per entity within each table's TTL",
             None,

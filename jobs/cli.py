@@ -136,6 +136,23 @@ def _churn(argv: list[str]) -> int:
     return _dispatch("churn", actions, argv)
 
 
+def _artwork(argv: list[str]) -> int:
+    """`marquee artwork train|evaluate`."""
+    from jobs import train_artwork
+
+    actions = {
+        "train": (
+            train_artwork.main,
+            "train the artwork policies as of --date, register the served one, write its table",
+        ),
+        "evaluate": (
+            train_artwork.evaluate_main,
+            "every policy's play rate off-policy on the held-out days before --date",
+        ),
+    }
+    return _dispatch("artwork", actions, argv)
+
+
 def _forecast(argv: list[str]) -> int:
     """`marquee forecast train`."""
     from jobs import train_forecast
@@ -222,6 +239,7 @@ def _commands():
         "recs": (_recs, "recommendations: train, benchmark-movielens, recommend"),
         "churn": (_churn, "churn prediction: train"),
         "forecast": (_forecast, "regional popularity forecasts and the CDN plan: train"),
+        "artwork": (_artwork, "personalized artwork: train, evaluate (off-policy)"),
         "models": (_models, "model registry: promote (gated), rollback, list"),
         "forget": (forget_member.main, "erase a member everywhere, keep them out (--account ID)"),
         "publish": (publish_artifacts.main, "write versioned, checksummed artifacts for serving"),

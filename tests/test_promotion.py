@@ -203,9 +203,9 @@ def _compare():
     return {"metric": "auc", "direction": "higher", "min_improvement": 0.0}
 
 
-def test_repository_policy_gates_the_three_models_on_metrics_their_runs_log():
+def test_repository_policy_gates_the_four_models_on_metrics_their_runs_log():
     policy = load_policy(REPO / "mlflow" / "registry.yaml")
-    assert set(policy.models) == {"churn", "recommender", "popularity_forecast"}
+    assert set(policy.models) == {"churn", "recommender", "popularity_forecast", "artwork_policy"}
     churn = policy.for_model("churn")
     # the churn run logs gbt.<binary_metrics>; the evaluator re-scores the same names
     labels = np.tile([0.0, 1.0], 10)
@@ -228,6 +228,13 @@ def test_repository_policy_gates_the_three_models_on_metrics_their_runs_log():
         "all.gbt.wape",
         "lower",
         None,
+    )
+    # the artwork gate holds a challenger's lower bound against the champion's estimate
+    artwork = policy.for_model("artwork_policy").compare
+    assert (artwork.metric, artwork.baseline_metric, artwork.evaluator) == (
+        "served.dr_low",
+        "served.dr",
+        "artwork",
     )
     for model in policy.models.values():
         assert {"run_id", "data.as_of", EVALUATION_DATA_TAG} <= set(model.required_tags)

@@ -21,11 +21,13 @@ from pyspark.sql import SparkSession
 
 from feature_store import lake as lk
 from feature_store import serving
+from feature_store.artwork.steps import ArtworkSettings
 from feature_store.churn import steps as churn
 from feature_store.churn.data import HORIZON_DAYS, SNAPSHOT_TABLES, ChurnDataError
 from feature_store.config import Config
 from feature_store.console import StageProgress, Stages
 from feature_store.features.build import RangeBuildReport, build_feature_range
+from feature_store.features.tables import PROFILE_DAILY
 from feature_store.synthetic import GenerationSpec, generate, reports
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,20 @@ def recs_dates(spec: GenerationSpec) -> set[dt.date]:
     return {as_of, as_of - dt.timedelta(days=RECS_RANKER_DAYS)}
 
 
+def artwork_dates(spec: GenerationSpec) -> set[dt.date]:
+    """profile_daily as-of dates that give every impression of the artwork policies'
+    window (training and held-out days before the last day) a segment within the
+    table's TTL: the segment is profile_daily's latest before the impression's day."""
+    settings = ArtworkSettings()
+    ttl = PROFILE_DAILY.ttl_days
+    first = spec.end_date - dt.timedelta(days=settings.train_days + settings.holdout_days - 1)
+    dates, day = set(), first - dt.timedelta(days=1)
+    while day < spec.end_date:
+        dates.add(day)
+        day += dt.timedelta(days=ttl)
+    return dates
+
+
 def churn_train_snapshots(accounts: int) -> int:
     """Training snapshots the churn model gets: enough for CHURN_TRAIN_ROWS, at least
     one and at most churn's MAX_TRAIN_SNAPSHOTS (all of them for the demo's size)."""
@@ -92,7 +108,8 @@ def history_plan(spec: GenerationSpec) -> list[tuple[tuple[str, ...], list[dt.da
     get every table from the daily DAG), as (tables, as-of dates) backfills: the daily
     region x title series every day (forecasts), the account and profile features of the
     churn snapshots and of the recommender's dates (the profiles it ranks for), the
-    interactions the recommender trains on."""
+    interactions the recommender trains on, the viewers' segments of the artwork
+    policies' impressions."""
     history = spec.dates[: spec.history_days]
     try:
         train, test = churn.choose_snapshots(
@@ -108,10 +125,12 @@ def history_plan(spec: GenerationSpec) -> list[tuple[tuple[str, ...], list[dt.da
     except ChurnDataError:
         snapshots = set()  # too short for churn; the churn training says why
     recs = recs_dates(spec)
+    snapshot_dates = (snapshots | recs).intersection(history)
     plan = [
         (("region_title_daily",), history),
-        (tuple(SNAPSHOT_TABLES), sorted((snapshots | recs).intersection(history))),
+        (tuple(SNAPSHOT_TABLES), sorted(snapshot_dates)),
         (("profile_title_interactions",), sorted(recs.intersection(history))),
+        (("profile_daily",), sorted(artwork_dates(spec).intersection(history) - snapshot_dates)),
     ]
     return [(tables, dates) for tables, dates in plan if dates]
 
@@ -183,7 +202,7 @@ def run_dags(
             outcome.runs.append(training)
             if not training.ok:
                 outcome.failed.append(f"training run: {training.task_states}")
-            stage.note("train, register, promote, publish 3 models")
+            stage.note("train, register, promote, publish 4 models")
     return outcome
 
 
