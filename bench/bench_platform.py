@@ -269,7 +269,8 @@ def _models(bench: Bench, spark, config: Config, spec: GenerationSpec) -> dict[s
     versions by model."""
     versions = {}
     for model, measure in (("recommender", _recommender), ("churn", _churn),
-                           ("popularity_forecast", _forecast)):  # fmt: skip
+                           ("popularity_forecast", _forecast),
+                           ("artwork_policy", _artwork)):  # fmt: skip
         version = measure(bench, spark, config, spec)
         if version:
             versions[model] = version
@@ -359,6 +360,37 @@ def _forecast(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str 
     overall = {k: round(v, 4) for k, v in metrics.items() if "_h" not in k and k.count(".") <= 2}
     bench.result.setdefault("metrics", {})["popularity_forecast"] = overall
     return run.model_version
+
+
+def _artwork(bench: Bench, spark, config: Config, spec: GenerationSpec) -> str | None:
+    from feature_store.artwork.steps import ArtworkDataError, train_and_evaluate, write_policy_table
+    from feature_store.artwork.tracking import EXPERIMENT, log_artwork_run
+    from feature_store.features.retrieval import FeatureStoreReader
+    from feature_store.synthetic.artwork_truth import artwork_ceiling
+    from feature_store.tracking import configure_mlflow
+
+    with bench.stage("artwork.train_evaluate") as stage:
+        reader = FeatureStoreReader(spark, config.lake, error=ArtworkDataError)
+        run = train_and_evaluate(reader, spec.end_date)
+        stage.rows = run.train_impressions + run.holdout_impressions
+    with bench.stage("artwork.truth") as stage:
+        run.truth = artwork_ceiling(spark, config)(
+            run.policies, run.titles, run.evaluation_rows, *run.holdout_window
+        )
+        stage.rows = run.holdout_impressions
+    with bench.stage("artwork.register"):
+        configure_mlflow(config, EXPERIMENT)
+        version = log_artwork_run(run)
+    with bench.stage("artwork.policy_table") as stage:
+        stage.rows = write_policy_table(spark, config, run, version)
+    bench.result.setdefault("metrics", {})["artwork_policy"] = {
+        "served": run.chosen,
+        "estimates": {
+            p: {e: x.as_dict() for e, x in est.items()} for p, est in run.estimates.items()
+        },
+        "truth": run.truth,
+    }
+    return version
 
 
 def _promote_and_publish(bench: Bench, spark, config: Config, versions: dict[str, str]) -> None:
