@@ -175,7 +175,8 @@ def expected_rows(spark, rows: list[tuple]):
         (
             "version: 1\nmodels:\n  m:\n    compare: {metric: auc, direction: lower, "
             "min_improvement: 0, evaluator: recs}\n",
-            r"key 'models.m.compare.evaluator' names no evaluator: 'recs' \(known: churn\)",
+            r"key 'models.m.compare.evaluator' names no evaluator: 'recs' "
+            r"\(known: artwork, churn\)",
         ),
         (
             "version: 1\nmodels:\n  m:\n    required_tags: run_id\n"
@@ -354,13 +355,16 @@ def test_missing_tag_or_missed_threshold_refuses_even_the_first_version(registry
 
 
 def test_the_registry_finds_the_evaluators_the_domains_declare_and_names_missing_ones():
+    from feature_store.artwork import rescoring as artwork
     from feature_store.churn.rescoring import rescore
     from feature_store.evaluation import EvaluatorError
     from feature_store.registry.evaluators import evaluator_names, load_evaluator
 
-    assert evaluator_names() == {"churn"}
+    assert evaluator_names() == {"artwork", "churn"}
     assert load_evaluator("churn") is rescore
-    with pytest.raises(EvaluatorError, match=r"no evaluator 'recs' is installed \(known: churn\)"):
+    assert load_evaluator("artwork") is artwork.rescore
+    known = r"\(known: artwork, churn\)"
+    with pytest.raises(EvaluatorError, match=rf"no evaluator 'recs' is installed {known}"):
         load_evaluator("recs")
 
 
