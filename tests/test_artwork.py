@@ -71,6 +71,8 @@ def test_the_served_policy_is_registered_and_draws_only_among_a_title_s_variants
     served = run.estimates[run.chosen]["dr"]
     assert metrics["served.dr"] == pytest.approx(served.value)
     assert metrics["served.dr_low"] == pytest.approx(served.low)
+    assert metrics["truth.served"] == pytest.approx(run.truth[run.chosen])
+    assert metrics["truth.oracle"] == pytest.approx(run.truth["oracle"])
     model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{run.model_version}")
     requests = pd.DataFrame(
         {

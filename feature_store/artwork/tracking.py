@@ -99,7 +99,8 @@ def params(run: ArtworkRun) -> dict:
 
 def metrics(run: ArtworkRun) -> dict[str, float]:
     """Every policy's estimates (``<policy>.<estimator>``, ``_low``, ``_high``,
-    ``_stderr``), the same for the served one as ``served.*``, and the logged rate."""
+    ``_stderr``), the same for the served one as ``served.*``, the logged rate and, on
+    generated data, the true play rates (``truth.<policy>``, ``truth.oracle``)."""
     out = {"logged.play_rate": run.logged_play_rate}
     for policy, estimates in run.estimates.items():
         for estimator, e in estimates.items():
@@ -108,6 +109,10 @@ def metrics(run: ArtworkRun) -> dict[str, float]:
                 out[f"{prefix}.{estimator}_low"] = e.low
                 out[f"{prefix}.{estimator}_high"] = e.high
                 out[f"{prefix}.{estimator}_stderr"] = e.stderr
+    for policy, value in (run.truth or {}).items():  # generated data: the true play rates
+        out[f"truth.{policy}"] = value
+    if run.truth:
+        out["truth.served"] = run.truth[run.chosen]
     gain = run.gain_over_logging
     out |= {
         "served.dr_gain": gain.value,

@@ -258,6 +258,30 @@ def _midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), dt.UTC)
 
 
+def _artwork_lines(client) -> list[str]:
+    """The newest artwork run: the served policy's estimated play rate beside its true
+    one and the oracle's (the hidden truth of the generated service)."""
+    from feature_store.artwork.tracking import MODEL_NAME
+
+    versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    if not versions:
+        return []
+    newest = max(versions, key=lambda v: int(v.version))
+    metrics = client.get_run(newest.run_id).data.metrics
+
+    def m(name: str) -> float:
+        return metrics.get(name, float("nan"))
+
+    served = newest.tags.get("policy.served", "?")
+    line = (
+        f"artwork policy v{newest.version} serves {served}: play rate {m('served.dr'):.4f} "
+        f"[{m('served.dr_low'):.4f}, {m('served.dr_high'):.4f}] estimated (doubly robust), "
+        f"{m('truth.served'):.4f} true; uniform {m('truth.uniform'):.4f}, "
+        f"oracle {m('truth.oracle'):.4f}"
+    )
+    return [line, ""]
+
+
 def report(spark: SparkSession, config: Config, spec: GenerationSpec, outcome: DemoOutcome) -> str:
     """Step 4: what the runs did, from the lake, the registry and the published folder."""
     from feature_store.registry.listing import format_listing, list_models
@@ -290,6 +314,7 @@ def report(spark: SparkSession, config: Config, spec: GenerationSpec, outcome: D
     client = client_for(config)
     policy = load_policy(config.paths.registry_policy)
     sections += ["", format_listing(list_models(client, policy)), ""]
+    sections += _artwork_lines(client)
     published = config.paths.published
     sections.append(f"published artifacts under {published}:")
     for artifact in serving.list_artifacts(published):
