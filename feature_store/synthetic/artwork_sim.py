@@ -17,7 +17,7 @@ import dataclasses
 import numpy as np
 
 from feature_store.artwork import contextual
-from feature_store.artwork.policies import MAX_VARIANTS, Candidates, Counts
+from feature_store.artwork.policies import Candidates, Counts
 from feature_store.artwork.steps import POLICIES, ArtworkSettings, fit_policy
 
 
@@ -127,6 +127,3 @@ def _cells(title_key: np.ndarray, context: np.ndarray, style: np.ndarray):
     unique, cell = np.unique(key, axis=1, return_inverse=True)
     cells = {"group": unique[0], "context": unique[1], "style": unique[2]}
     return cells, cell.ravel(), len(unique[0])
-
-
-__all__ = ["MAX_VARIANTS", "Day", "Trajectory", "simulate"]
